@@ -1,0 +1,1 @@
+"""Every side effect of iter: prompts, model calls, reviews, execution, git, hooks."""

@@ -1,0 +1,145 @@
+"""The local backend: each command in its own session on this machine, in the workspace.
+
+For machines without Docker, chosen explicitly (``--executor local``); it isolates processes,
+not the file system or the network."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+from activities.executor.base import (
+    WRAPPER,
+    WRAPPER_NAME,
+    CommandOutcome,
+    read_output,
+    read_rc,
+    record_outcome,
+    recorded_outcome,
+)
+
+# Only these variables reach a step: an allowlist, so no API key or token leaks into a command.
+PASSED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "TMPDIR", "SHELL")
+ADOPT_POLL_S = 0.1
+PID_GRACE_S = 1.0
+
+
+def step_env() -> dict[str, str]:
+    env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env["ITER_STEP"] = "1"
+    return env
+
+
+def _alive(pid: int, run_dir: Path) -> bool:
+    """True while the wrapper recorded in ``run_dir`` still runs (and is not a reused pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    return str(run_dir).encode() in cmdline and status[0] != "Z"
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self, workspace: Path) -> None:
+        self.workspace = workspace
+
+    async def run(self, command: str, run_dir: Path, timeout_s: int, output_cap: int) -> CommandOutcome:
+        done = recorded_outcome(run_dir)
+        if done:
+            return done
+        pid = await self._started_pid(run_dir)
+        if pid is None:
+            return await self._start_and_wait(command, run_dir, timeout_s, output_cap)
+        return await self._adopt(pid, run_dir, timeout_s, output_cap)
+
+    async def _started_pid(self, run_dir: Path) -> int | None:
+        """The pid of a wrapper an earlier attempt started, if it started one."""
+        if not (run_dir / "cmd.sh").exists():
+            return None
+        deadline = time.monotonic() + PID_GRACE_S
+        while True:
+            try:
+                return int((run_dir / "pid").read_text())
+            except (FileNotFoundError, ValueError):
+                if (run_dir / "rc").exists() or time.monotonic() > deadline:
+                    # Finished before writing a pid cannot happen; no pid after the grace period
+                    # means the earlier attempt died before the command started.
+                    return -1 if (run_dir / "rc").exists() else None
+                await asyncio.sleep(0.05)
+
+    async def _start_and_wait(self, command: str, run_dir: Path, timeout_s: int, output_cap: int) -> CommandOutcome:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "cmd.sh").write_text(command + "\n")
+        started = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            "/bin/sh",
+            "-c",
+            WRAPPER,
+            WRAPPER_NAME,
+            str(run_dir / "cmd.sh"),
+            str(run_dir),
+            cwd=self.workspace,
+            env=step_env(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=timeout_s)
+        except TimeoutError:
+            _kill_group(proc.pid)
+            await proc.wait()
+            return record_outcome(run_dir, self._timed_out(run_dir, time.monotonic() - started, output_cap))
+        except asyncio.CancelledError:
+            # The workflow gave up on this step (cancel): the step's processes go with it.
+            _kill_group(proc.pid)
+            raise
+        rc = read_rc(run_dir)
+        return record_outcome(
+            run_dir,
+            CommandOutcome(
+                exit_code=rc, output=read_output(run_dir, output_cap), duration_s=time.monotonic() - started
+            ),
+        )
+
+    async def _adopt(self, pid: int, run_dir: Path, timeout_s: int, output_cap: int) -> CommandOutcome:
+        pid_file = run_dir / "pid"
+        started_at = pid_file.stat().st_mtime if pid_file.exists() else time.time()
+        while pid > 0 and _alive(pid, run_dir) and read_rc(run_dir) is None:
+            if time.time() - started_at > timeout_s:
+                _kill_group(pid)
+                return record_outcome(run_dir, self._timed_out(run_dir, time.time() - started_at, output_cap))
+            await asyncio.sleep(ADOPT_POLL_S)
+        rc = read_rc(run_dir)
+        return record_outcome(
+            run_dir,
+            CommandOutcome(
+                exit_code=rc,
+                output=read_output(run_dir, output_cap),
+                duration_s=time.time() - started_at,
+                interrupted=rc is None,
+            ),
+        )
+
+    @staticmethod
+    def _timed_out(run_dir: Path, elapsed: float, output_cap: int) -> CommandOutcome:
+        return CommandOutcome(
+            exit_code=None, output=read_output(run_dir, output_cap), duration_s=elapsed, timed_out=True
+        )
+
+    async def close(self) -> None:
+        return None

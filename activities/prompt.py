@@ -1,0 +1,97 @@
+"""Prompt building: project state, the files that matter, the charter, the answer's schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from temporalio import activity
+
+from models.plan import Plan
+from models.project import Project
+from models.request import PromptInput, PromptOutput
+
+CHARTERS = Path(__file__).parent / "charters"
+CHARS_PER_TOKEN = 4  # a rough, model-independent estimate; the model's own count is recorded later
+
+SYSTEM = """You are the coder of iter. You turn one feature request into a plan of steps that a
+machine executes in the project's workspace, inside an isolated container without network.
+Answer with JSON only, matching the schema. Step types:
+- "file": create, modify (give the WHOLE new content), append, or delete a file; paths are
+  relative to the workspace root.
+- "command": a shell command that finishes on its own (no servers, no editors, no prompts).
+- "verify": a read-only check, such as running the tests; at least one, at the end.
+Never write placeholders such as "... rest unchanged"; never touch .git/; never use sudo,
+the network, or files outside the workspace."""
+
+
+def charter_for(project: Project, workspace: Path, override: str = "") -> str:
+    """The user's own charter (``.iter/charter.md``) wins over the built-in one for the stack."""
+    if override:
+        return override
+    own = workspace / ".iter" / "charter.md"
+    if own.is_file():
+        return own.read_text()
+    builtin = CHARTERS / f"{project.stack}.md"
+    return (builtin if builtin.is_file() else CHARTERS / "generic.md").read_text()
+
+
+def read_capped(workspace: Path, rel: str, cap: int) -> str | None:
+    path = workspace / rel
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        return None
+    text = data[:cap].decode(errors="replace")
+    if len(data) > cap:
+        text += f"\n[... truncated: {len(data) - cap} more bytes ...]"
+    return text
+
+
+def project_state(project: Project, request_id: str) -> str:
+    lines = [f"Project: {project.name} (stack: {project.stack})"]
+    if project.features:
+        lines.append("Features: " + "; ".join(f"{f.name} [{f.type}]" for f in project.features))
+    if project.endpoints:
+        lines.append("Endpoints: " + "; ".join(f"{e.method} {e.path} ({e.name})" for e in project.endpoints))
+    others = [r for r in project.requests if r.id != request_id]
+    if others:
+        lines.append("Other requests: " + "; ".join(f"{r.id} [{r.status}] {r.description[:80]}" for r in others))
+    return "\n".join(lines)
+
+
+def build(inp: PromptInput) -> PromptOutput:
+    workspace = Path(inp.workspace)
+    project = inp.project
+    request = project.request(inp.request_id)
+    if request is None:
+        raise ValueError(f"request {inp.request_id} is not in the project")
+    wanted = list(dict.fromkeys([*project.selected_files, *request.affected_files]))
+    sections: list[str] = []
+    included: list[str] = []
+    for rel in wanted:
+        text = read_capped(workspace, rel, inp.max_file_bytes)
+        if text is None:
+            sections.append(f"--- {rel} (does not exist yet)")
+            continue
+        included.append(rel)
+        sections.append(f"--- {rel}\n{text}")
+    feature = project.feature(request.feature) if request.feature else None
+    criteria = "\n".join(f"- {c}" for c in request.criteria) or "- the request works and its tests pass"
+    user = "\n\n".join(
+        [
+            project_state(project, inp.request_id),
+            "Coding standards:\n" + charter_for(project, workspace, inp.charter),
+            "Files:\n" + ("\n".join(sections) or "(none selected)"),
+            f"Request {request.id}" + (f" (feature: {feature.name})" if feature else "") + f":\n{request.description}",
+            "Acceptance criteria:\n" + criteria,
+            "Answer schema:\n" + json.dumps(Plan.model_json_schema()),
+        ]
+    )
+    approx = (len(SYSTEM) + len(user)) // CHARS_PER_TOKEN
+    return PromptOutput(system=SYSTEM, user=user, context_files=included, approx_tokens=approx)
+
+
+@activity.defn
+async def build_prompt(inp: PromptInput) -> PromptOutput:
+    return build(inp)

@@ -1,0 +1,129 @@
+"""The two reviews: the 8-point safety review before execution, the verdict after it.
+
+The safety review runs the deterministic rules first; whatever they block stays blocked, and the
+reviewer model is asked only about plans the rules allow. A reviewer answer that cannot be read
+blocks the plan: unknown means blocked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.prompt import read_capped
+from activities.reviewer import ModelError, ask_reviewer
+from models.plan import FileStep, step_to_dict, tree_to_json
+from models.policy import evaluate_steps, load_policy, network_steps
+from models.request import PostReviewInput, PostReviewOutput, SafetyReviewInput, SafetyReviewOutput
+from models.review import SAFETY_POINTS, Finding, PostReview, SafetyReview
+
+SAFETY_SYSTEM = """You are the safety reviewer of iter. Check every proposed step against the 8
+points and answer JSON only, matching the schema: one check per point (1..8), ok true or false
+with a reason, verdict BLOCK if any point fails (list the failing step ids in blocked_steps),
+else PASS. The points:
+""" + "\n".join(f"{n}. {name}" for n, name in SAFETY_POINTS.items())
+
+POST_SYSTEM = """You are the verifying reviewer of iter. You see a feature request, its
+acceptance criteria, the steps that ran with their output, and the files after execution.
+Answer JSON only, matching the schema. verdict PASS when every criterion is met (with evidence
+from the output or the files); FAIL with fix_steps (same step format as a plan, new unique ids)
+when something is wrong; INFO_NEEDED with info_requests (read_file PATH, or run a read-only
+COMMAND) when you cannot tell yet."""
+
+
+def _file_context(workspace: Path, paths: list[str], cap: int) -> str:
+    parts = []
+    for rel in dict.fromkeys(paths):
+        text = read_capped(workspace, rel, cap)
+        parts.append(f"--- {rel}\n{text}" if text is not None else f"--- {rel} (does not exist)")
+    return "\n".join(parts) or "(no files)"
+
+
+def _reviewer_unavailable(exc: ModelError) -> ApplicationError:
+    return ApplicationError(str(exc), type=exc.kind, non_retryable=not exc.retryable)
+
+
+@activity.defn
+async def safety_review(inp: SafetyReviewInput) -> SafetyReviewOutput:
+    workspace = Path(inp.workspace)
+    try:
+        policy = load_policy(workspace)
+    except ValueError as exc:
+        raise ApplicationError(str(exc), type="PolicyInvalid", non_retryable=True) from None
+    findings = evaluate_steps(inp.steps, workspace, policy)
+    if findings:
+        return SafetyReviewOutput(verdict="BLOCK", findings=findings)
+    touched = [s.path for s in inp.steps if isinstance(s, FileStep)]
+    user = "\n\n".join(
+        [
+            f"Request: {inp.request_description}",
+            "Proposed steps:\n" + json.dumps([step_to_dict(s) for s in inp.steps], indent=1),
+            "Current contents of the files the steps touch:\n"
+            + _file_context(workspace, touched, inp.settings.bounds.max_file_bytes),
+            *(["User guidance:\n" + "\n".join(inp.guidance)] if inp.guidance else []),
+        ]
+    )
+    try:
+        parsed, usages, errors = await ask_reviewer(inp.settings, "safety_review", SAFETY_SYSTEM, user, inp.stream_key)
+    except ModelError as exc:
+        raise _reviewer_unavailable(exc) from None
+    if not isinstance(parsed, SafetyReview):
+        reason = f"the reviewer's answer could not be read ({errors.splitlines()[0] if errors else 'invalid'})"
+        return SafetyReviewOutput(
+            verdict="BLOCK", findings=[Finding(point=8, step_id="*", reason=reason, source="reviewer")], usage=usages
+        )
+    findings = [
+        Finding(point=c.point, step_id=",".join(parsed.blocked_steps) or "*", reason=c.reason, source="reviewer")
+        for c in parsed.checks
+        if not c.ok
+    ]
+    if parsed.verdict == "BLOCK" and not findings:
+        findings = [
+            Finding(
+                point=8,
+                step_id=",".join(parsed.blocked_steps) or "*",
+                reason="the reviewer blocked the plan",
+                source="reviewer",
+            )
+        ]
+    verdict = "BLOCK" if findings else "PASS"
+    return SafetyReviewOutput(
+        verdict=verdict, findings=findings, usage=usages, network_steps=sorted(network_steps(inp.steps, policy))
+    )
+
+
+@activity.defn
+async def post_review(inp: PostReviewInput) -> PostReviewOutput:
+    workspace = Path(inp.workspace)
+    results = [
+        r.model_dump(include={"step_id", "kind", "ok", "exit_code", "output", "timed_out", "skipped", "file_change"})
+        for r in inp.results
+    ]
+    user = "\n\n".join(
+        [
+            f"Request: {inp.request_description}",
+            "Acceptance criteria:\n"
+            + ("\n".join(f"- {c}" for c in inp.criteria) or "- the request works and its tests pass"),
+            "Step tree:\n" + json.dumps(tree_to_json(inp.tree), indent=1),
+            "Results:\n" + json.dumps(results, indent=1),
+            "Files after execution:\n"
+            + _file_context(workspace, inp.touched_paths, inp.settings.bounds.max_file_bytes),
+            *(
+                ["Evidence you asked for:\n" + "\n".join(f"--- {e.kind} {e.target}\n{e.content}" for e in inp.evidence)]
+                if inp.evidence
+                else []
+            ),
+            *(["User guidance:\n" + "\n".join(inp.guidance)] if inp.guidance else []),
+        ]
+    )
+    try:
+        parsed, usages, errors = await ask_reviewer(inp.settings, "post_review", POST_SYSTEM, user, inp.stream_key)
+    except ModelError as exc:
+        raise _reviewer_unavailable(exc) from None
+    if not isinstance(parsed, PostReview):
+        raise ApplicationError(
+            f"the reviewer's verdict could not be read: {errors}", type="ReviewerInvalid", non_retryable=True
+        )
+    return PostReviewOutput(review=parsed, usage=usages)

@@ -1,0 +1,43 @@
+"""Asking the reviewer model for a structured verdict, with bounded repairs of bad answers."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from activities.llm import stream_answer
+from activities.llm_client import ModelError
+from models.config import Settings
+from models.request import ChatMessage, ModelCallInput, ModelUsage
+from models.schemas import parse_answer
+
+
+async def ask_reviewer(
+    settings: Settings, schema_name: str, system: str, user: str, stream_key: str
+) -> tuple[BaseModel | None, list[ModelUsage], str]:
+    """The parsed verdict (None if every repair failed), the usage of each call, the last error."""
+    messages = [ChatMessage(role="system", content=system), ChatMessage(role="user", content=user)]
+    usages: list[ModelUsage] = []
+    errors = ""
+    for _ in range(settings.bounds.max_parse_repairs + 1):
+        out = await stream_answer(
+            ModelCallInput(
+                role="reviewer", schema_name=schema_name, messages=messages, settings=settings, stream_key=stream_key
+            )  # type: ignore[arg-type]
+        )
+        usages.append(out.usage)
+        if out.truncated:
+            errors = "the answer was cut off by the length limit"
+        else:
+            parsed, errors = parse_answer(schema_name, out.text)
+            if parsed is not None:
+                return parsed, usages, ""
+        messages += [
+            ChatMessage(role="assistant", content=out.text),
+            ChatMessage(
+                role="user", content=f"That answer is invalid:\n{errors}\nAnswer again with JSON matching the schema."
+            ),
+        ]
+    return None, usages, errors
+
+
+__all__ = ["ModelError", "ask_reviewer"]

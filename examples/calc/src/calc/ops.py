@@ -1,0 +1,9 @@
+"""Arithmetic on two numbers."""
+
+
+def add(a: float, b: float) -> float:
+    return a + b
+
+
+def subtract(a: float, b: float) -> float:
+    return a - b

@@ -1,0 +1,205 @@
+"""Settings, and the layers they come from: flags > ITER_* environment > ./iter.yml >
+~/.config/iter/iter.yml > defaults.
+
+``Settings`` travels inside workflow inputs, so it holds no secret: the LLM and Temporal API keys
+are read from the environment by whoever needs them (``llm_api_key()``), never stored here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+Provider = Literal["ollama", "openai"]
+Backend = Literal["local", "docker"]
+
+DEFAULT_TASK_QUEUE = "iter"
+DEFAULT_EXECUTOR_IMAGE = "iter-executor:latest"
+
+
+class LLMSettings(BaseModel):
+    provider: Provider = "ollama"
+    base_url: str = ""
+    model: str = "qwen2.5-coder:7b"
+    reviewer_model: str = ""
+    fallback_models: list[str] = Field(default_factory=list)
+    num_ctx: int = 16384
+    temperature: float = 0.2
+    max_tokens: int = 8192
+    request_timeout_s: float = 600.0
+
+    def resolved_base_url(self) -> str:
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        return "http://localhost:11434" if self.provider == "ollama" else "http://localhost:8080/v1"
+
+    def models_for(self, role: str) -> list[str]:
+        """The models to try for a role, in order: the role's own, then the fallbacks."""
+        first = self.reviewer_model if role == "reviewer" and self.reviewer_model else self.model
+        return [first, *[m for m in self.fallback_models if m != first]]
+
+
+class ExecutorSettings(BaseModel):
+    backend: Backend = "docker"
+    image: str = DEFAULT_EXECUTOR_IMAGE
+    step_timeout_s: int = 300
+    output_cap_bytes: int = 64_000
+    memory_mb: int = 2048
+    pids_limit: int = 256
+    cpus: float = 1.0
+
+
+class Bounds(BaseModel):
+    """Every loop in the pipeline is bounded; each bound is a setting."""
+
+    max_parse_repairs: int = Field(default=3, ge=0)
+    max_block_replans: int = Field(default=3, ge=0)
+    max_fix_depth: int = Field(default=5, ge=0, le=5)
+    max_info_rounds: int = Field(default=3, ge=0)
+    max_file_bytes: int = Field(default=10_240, ge=256)
+
+
+class RetrySettings(BaseModel):
+    """How patiently a model call waits for its server (unreachable, 5xx, 429, broken stream)."""
+
+    initial_interval_s: float = 1.0
+    max_interval_s: float = 30.0
+    heartbeat_timeout_s: float = 30.0
+
+
+class TemporalSettings(BaseModel):
+    address: str = ""
+    namespace: str = "default"
+    tls: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
+    task_queue: str = DEFAULT_TASK_QUEUE
+    ui_port: int = 8233
+
+
+class Settings(BaseModel):
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    bounds: Bounds = Field(default_factory=Bounds)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    data_dir: str = ""
+    auto_commit: bool = True
+    iterations: int = 0
+    headless: bool = False
+    template: str = ""
+
+
+# ITER_* variables and the setting each one sets (dotted path into Settings).
+ENV_KEYS: dict[str, str] = {
+    "ITER_LLM_PROVIDER": "llm.provider",
+    "ITER_LLM_BASE_URL": "llm.base_url",
+    "ITER_MODEL": "llm.model",
+    "ITER_REVIEWER_MODEL": "llm.reviewer_model",
+    "ITER_NUM_CTX": "llm.num_ctx",
+    "ITER_EXECUTOR": "executor.backend",
+    "ITER_EXECUTOR_IMAGE": "executor.image",
+    "ITER_STEP_TIMEOUT": "executor.step_timeout_s",
+    "ITER_TEMPORAL_ADDRESS": "temporal.address",
+    "ITER_TEMPORAL_NAMESPACE": "temporal.namespace",
+    "ITER_TEMPORAL_TLS": "temporal.tls",
+    "ITER_TEMPORAL_TLS_CERT": "temporal.tls_cert",
+    "ITER_TEMPORAL_TLS_KEY": "temporal.tls_key",
+    "ITER_TASK_QUEUE": "temporal.task_queue",
+    "ITER_DATA_DIR": "data_dir",
+    "ITER_AUTO_COMMIT": "auto_commit",
+    "ITER_ITERATIONS": "iterations",
+    "ITER_HEADLESS": "headless",
+    "ITER_TEMPLATE": "template",
+    "ITER_RETRY_INITIAL_INTERVAL": "retry.initial_interval_s",
+    "ITER_RETRY_MAX_INTERVAL": "retry.max_interval_s",
+}
+SECRET_ENV_KEYS = ("ITER_LLM_API_KEY", "ITER_TEMPORAL_API_KEY")
+
+
+class ConfigError(ValueError):
+    """A config file or variable that cannot be used; the message says which and why."""
+
+
+def global_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "iter" / "iter.yml"
+
+
+def project_config_path(cwd: Path | None = None) -> Path:
+    return (cwd or Path.cwd()) / "iter.yml"
+
+
+def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        target = target.setdefault(key, {})
+    target[leaf] = value
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__}); fix or remove it") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    for secret in ("api_key", "llm_api_key"):
+        if secret in data.get("llm", {}) or secret in data:
+            # Keys in files are allowed, but they go to the environment, never into Settings.
+            os.environ.setdefault("ITER_LLM_API_KEY", str(data.get("llm", {}).pop(secret, data.pop(secret, ""))))
+    return data
+
+
+def env_layer(env: dict[str, str]) -> dict[str, Any]:
+    layer: dict[str, Any] = {}
+    for var, dotted in ENV_KEYS.items():
+        if var in env and env[var] != "":
+            _set_dotted(layer, dotted, env[var])
+    return layer
+
+
+def load_settings(
+    cwd: Path | None = None, env: dict[str, str] | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """Merge the layers; ``overrides`` are the flags, as dotted keys."""
+    env = dict(os.environ) if env is None else env
+    merged: dict[str, Any] = {}
+    for layer in (_read_yaml(global_config_path()), _read_yaml(project_config_path(cwd)), env_layer(env)):
+        merged = _merge(merged, layer)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(merged, dotted, value)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"setting {where}: {err['msg']} (got {err.get('input')!r})") from exc
+
+
+def llm_api_key() -> str:
+    return os.environ.get("ITER_LLM_API_KEY", "")
+
+
+def data_dir(settings: Settings) -> Path:
+    if settings.data_dir:
+        return Path(settings.data_dir).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "iter"

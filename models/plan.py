@@ -1,0 +1,100 @@
+"""The plan contract: what the coder model answers, and the step tree the workflow runs.
+
+The JSON schema sent to the model is generated from these classes, so the answer is parsed by the
+same definition that constrained it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+FileAction = Literal["create", "modify", "append", "delete"]
+
+
+class _StepBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=64, description="Unique step id, e.g. s1")
+
+
+class CommandStep(_StepBase):
+    """A shell command run in the workspace."""
+
+    type: Literal["command"]
+    command: str = Field(min_length=1)
+    timeout_s: int | None = Field(default=None, ge=1, le=3600)
+
+
+class FileStep(_StepBase):
+    """A change to one file inside the workspace."""
+
+    type: Literal["file"]
+    path: str = Field(min_length=1, description="Path relative to the workspace root")
+    action: FileAction
+    content: str | None = Field(default=None, description="Whole new content (create/modify) or text to append")
+
+    @model_validator(mode="after")
+    def _content_matches_action(self) -> FileStep:
+        if self.action in ("create", "modify", "append") and self.content is None:
+            raise ValueError(f"file step {self.id!r}: action {self.action!r} needs content")
+        if self.action == "delete" and self.content:
+            raise ValueError(f"file step {self.id!r}: delete takes no content")
+        return self
+
+
+class VerifyStep(_StepBase):
+    """A read-only check, such as a test run; its output is evidence for the reviewer."""
+
+    type: Literal["verify"]
+    command: str = Field(min_length=1)
+    timeout_s: int | None = Field(default=None, ge=1, le=3600)
+
+
+Step = Annotated[CommandStep | FileStep | VerifyStep, Field(discriminator="type")]
+STEP_ADAPTER: TypeAdapter[CommandStep | FileStep | VerifyStep] = TypeAdapter(Step)
+
+
+class Plan(BaseModel):
+    """The coder's answer: a summary and the ordered steps that implement the request."""
+
+    model_config = ConfigDict(extra="forbid", title="plan")
+
+    summary: str
+    steps: list[Step] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Plan:
+        seen: set[str] = set()
+        for step in self.steps:
+            if step.id in seen:
+                raise ValueError(f"duplicate step id {step.id!r}")
+            seen.add(step.id)
+        return self
+
+
+class StepNode(BaseModel):
+    """A step in the request's tree; fix steps hang under the step they repair."""
+
+    step: Step
+    depth: int = 0
+    children: list[StepNode] = Field(default_factory=list)
+
+
+def iter_nodes(nodes: list[StepNode]) -> list[StepNode]:
+    """Depth-first, parents before children: the order a reader expects."""
+    out: list[StepNode] = []
+    for node in nodes:
+        out.append(node)
+        out.extend(iter_nodes(node.children))
+    return out
+
+
+def step_to_dict(step: CommandStep | FileStep | VerifyStep) -> dict[str, object]:
+    return step.model_dump(exclude_none=True)
+
+
+def tree_to_json(nodes: list[StepNode]) -> list[dict[str, object]]:
+    """The contract's shape: each step's fields, with fix steps under ``children``."""
+    return [{**step_to_dict(n.step), **({"children": tree_to_json(n.children)} if n.children else {})} for n in nodes]

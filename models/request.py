@@ -1,0 +1,191 @@
+"""The request workflow's contract: its one input, its state (returned whole by a query) and its
+result. Every value here lands in workflow history, so none of it may be a secret."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from models.config import Settings
+from models.plan import Step, StepNode
+from models.project import Project
+from models.review import Finding, InfoRequest, PostReview
+
+Phase = Literal["queued", "prompt", "stream", "parse", "review", "execute", "verify", "done"]
+Outcome = Literal["running", "passed", "failed", "blocked", "cancelled"]
+
+
+class RequestInput(BaseModel):
+    project: Project
+    request_id: str
+    workspace: str
+    settings: Settings
+    charter: str = ""
+
+
+class ModelUsage(BaseModel):
+    """One model interaction: who answered, how much, how fast."""
+
+    role: str
+    model: str
+    host: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    duration_s: float = 0.0
+    tokens_per_s: float = 0.0
+    done_reason: str = ""
+
+
+class StepResult(BaseModel):
+    step_id: str
+    run_key: str
+    kind: str
+    ok: bool
+    exit_code: int | None = None
+    output: str = ""
+    duration_s: float = 0.0
+    timed_out: bool = False
+    skipped: bool = False
+    file_change: Literal["created", "modified", "deleted", "appended", ""] = ""
+    path: str = ""
+
+
+class PhaseEvent(BaseModel):
+    phase: Phase
+    message: str
+
+
+class RequestState(BaseModel):
+    workflow_id: str = ""
+    project: str = ""
+    request_id: str = ""
+    phase: Phase = "queued"
+    outcome: Outcome = "running"
+    paused: bool = False
+    summary: str = ""
+    tree: list[StepNode] = Field(default_factory=list)
+    results: list[StepResult] = Field(default_factory=list)
+    usage: list[ModelUsage] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)
+    review: PostReview | None = None
+    safety_verdict: str = ""
+    verify_verdict: str = ""
+    prompt_tokens: int = 0
+    context_files: int = 0
+    parse_repairs: int = 0
+    block_replans: int = 0
+    fix_rounds: int = 0
+    info_rounds: int = 0
+    pending_messages: list[str] = Field(default_factory=list)
+    events: list[PhaseEvent] = Field(default_factory=list)
+    error: str = ""
+
+
+class RequestResult(BaseModel):
+    state: RequestState
+
+
+# --- activity contracts ------------------------------------------------------------------------
+
+
+class PromptInput(BaseModel):
+    project: Project
+    request_id: str
+    workspace: str
+    max_file_bytes: int
+    charter: str = ""
+
+
+class PromptOutput(BaseModel):
+    system: str
+    user: str
+    context_files: list[str]
+    approx_tokens: int
+
+
+Role = Literal["coder", "reviewer"]
+SchemaName = Literal["plan", "safety_review", "post_review"]
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ModelCallInput(BaseModel):
+    role: Role
+    schema_name: SchemaName
+    messages: list[ChatMessage]
+    settings: Settings
+    stream_key: str = Field(description="Where the live view finds this call's tokens")
+
+
+class ModelCallOutput(BaseModel):
+    text: str
+    usage: ModelUsage
+    truncated: bool = False
+
+
+class SafetyReviewInput(BaseModel):
+    workspace: str
+    request_description: str
+    steps: list[Step]
+    settings: Settings
+    stream_key: str
+    guidance: list[str] = Field(default_factory=list)
+
+
+class SafetyReviewOutput(BaseModel):
+    verdict: Literal["PASS", "BLOCK"]
+    findings: list[Finding]
+    usage: list[ModelUsage] = Field(default_factory=list)
+    network_steps: list[str] = Field(default_factory=list)
+
+
+class ExecuteInput(BaseModel):
+    workflow_id: str
+    workspace: str
+    steps: list[Step]
+    run_keys: list[str]
+    settings: Settings
+
+
+class ExecuteOutput(BaseModel):
+    results: list[StepResult]
+
+
+class Evidence(BaseModel):
+    kind: str
+    target: str
+    content: str
+
+
+class EvidenceInput(BaseModel):
+    workflow_id: str
+    workspace: str
+    requests: list[InfoRequest]
+    round: int
+    settings: Settings
+
+
+class EvidenceOutput(BaseModel):
+    items: list[Evidence]
+
+
+class PostReviewInput(BaseModel):
+    workspace: str
+    request_description: str
+    criteria: list[str]
+    tree: list[StepNode]
+    results: list[StepResult]
+    evidence: list[Evidence] = Field(default_factory=list)
+    touched_paths: list[str] = Field(default_factory=list)
+    settings: Settings
+    stream_key: str
+    guidance: list[str] = Field(default_factory=list)
+
+
+class PostReviewOutput(BaseModel):
+    review: PostReview
+    usage: list[ModelUsage] = Field(default_factory=list)

@@ -1,0 +1,100 @@
+"""The Temporal worker: registers every workflow and activity of iter.
+
+``python worker.py`` or ``iter worker`` runs one in the foreground; ``iter orchestrate`` starts one
+in the background when none is polling. ``--idle-exit`` lets such a worker leave once nothing of
+iter's has run for a while."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.cleanup import release_executor
+from activities.evidence import gather_evidence
+from activities.execute import execute_steps
+from activities.llm import call_model
+from activities.prompt import build_prompt
+from activities.review import post_review, safety_review
+from models.config import Settings, load_settings
+from temporal.client import connect, ensure_search_attributes
+from workflows.request import RequestWorkflow
+
+WORKFLOWS: list[type] = [RequestWorkflow]
+ACTIVITIES: list[Any] = [build_prompt, call_model, safety_review, execute_steps, post_review, gather_evidence, release_executor]
+MAX_CONCURRENT_ACTIVITIES = 100
+IDLE_CHECK_S = 15.0
+
+
+def build_worker(client: Client, settings: Settings) -> Worker:
+    return Worker(
+        client,
+        task_queue=settings.temporal.task_queue,
+        workflows=WORKFLOWS,
+        activities=ACTIVITIES,
+        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+    )
+
+
+async def _running_count(client: Client, settings: Settings) -> int:
+    query = f"TaskQueue = '{settings.temporal.task_queue}' AND ExecutionStatus = 'Running'"
+    return (await client.count_workflows(query)).count
+
+
+async def _exit_when_idle(client: Client, settings: Settings, idle_exit_s: float, worker: Worker) -> None:
+    idle_since = time.monotonic()
+    while True:
+        await asyncio.sleep(IDLE_CHECK_S)
+        try:
+            busy = await _running_count(client, settings) > 0
+        except Exception:  # noqa: BLE001 - a visibility hiccup must not kill the worker
+            busy = True
+        if busy:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since >= idle_exit_s:
+            await worker.shutdown()
+            return
+
+
+async def run_worker(settings: Settings, idle_exit_s: float = 0.0, say: Any = print) -> None:
+    client = await connect(settings, say=say)
+    await ensure_search_attributes(client)
+    worker = build_worker(client, settings)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    say(f"iter worker polling task queue {settings.temporal.task_queue!r} on {client.service_client.config.target_host}")
+    watchers = [asyncio.create_task(stop.wait())]
+    if idle_exit_s > 0:
+        watchers.append(asyncio.create_task(_exit_when_idle(client, settings, idle_exit_s, worker)))
+    async with worker:
+        await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
+    for task in watchers:
+        task.cancel()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="worker.py", description="Run an iter worker.")
+    parser.add_argument("--idle-exit", type=float, default=0.0, help="exit after this many idle seconds")
+    args = parser.parse_args(argv)
+    try:
+        asyncio.run(run_worker(load_settings(), args.idle_exit))
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError as exc:
+        print(f"iter worker: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Timeouts and retry policies shared by the workflows, as named constants and small builders."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+from models.config import Settings
+
+# A dead worker is noticed within one heartbeat timeout; activities heartbeat every 2 s.
+HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+PROMPT_TIMEOUT = timedelta(seconds=30)
+EVIDENCE_TIMEOUT = timedelta(minutes=10)
+CLEANUP_TIMEOUT = timedelta(minutes=2)
+STEP_MARGIN_S = 60
+FAST_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=10
+)
+CLEANUP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)
+
+
+def model_retry(settings: Settings) -> RetryPolicy:
+    """Model servers come and go: wait for them without limit, with backoff, while the UI says why."""
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=settings.retry.initial_interval_s),
+        maximum_interval=timedelta(seconds=settings.retry.max_interval_s),
+        backoff_coefficient=2.0,
+        maximum_attempts=0,
+    )
+
+
+def model_timeout(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.llm.request_timeout_s)
+
+
+def execution_timeout(settings: Settings, timeouts: list[int | None]) -> timedelta:
+    total = sum(t or settings.executor.step_timeout_s for t in timeouts)
+    return timedelta(seconds=total + STEP_MARGIN_S)

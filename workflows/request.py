@@ -1,0 +1,407 @@
+"""RequestWorkflow: one feature request through prompt, stream, parse and review, execute, and
+review and fix, durably. Each phase is a short method; every loop has a configured bound."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.cleanup import release_executor
+    from activities.evidence import gather_evidence
+    from activities.execute import execute_steps
+    from activities.llm import call_model
+    from activities.prompt import build_prompt
+    from activities.review import post_review, safety_review
+    from models import search
+    from models.plan import FileStep, Plan, Step, StepNode, VerifyStep, iter_nodes
+    from models.request import (
+        ChatMessage,
+        Evidence,
+        EvidenceInput,
+        ExecuteInput,
+        ModelCallInput,
+        ModelCallOutput,
+        Outcome,
+        Phase,
+        PhaseEvent,
+        PostReviewInput,
+        PromptInput,
+        RequestInput,
+        RequestResult,
+        RequestState,
+        SafetyReviewInput,
+        StepResult,
+    )
+    from models.review import Finding, PostReview
+    from models.schemas import parse_answer
+    from workflows import options
+
+MAX_EVENTS_KEPT = 200  # the state's event log is for people; history keeps everything
+
+
+@workflow.defn
+class RequestWorkflow:
+    def __init__(self) -> None:
+        self.state = RequestState()
+        self.inp: RequestInput | None = None
+        self.evidence: list[Evidence] = []
+        self._messages: list[ChatMessage] = []
+        self._last_results: list[StepResult] = []
+        self._last_fix: StepNode | None = None
+
+    # --- the process -----------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: RequestInput) -> RequestResult:
+        self.inp = inp
+        info = workflow.info()
+        self.state.workflow_id, self.state.project, self.state.request_id = (
+            info.workflow_id,
+            inp.project.name,
+            inp.request_id,
+        )
+        try:
+            plan = await self._plan()
+            plan = await self._review(plan) if plan else None
+            if plan:
+                await self._execute(plan.steps, [f"r0-{s.id}" for s in plan.steps])
+                await self._verify()
+        except asyncio.CancelledError:
+            self._finish("cancelled", "cancelled by the user")
+            await self._release()
+            raise
+        except ActivityError as exc:
+            cause = exc.cause
+            message = str(cause) if cause else str(exc)
+            self._finish("failed", message)
+            await self._release()
+            raise ApplicationError(
+                message, type=getattr(cause, "type", None) or "ActivityFailed", non_retryable=True
+            ) from None
+        await self._release()
+        return RequestResult(state=self.state)
+
+    async def _plan(self, messages: list[ChatMessage] | None = None) -> Plan | None:
+        """Prompt, stream, parse; an invalid answer goes back with its errors, a bounded number of times."""
+        assert self.inp
+        if messages is None:
+            await self._enter("prompt", "building the prompt")
+            prompt = await workflow.execute_local_activity(
+                build_prompt,
+                PromptInput(
+                    project=self.inp.project,
+                    request_id=self.inp.request_id,
+                    workspace=self.inp.workspace,
+                    max_file_bytes=self.inp.settings.bounds.max_file_bytes,
+                    charter=self.inp.charter,
+                ),
+                start_to_close_timeout=options.PROMPT_TIMEOUT,
+            )
+            self.state.prompt_tokens, self.state.context_files = prompt.approx_tokens, len(prompt.context_files)
+            self._messages = [
+                ChatMessage(role="system", content=prompt.system),
+                ChatMessage(role="user", content=prompt.user),
+            ]
+        else:
+            self._messages = messages
+        for attempt in range(self.inp.settings.bounds.max_parse_repairs + 1):
+            await self._enter("stream", "the coder is answering" + (f" (repair {attempt})" if attempt else ""))
+            out = await self._call_model("coder", "plan", self._messages)
+            await self._enter("parse", "parsing the plan")
+            parsed, errors = (
+                (None, "the answer was cut off by the length limit")
+                if out.truncated
+                else parse_answer("plan", out.text)
+            )
+            if isinstance(parsed, Plan):
+                self.state.summary = parsed.summary
+                return parsed
+            self.state.parse_repairs += 1
+            self._note("parse", f"invalid plan: {errors.splitlines()[0]}")
+            self._messages = [
+                *self._messages,
+                ChatMessage(role="assistant", content=out.text),
+                ChatMessage(
+                    role="user",
+                    content=f"That answer is invalid:\n{errors}\nAnswer again: JSON matching the schema, complete.",
+                ),
+            ]
+        self._finish("failed", f"the coder's plan stayed invalid after {self.state.parse_repairs} answers: {errors}")
+        return None
+
+    async def _review(self, plan: Plan) -> Plan | None:
+        """The 8-point gate; a blocked plan goes back to the coder with the reasons, bounded."""
+        assert self.inp
+        for replan in range(self.inp.settings.bounds.max_block_replans + 1):
+            findings = await self._safety(plan.steps)
+            if not findings:
+                self.state.tree = [StepNode(step=s) for s in plan.steps]
+                return plan
+            if replan == self.inp.settings.bounds.max_block_replans:
+                break
+            self.state.block_replans += 1
+            reasons = "\n".join(f"- {f.line()}" for f in findings)
+            replanned = await self._plan(
+                [
+                    *self._messages,
+                    ChatMessage(role="assistant", content=plan.model_dump_json(exclude_none=True)),
+                    ChatMessage(
+                        role="user", content=f"The safety review blocked this plan:\n{reasons}\nPropose a safe plan."
+                    ),
+                ]
+            )
+            if replanned is None:
+                return None
+            plan = replanned
+        self._finish("blocked", f"the plan stayed unsafe after {self.state.block_replans} re-plans; nothing ran")
+        return None
+
+    async def _execute(self, steps: list[Step], run_keys: list[str]) -> list[StepResult]:
+        assert self.inp
+        await self._enter("execute", f"running {len(steps)} steps")
+        out = await workflow.execute_activity(
+            execute_steps,
+            ExecuteInput(
+                workflow_id=self.state.workflow_id,
+                workspace=self.inp.workspace,
+                steps=steps,
+                run_keys=run_keys,
+                settings=self.inp.settings,
+            ),
+            start_to_close_timeout=options.execution_timeout(
+                self.inp.settings, [getattr(s, "timeout_s", None) for s in steps]
+            ),
+            heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
+            retry_policy=options.FAST_RETRY,
+            summary=f"execute {', '.join(run_keys)}"[:200],
+        )
+        self.state.results.extend(out.results)
+        self._last_results = out.results
+        return out.results
+
+    async def _verify(self) -> None:
+        """PASS ends it; FAIL injects reviewed fix steps under the failing step; INFO_NEEDED gathers evidence."""
+        assert self.inp
+        bounds = self.inp.settings.bounds
+        guidance: list[str] = []
+        while True:
+            await self._enter("verify", "the reviewer is checking the result")
+            review = await self._post_review(guidance)
+            guidance = []
+            self.state.review, self.state.verify_verdict = review, review.verdict
+            if review.verdict == "PASS":
+                self._finish("passed", "acceptance criteria met")
+                return
+            if review.verdict == "INFO_NEEDED":
+                if self.state.info_rounds >= bounds.max_info_rounds or not review.info_requests:
+                    self._finish("failed", f"the reviewer still lacked evidence after {self.state.info_rounds} rounds")
+                    return
+                await self._gather(review)
+                continue
+            parent = self._fix_parent()
+            if not review.fix_steps or parent.depth + 1 > bounds.max_fix_depth:
+                self._finish("failed", f"verification failed after {self.state.fix_rounds} fix rounds")
+                return
+            self.state.fix_rounds += 1
+            fixes = [s.model_copy(update={"id": f"f{self.state.fix_rounds}-{s.id}"}) for s in review.fix_steps]
+            findings = await self._safety(fixes)
+            if findings:
+                if self.state.block_replans >= bounds.max_block_replans:
+                    self._finish("blocked", "the reviewer's fix steps stayed unsafe; they did not run")
+                    return
+                self.state.block_replans += 1
+                self.state.fix_rounds -= 1
+                guidance = ["Your fix steps were blocked by the safety review:", *(f"- {f.line()}" for f in findings)]
+                continue
+            fix_nodes = [StepNode(step=s, depth=parent.depth + 1) for s in fixes]
+            parent.children.extend(fix_nodes)
+            self._last_fix = fix_nodes[-1]
+            reruns = [n.step for n in self.state.tree if isinstance(n.step, VerifyStep)]
+            steps = [*fixes, *reruns]
+            await self._execute(steps, [s.id if s in fixes else f"r{self.state.fix_rounds}-{s.id}" for s in steps])
+
+    # --- phase helpers ---------------------------------------------------------------------------
+
+    async def _safety(self, steps: list[Step]) -> list[Finding]:
+        assert self.inp
+        await self._enter("review", f"8-point safety review of {len(steps)} steps")
+        out = await workflow.execute_activity(
+            safety_review,
+            SafetyReviewInput(
+                workspace=self.inp.workspace,
+                request_description=self._request_description(),
+                steps=steps,
+                settings=self.inp.settings,
+                stream_key=self.state.workflow_id,
+                guidance=self._take_guidance(),
+            ),
+            start_to_close_timeout=options.model_timeout(self.inp.settings),
+            heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
+            retry_policy=options.model_retry(self.inp.settings),
+            summary="safety review",
+        )
+        self.state.usage.extend(out.usage)
+        self.state.safety_verdict = out.verdict
+        self.state.findings = out.findings
+        for f in out.findings:
+            self._note("review", f"BLOCK {f.line()} [{f.source}]")
+        return out.findings
+
+    async def _post_review(self, guidance: list[str]) -> PostReview:
+        assert self.inp
+        request = self.inp.project.request(self.inp.request_id)
+        out = await workflow.execute_activity(
+            post_review,
+            PostReviewInput(
+                workspace=self.inp.workspace,
+                request_description=self._request_description(),
+                criteria=request.criteria if request else [],
+                tree=self.state.tree,
+                results=self.state.results,
+                evidence=self.evidence,
+                touched_paths=sorted(
+                    {n.step.path for n in iter_nodes(self.state.tree) if isinstance(n.step, FileStep)}
+                ),
+                settings=self.inp.settings,
+                stream_key=self.state.workflow_id,
+                guidance=[*guidance, *self._take_guidance()],
+            ),
+            start_to_close_timeout=options.model_timeout(self.inp.settings),
+            heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
+            retry_policy=options.model_retry(self.inp.settings),
+            summary="post-execution review",
+        )
+        self.state.usage.extend(out.usage)
+        return out.review
+
+    async def _gather(self, review: PostReview) -> None:
+        assert self.inp
+        self.state.info_rounds += 1
+        out = await workflow.execute_activity(
+            gather_evidence,
+            EvidenceInput(
+                workflow_id=self.state.workflow_id,
+                workspace=self.inp.workspace,
+                requests=review.info_requests,
+                round=self.state.info_rounds,
+                settings=self.inp.settings,
+            ),
+            start_to_close_timeout=options.EVIDENCE_TIMEOUT,
+            heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
+            retry_policy=options.FAST_RETRY,
+            summary=f"gather evidence, round {self.state.info_rounds}",
+        )
+        self.evidence.extend(out.items)
+
+    async def _call_model(self, role: str, schema_name: str, messages: list[ChatMessage]) -> ModelCallOutput:
+        assert self.inp
+        guidance = self._take_guidance()
+        if guidance:
+            messages.append(ChatMessage(role="user", content="Guidance from the user:\n" + "\n".join(guidance)))
+        out = await workflow.execute_activity(
+            call_model,
+            ModelCallInput(
+                role=role,
+                schema_name=schema_name,
+                messages=messages,
+                settings=self.inp.settings,
+                stream_key=self.state.workflow_id,
+            ),  # type: ignore[arg-type]
+            start_to_close_timeout=options.model_timeout(self.inp.settings),
+            heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
+            retry_policy=options.model_retry(self.inp.settings),
+            summary=f"{role} answers ({schema_name})",
+        )
+        self.state.usage.append(out.usage)
+        return out
+
+    def _fix_parent(self) -> StepNode:
+        """Fixes hang under the step that failed. When only a re-run check failed, the last fix did
+        not work, so the next fixes hang under it: each round goes one level deeper and the depth
+        bound ends the loop."""
+        by_id = {n.step.id: n for n in iter_nodes(self.state.tree)}
+        failed = next((r for r in self._last_results if not r.ok and not r.skipped), None)
+        rerun = failed is not None and failed.run_key != failed.step_id and not failed.run_key.startswith("r0-")
+        if failed and not rerun and failed.step_id in by_id:
+            return by_id[failed.step_id]
+        if self._last_fix is not None:
+            return self._last_fix
+        return by_id[failed.step_id] if failed and failed.step_id in by_id else self.state.tree[-1]
+
+    async def _release(self) -> None:
+        assert self.inp
+        if self.inp.settings.executor.backend == "local":
+            return  # nothing is held between steps
+        await workflow.execute_activity(
+            release_executor,
+            args=[self.state.workflow_id, self.inp.workspace, self.inp.settings],
+            start_to_close_timeout=options.CLEANUP_TIMEOUT,
+            retry_policy=options.CLEANUP_RETRY,
+            summary="release the executor",
+        )
+
+    # --- state -----------------------------------------------------------------------------------
+
+    def _request_description(self) -> str:
+        assert self.inp
+        request = self.inp.project.request(self.inp.request_id)
+        return request.description if request else self.inp.request_id
+
+    async def _enter(self, phase: Phase, message: str) -> None:
+        """Phase boundaries are where pause takes effect."""
+        if self.state.paused:
+            self._note(self.state.phase, "paused")
+            await workflow.wait_condition(lambda: not self.state.paused)
+            self._note(self.state.phase, "resumed")
+        if phase != self.state.phase:
+            self.state.phase = phase
+            self._publish()
+        self._note(phase, message)
+
+    def _note(self, phase: Phase, message: str) -> None:
+        self.state.events.append(PhaseEvent(phase=phase, message=message))
+        del self.state.events[:-MAX_EVENTS_KEPT]
+        workflow.set_current_details(f"**{self.state.phase}**: {message}")
+
+    def _finish(self, outcome: Outcome, message: str) -> None:
+        self.state.outcome = outcome
+        self.state.phase = "done"
+        if outcome != "passed":
+            self.state.error = message
+        self._note("done", f"{outcome}: {message}")
+        self._publish()
+
+    def _publish(self) -> None:
+        workflow.upsert_search_attributes(
+            [
+                search.PROJECT.value_set(self.state.project),
+                search.ITEM.value_set(self.state.request_id),
+                search.PHASE.value_set(self.state.phase),
+                search.OUTCOME.value_set(self.state.outcome),
+            ]
+        )
+
+    def _take_guidance(self) -> list[str]:
+        taken, self.state.pending_messages = self.state.pending_messages, []
+        return taken
+
+    # --- signals and queries ---------------------------------------------------------------------
+
+    @workflow.signal
+    def pause(self) -> None:
+        self.state.paused = True
+
+    @workflow.signal
+    def resume(self) -> None:
+        self.state.paused = False
+
+    @workflow.signal
+    def message(self, text: str) -> None:
+        self.state.pending_messages.append(text)
+
+    @workflow.query
+    def status(self) -> RequestState:
+        return self.state
