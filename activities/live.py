@@ -9,14 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
-
-from models.config import Settings, data_dir
-
-
-def live_path(settings: Settings, key: str) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
-    return data_dir(settings) / "live" / f"{safe}.jsonl"
+from models.config import Settings
+from models.live import live_path
 
 
 class LiveWriter:

@@ -60,3 +60,7 @@ class Project(BaseModel):
 
 def request_workflow_id(project: str, request_id: str) -> str:
     return f"iter-{slugify(project)}-{request_id}"
+
+
+def session_workflow_id(name: str) -> str:
+    return f"iter-session-{slugify(name)}"

@@ -58,6 +58,7 @@ class PhaseEvent(BaseModel):
 
 class RequestState(BaseModel):
     workflow_id: str = ""
+    run_id: str = ""
     project: str = ""
     request_id: str = ""
     phase: Phase = "queued"
@@ -80,6 +81,11 @@ class RequestState(BaseModel):
     pending_messages: list[str] = Field(default_factory=list)
     events: list[PhaseEvent] = Field(default_factory=list)
     error: str = ""
+
+    @property
+    def run_key(self) -> str:
+        """Where this run's journals and live stream live: a new run of the same request starts clean."""
+        return f"{self.workflow_id}.{self.run_id}"
 
 
 class RequestResult(BaseModel):

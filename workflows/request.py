@@ -58,6 +58,7 @@ class RequestWorkflow:
     async def run(self, inp: RequestInput) -> RequestResult:
         self.inp = inp
         info = workflow.info()
+        self.state.run_id = info.run_id
         self.state.workflow_id, self.state.project, self.state.request_id = (
             info.workflow_id,
             inp.project.name,
@@ -165,7 +166,7 @@ class RequestWorkflow:
         out = await workflow.execute_activity(
             execute_steps,
             ExecuteInput(
-                workflow_id=self.state.workflow_id,
+                workflow_id=self.state.run_key,
                 workspace=self.inp.workspace,
                 steps=steps,
                 run_keys=run_keys,
@@ -235,7 +236,7 @@ class RequestWorkflow:
                 request_description=self._request_description(),
                 steps=steps,
                 settings=self.inp.settings,
-                stream_key=self.state.workflow_id,
+                stream_key=self.state.run_key,
                 guidance=self._take_guidance(),
             ),
             start_to_close_timeout=options.model_timeout(self.inp.settings),
@@ -266,7 +267,7 @@ class RequestWorkflow:
                     {n.step.path for n in iter_nodes(self.state.tree) if isinstance(n.step, FileStep)}
                 ),
                 settings=self.inp.settings,
-                stream_key=self.state.workflow_id,
+                stream_key=self.state.run_key,
                 guidance=[*guidance, *self._take_guidance()],
             ),
             start_to_close_timeout=options.model_timeout(self.inp.settings),
@@ -283,7 +284,7 @@ class RequestWorkflow:
         out = await workflow.execute_activity(
             gather_evidence,
             EvidenceInput(
-                workflow_id=self.state.workflow_id,
+                workflow_id=self.state.run_key,
                 workspace=self.inp.workspace,
                 requests=review.info_requests,
                 round=self.state.info_rounds,
@@ -308,7 +309,7 @@ class RequestWorkflow:
                 schema_name=schema_name,
                 messages=messages,
                 settings=self.inp.settings,
-                stream_key=self.state.workflow_id,
+                stream_key=self.state.run_key,
             ),  # type: ignore[arg-type]
             start_to_close_timeout=options.model_timeout(self.inp.settings),
             heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
@@ -337,7 +338,7 @@ class RequestWorkflow:
             return  # nothing is held between steps
         await workflow.execute_activity(
             release_executor,
-            args=[self.state.workflow_id, self.inp.workspace, self.inp.settings],
+            args=[self.state.run_key, self.inp.workspace, self.inp.settings],
             start_to_close_timeout=options.CLEANUP_TIMEOUT,
             retry_policy=options.CLEANUP_RETRY,
             summary="release the executor",

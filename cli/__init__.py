@@ -1,0 +1,1 @@
+"""The ``iter`` command line: typer commands that talk to Temporal and to the project file."""

@@ -1,0 +1,138 @@
+"""Inspect and steer running work: status, pause, resume, cancel, message. Each takes a request
+id (req_01), a session name, or a workflow id."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import typer
+from rich.table import Table
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError
+
+from cli import project_store as store
+from cli import runtime
+from cli.output import console, fail, ok, print_json
+from cli.summary import summary_lines, usage_table
+from cli.targets import workflow_id_for
+
+QUERY_TIMEOUT = timedelta(seconds=5)
+LIST_LIMIT = 50
+
+
+async def _handle(target: str) -> tuple[Client, WorkflowHandle[Any, Any]]:
+    cfg = runtime.settings()
+    client = await runtime.client_for(cfg, start_server=False)
+    wid = workflow_id_for(target)
+    handle = client.get_workflow_handle(wid)
+    try:
+        await handle.describe()
+    except RPCError:
+        fail(f"no workflow {wid} ({target}); `iter status` lists what exists")
+    return client, handle
+
+
+async def _state(handle: WorkflowHandle[Any, Any]) -> tuple[str, dict[str, Any]]:
+    desc = await handle.describe()
+    status = desc.status.name.lower() if desc.status else "unknown"
+    try:
+        state = await handle.query("status", rpc_timeout=QUERY_TIMEOUT)
+    except (RPCError, Exception):
+        state = {}
+    return status, state if isinstance(state, dict) else {}
+
+
+def status(
+    target: str | None = typer.Argument(None, help="A request id, session name or workflow id; none lists all."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Show where a request or session stands (or list them all)."""
+    if target is None:
+        runtime.run(_list(as_json))
+        return
+    status_name, state = runtime.run(_status(target))
+    if as_json:
+        print_json({"workflow_status": status_name, **state})
+        return
+    console.print(f"[bold]{state.get('workflow_id', target)}[/bold]  workflow {status_name}"
+                  + (f"  phase {state.get('phase')}  outcome {state.get('outcome')}" if state.get("phase") else "")
+                  + ("  [yellow]paused[/yellow]" if state.get("paused") else ""))  # fmt: skip
+    if "results" in state:
+        for line in summary_lines(state):
+            console.print(f"  {line}")
+    if state.get("usage"):
+        console.print(usage_table(state))
+    for finding in state.get("findings") or []:
+        console.print(f"  [red]blocked[/red] point {finding['point']} step {finding['step_id']}: {finding['reason']}")
+    for event in (state.get("events") or [])[-10:]:
+        console.print(f"  [cyan]{event['phase']:>8}[/cyan] {event['message']}")
+
+
+async def _status(target: str) -> tuple[str, dict[str, Any]]:
+    _, handle = await _handle(target)
+    return await _state(handle)
+
+
+async def _list(as_json: bool) -> None:
+    cfg = runtime.settings()
+    client = await runtime.client_for(cfg, start_server=False)
+    root = store.find_root()
+    query = "WorkflowId STARTS_WITH 'iter-'"
+    rows = []
+    async for wf in client.list_workflows(query, limit=LIST_LIMIT):
+        attrs = {k: (v[0] if isinstance(v, list) and v else v) for k, v in wf.search_attributes.items()}
+        rows.append({"workflow_id": wf.id, "status": wf.status.name.lower() if wf.status else "", "phase": attrs.get("IterPhase", ""),
+                     "outcome": attrs.get("IterOutcome", ""), "started": wf.start_time.isoformat()})  # fmt: skip
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("workflow", "status", "phase", "outcome", "started")
+    for row in rows:
+        table.add_row(row["workflow_id"], row["status"], str(row["phase"]), str(row["outcome"]), row["started"][:19])
+    console.print(table)
+    if not rows:
+        console.print("nothing yet" + ("" if root else "; create a project with `iter project create`"))
+
+
+def _signal(target: str, name: str, *args: Any) -> str:
+    async def go() -> str:
+        _, handle = await _handle(target)
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            fail(f"{handle.id} is not running; nothing to {name}")
+        await handle.signal(name, *args)
+        return handle.id
+
+    return runtime.run(go())
+
+
+def pause(target: str = typer.Argument(...)) -> None:
+    """Pause at the next phase boundary; nothing in flight is lost."""
+    ok(f"Pause requested for {_signal(target, 'pause')}; it takes effect at the next phase boundary")
+
+
+def resume(target: str = typer.Argument(...)) -> None:
+    """Resume a paused request or session."""
+    ok(f"Resumed {_signal(target, 'resume')}")
+
+
+def message(
+    target: str = typer.Argument(...), text: str = typer.Argument(..., help="Guidance for the next model call.")
+) -> None:
+    """Queue guidance; the next model call reads it."""
+    if not text.strip():
+        fail("the message is empty")
+    ok(f"Message queued for {_signal(target, 'message', text)}")
+
+
+def cancel(target: str = typer.Argument(...)) -> None:
+    """Cancel: the current step is stopped, the executor released, the history kept."""
+
+    async def go() -> str:
+        _, handle = await _handle(target)
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            fail(f"{handle.id} is not running; nothing to cancel")
+        await handle.cancel()
+        return handle.id
+
+    ok(f"Cancel requested for {runtime.run(go())}")

@@ -1,0 +1,137 @@
+"""``iter history ID``: the audit trail from the workflow history itself, phase by phase."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.markup import escape
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from cli import runtime
+from cli.control import _handle
+from cli.output import console, print_json
+
+CONVERTER = pydantic_data_converter.payload_converter
+BRIEF = 160
+
+
+def _decode(payloads: Any) -> list[Any]:
+    try:
+        return list(CONVERTER.from_payloads(list(payloads.payloads)))
+    except Exception:
+        return ["<undecodable>"]
+
+
+def _brief(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= BRIEF else text[:BRIEF] + "…"
+
+
+def _summary_of(event: HistoryEvent) -> str:
+    meta = event.user_metadata.summary
+    if meta.data:
+        try:
+            return str(CONVERTER.from_payloads([meta])[0])
+        except Exception:
+            return ""
+    return ""
+
+
+def _result_brief(result: Any) -> str:
+    if isinstance(result, dict):
+        if "usage" in result and "text" in result:
+            u = result["usage"]
+            return f"{u['model']} {u['completion_tokens']} tokens in {u['duration_s']}s ({u['tokens_per_s']} tok/s): {_brief(result['text'])}"
+        if "results" in result:
+            return "; ".join(f"{r['step_id']} {'ok' if r['ok'] else 'FAILED'}" for r in result["results"])
+        if "verdict" in result:
+            reasons = "; ".join(f["reason"] for f in result.get("findings", []))
+            return f"{result['verdict']}" + (f": {reasons}" if reasons else "")
+        if "review" in result:
+            return f"{result['review']['verdict']}"
+    return _brief(result)
+
+
+def entries(events: list[HistoryEvent]) -> list[dict[str, Any]]:
+    scheduled: dict[int, str] = {}
+    out: list[dict[str, Any]] = []
+    for e in events:
+        kind = EventType.Name(e.event_type).removeprefix("EVENT_TYPE_")
+        when = e.event_time.ToDatetime().isoformat(timespec="milliseconds")
+        text = ""
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            name = e.activity_task_scheduled_event_attributes.activity_type.name
+            scheduled[e.event_id] = name
+            text = f"{name}: {_summary_of(e) or 'scheduled'}"
+        elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            attrs = e.activity_task_completed_event_attributes
+            result = _decode(attrs.result)
+            text = f"{scheduled.get(attrs.scheduled_event_id, '?')} → {_result_brief(result[0] if result else None)}"
+        elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+            attrs = e.activity_task_failed_event_attributes
+            text = f"{scheduled.get(attrs.scheduled_event_id, '?')} failed: {attrs.failure.message}"
+        elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
+            attrs = e.activity_task_timed_out_event_attributes
+            text = f"{scheduled.get(attrs.scheduled_event_id, '?')} timed out ({attrs.failure.message}); retried"
+        elif e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            details = e.marker_recorded_event_attributes.details
+            result = _decode(details["data"]) if "data" in details else []
+            text = "local activity → " + (_result_brief(result[0]) if result else "done")
+        elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            attrs = e.workflow_execution_signaled_event_attributes
+            args = _decode(attrs.input)
+            text = f"signal {attrs.signal_name}" + (f": {_brief(args)}" if args else "")
+        elif e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            fields = e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+            vals = {k: _decode_single(v) for k, v in fields.items()}
+            text = f"phase {vals.get('IterPhase', '?')}, outcome {vals.get('IterOutcome', '?')}"
+        elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+            text = "request started"
+        elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+            result = _decode(e.workflow_execution_completed_event_attributes.result)
+            state = result[0].get("state", {}) if result and isinstance(result[0], dict) else {}
+            text = f"completed: {state.get('outcome', '?')}" + (f" ({state['error']})" if state.get("error") else "")
+        elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+            text = f"failed: {e.workflow_execution_failed_event_attributes.failure.message}"
+        elif e.event_type in (
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED,
+        ):
+            text = "cancel requested" if "REQUESTED" in kind else "cancelled"
+        elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+            text = "continued as new"
+        else:
+            continue  # task bookkeeping (scheduled/started/completed workflow tasks) says nothing to a reader
+        out.append({"id": e.event_id, "time": when, "event": kind, "text": text})
+    return out
+
+
+def _decode_single(payload: Any) -> Any:
+    try:
+        value = CONVERTER.from_payloads([payload])[0]
+    except Exception:
+        return "?"
+    return value[0] if isinstance(value, list) and value else value
+
+
+def history(target: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+    """The audit trail of a request or session, from its Temporal history."""
+
+    async def go() -> list[dict[str, Any]]:
+        _, handle = await _handle(target)
+        events = [e async for e in handle.fetch_history_events()]
+        return entries(events)
+
+    rows = runtime.run(go())
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        console.print(
+            f"[dim]{row['time'][11:23]}[/dim] [cyan]{row['event'].lower():<36}[/cyan] {escape(row['text'])}",
+            soft_wrap=True,
+        )

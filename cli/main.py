@@ -1,0 +1,54 @@
+"""The ``iter`` command: every user-facing entry point, wired in one place."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from cli import control, history, orchestrate, server, setup
+from cli.output import CliError, err_console
+from cli.project import endpoint_app, feature_app, files_app, project_app, request_app
+from models.config import ConfigError
+
+app = typer.Typer(
+    name="iter",
+    help="Feature requests to verified code, and long unattended coding sessions, as durable Temporal workflows.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(project_app, name="project")
+app.add_typer(feature_app, name="feature")
+app.add_typer(endpoint_app, name="endpoint")
+app.add_typer(files_app, name="files")
+app.add_typer(request_app, name="request")
+# policy: registered below once cli/policy.py lands
+app.command("orchestrate")(orchestrate.orchestrate)
+app.command("status")(control.status)
+app.command("pause")(control.pause)
+app.command("resume")(control.resume)
+app.command("cancel")(control.cancel)
+app.command("message")(control.message)
+app.command("history")(history.history)
+app.command("server")(server.server)
+app.command("worker")(server.worker)
+app.command("setup")(setup.setup)
+app.command("config")(setup.config)
+app.command("doctor")(setup.doctor)
+app.command("version")(setup.version)
+
+
+def main() -> None:
+    try:
+        app()
+    except CliError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        sys.exit(exc.code)
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

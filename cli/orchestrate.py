@@ -1,0 +1,113 @@
+"""``iter orchestrate --request ID``: start (or attach to) a request's workflow and follow it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError
+
+from cli import project_store as store
+from cli import runtime
+from cli.output import console, err_console, fail, print_json
+from cli.summary import print_summary
+from cli.watch import follow
+from models.config import Settings
+from models.project import Project, request_workflow_id
+from models.request import RequestInput
+from workflows.request import RequestWorkflow
+
+OUTCOME_STATUS = {"passed": "passed", "failed": "failed", "blocked": "blocked", "cancelled": "cancelled"}
+
+
+def orchestrate(
+    request: str = typer.Option(..., "--request", "-r", help="The request id, e.g. req_01."),
+    executor: str | None = typer.Option(None, "--executor", help="docker (default) or local."),
+    model: str | None = typer.Option(None, "--model", help="The coder model."),
+    detach: bool = typer.Option(False, "--detach", help="Start it and return at once."),
+    quiet: bool = typer.Option(False, "--quiet", help="Phases only, no streamed tokens."),
+    as_json: bool = typer.Option(False, "--json", help="Print the final state as JSON."),
+) -> None:
+    """Run a request through the pipeline: prompt, stream, review, execute, verify."""
+    root = store.require_root()
+    project = store.load(root)
+    if project.request(request) is None:
+        fail(f"no request {request!r}; `iter request list` shows them")
+    if executor is not None and executor not in ("docker", "local"):
+        fail(f"unknown executor {executor!r}; choose docker or local")
+    cfg = runtime.settings(**{"executor.backend": executor, "llm.model": model})
+    try:
+        state = runtime.run(_orchestrate(cfg, project, request, str(root), detach, quiet or as_json))
+    except KeyboardInterrupt:
+        err_console.print(f"\nDetached; the request goes on. Attach again with `iter orchestrate --request {request}`")
+        raise typer.Exit(130) from None
+    if state is None:
+        return
+    _record_outcome(request, state)
+    if as_json:
+        print_json(state)
+    else:
+        print_summary(state)
+    if state.get("outcome") != "passed":
+        raise typer.Exit(1)
+
+
+async def _orchestrate(
+    cfg: Settings, project: Project, request_id: str, workspace: str, detach: bool, quiet: bool
+) -> dict[str, Any] | None:
+    client = await runtime.client_for(cfg)
+    await runtime.ensure_worker(client, cfg)
+    wid = request_workflow_id(project.name, request_id)
+    attached = await _running(client, wid)
+    if not attached:
+        # USE_EXISTING closes the race with a second `iter orchestrate` started at the same moment.
+        await client.start_workflow(
+            RequestWorkflow.run,
+            RequestInput(project=project, request_id=request_id, workspace=workspace, settings=cfg),
+            id=wid,
+            task_queue=cfg.temporal.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+    console.print(
+        f"{'Attached to' if attached else 'Started'} {wid}  (Temporal UI: http://localhost:{cfg.temporal.ui_port}/namespaces/{cfg.temporal.namespace}/workflows/{wid})"
+    )
+    _record_status(request_id, "running")
+    if detach:
+        console.print(f"Follow it with `iter orchestrate --request {request_id}` or `iter status {request_id}`")
+        return None
+    status = await follow(client, cfg, wid, show_tokens=not quiet)
+    return await final_state(client, wid, status)
+
+
+async def _running(client: Client, wid: str) -> bool:
+    try:
+        return (await client.get_workflow_handle(wid).describe()).status == WorkflowExecutionStatus.RUNNING
+    except RPCError:
+        return False
+
+
+async def final_state(client: Client, wid: str, status: WorkflowExecutionStatus | None) -> dict[str, Any]:
+    handle = client.get_workflow_handle(wid)
+    if status == WorkflowExecutionStatus.COMPLETED:
+        result = await handle.result()
+        return result["state"] if isinstance(result, dict) else result.state.model_dump(mode="json")
+    try:
+        state = await handle.query("status")
+        return state if isinstance(state, dict) else {}
+    except RPCError:
+        return {"outcome": (status.name.lower() if status else "unknown"), "error": "no state available"}
+
+
+def _record_status(request_id: str, status: str) -> None:
+    with store.editing() as (_, project):
+        req = project.request(request_id)
+        if req is not None:
+            req.status = status  # type: ignore[assignment]
+
+
+def _record_outcome(request_id: str, state: dict[str, Any]) -> None:
+    outcome = OUTCOME_STATUS.get(state.get("outcome", ""))
+    if outcome:
+        _record_status(request_id, outcome)

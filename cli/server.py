@@ -1,0 +1,37 @@
+"""``iter server`` and ``iter worker``: the embedded Temporal and a standalone worker, in the foreground."""
+
+from __future__ import annotations
+
+import typer
+
+from cli import runtime
+from cli.output import console, fail
+from temporal import devserver
+
+
+def server() -> None:
+    """Run the embedded Temporal dev server in the foreground (SQLite under the data dir, UI on :8233)."""
+    cfg = runtime.settings()
+    if cfg.temporal.address:
+        fail(f"ITER_TEMPORAL_ADDRESS is set ({cfg.temporal.address}); iter uses that cluster and starts no server")
+    if devserver.port_open(devserver.DEV_HOST, devserver.DEV_PORT):
+        fail(f"something already listens on {devserver.DEV_HOST}:{devserver.DEV_PORT}; iter will use it as it is")
+    console.print(f"Temporal dev server on {devserver.DEV_HOST}:{devserver.DEV_PORT}, web UI http://localhost:{cfg.temporal.ui_port}, "
+                  f"data {devserver.db_path(cfg)}")  # fmt: skip
+    try:
+        devserver.run_foreground(cfg)
+    except devserver.DevServerError as exc:
+        fail(str(exc))
+
+
+def worker(
+    idle_exit: float = typer.Option(0.0, "--idle-exit", help="Leave after this many idle seconds (0: never)."),
+) -> None:
+    """Run a worker in the foreground, for unattended and multi-machine use."""
+    from worker import run_worker
+
+    cfg = runtime.settings()
+    try:
+        runtime.run(run_worker(cfg, idle_exit, say=runtime.say))
+    except KeyboardInterrupt:
+        console.print("worker stopped")
