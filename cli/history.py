@@ -43,6 +43,8 @@ def _summary_of(event: HistoryEvent) -> str:
 
 def _result_brief(result: Any) -> str:
     if isinstance(result, dict):
+        if "context_files" in result:
+            return f"prompt of ~{result['approx_tokens']} tokens with {len(result['context_files'])} context files"
         if "usage" in result and "text" in result:
             u = result["usage"]
             return f"{u['model']} {u['completion_tokens']} tokens in {u['duration_s']}s ({u['tokens_per_s']} tok/s): {_brief(result['text'])}"
@@ -79,8 +81,10 @@ def entries(events: list[HistoryEvent]) -> list[dict[str, Any]]:
             text = f"{scheduled.get(attrs.scheduled_event_id, '?')} timed out ({attrs.failure.message}); retried"
         elif e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
             details = e.marker_recorded_event_attributes.details
-            result = _decode(details["data"]) if "data" in details else []
-            text = "local activity → " + (_result_brief(result[0]) if result else "done")
+            meta = _decode(details["data"]) if "data" in details else []
+            result = _decode(details["result"]) if "result" in details else []
+            name = meta[0].get("activity_type", "?") if meta and isinstance(meta[0], dict) else "?"
+            text = f"{name} (local) → " + (_result_brief(result[0]) if result else "done")
         elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
             attrs = e.workflow_execution_signaled_event_attributes
             args = _decode(attrs.input)

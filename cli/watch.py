@@ -94,10 +94,11 @@ async def follow(
         try:
             state = await handle.query("status", rpc_timeout=QUERY_TIMEOUT)
             events = state.get("events", []) if isinstance(state, dict) else []
-            for event in events[seen_events:]:
-                tail._newline()
-                console.print(f"[cyan]{event['phase']:>8}[/cyan] {event['message']}")
-            seen_events = len(events)
+            # Phase lines wait for the end of a streamed answer, so they never split its text.
+            if not tail.mid_line:
+                for event in events[seen_events:]:
+                    console.print(f"[cyan]{event['phase']:>8}[/cyan] {event['message']}")
+                seen_events = len(events)
         except (RPCError, Exception):
             pass
         ticks += 1

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.fake_llm import Reply
+
+__all__ = ["Reply"]
+
 POINT_NAMES = ["paths", "destructive", "secrets", "dependencies", "network", "privilege", "resources", "consistency"]
 
 

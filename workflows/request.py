@@ -206,23 +206,23 @@ class RequestWorkflow:
             if not review.fix_steps or parent.depth + 1 > bounds.max_fix_depth:
                 self._finish("failed", f"verification failed after {self.state.fix_rounds} fix rounds")
                 return
-            self.state.fix_rounds += 1
-            fixes = [s.model_copy(update={"id": f"f{self.state.fix_rounds}-{s.id}"}) for s in review.fix_steps]
-            findings = await self._safety(fixes)
+            round_no = self.state.fix_rounds + 1
+            fixes = [s.model_copy(update={"id": f"f{round_no}-{s.id}"}) for s in review.fix_steps]
+            # The plan's own checks run again after the fixes: fresh evidence for the next verdict.
+            reruns = [n.step for n in self.state.tree if isinstance(n.step, VerifyStep)]
+            findings = await self._safety([*fixes, *reruns])
             if findings:
                 if self.state.block_replans >= bounds.max_block_replans:
                     self._finish("blocked", "the reviewer's fix steps stayed unsafe; they did not run")
                     return
                 self.state.block_replans += 1
-                self.state.fix_rounds -= 1
                 guidance = ["Your fix steps were blocked by the safety review:", *(f"- {f.line()}" for f in findings)]
                 continue
+            self.state.fix_rounds = round_no
             fix_nodes = [StepNode(step=s, depth=parent.depth + 1) for s in fixes]
             parent.children.extend(fix_nodes)
             self._last_fix = fix_nodes[-1]
-            reruns = [n.step for n in self.state.tree if isinstance(n.step, VerifyStep)]
-            steps = [*fixes, *reruns]
-            await self._execute(steps, [s.id if s in fixes else f"r{self.state.fix_rounds}-{s.id}" for s in steps])
+            await self._execute([*fixes, *reruns], [s.id for s in fixes] + [f"r{round_no}-{s.id}" for s in reruns])
 
     # --- phase helpers ---------------------------------------------------------------------------
 
