@@ -111,7 +111,7 @@ class PromptOutput(BaseModel):
 
 
 Role = Literal["coder", "reviewer"]
-SchemaName = Literal["plan", "safety_review", "post_review"]
+SchemaName = Literal["plan", "safety_review", "post_review", "session_plan"]
 
 
 class ChatMessage(BaseModel):

@@ -10,8 +10,11 @@ from pydantic import BaseModel, ValidationError
 
 from models.plan import Plan
 from models.review import PostReview, SafetyReview
+from models.session import SessionPlan
 
-SCHEMAS: dict[str, type[BaseModel]] = {"plan": Plan, "safety_review": SafetyReview, "post_review": PostReview}
+SCHEMAS: dict[str, type[BaseModel]] = {
+    "plan": Plan, "safety_review": SafetyReview, "post_review": PostReview, "session_plan": SessionPlan
+}
 
 
 def json_schema(name: str) -> dict[str, Any]:
