@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 from activities.cleanup import release_executor
 from activities.evidence import gather_evidence
 from activities.execute import execute_steps
+from activities.executor.sweep import sweep_containers
 from activities.llm import call_model
 from activities.prompt import build_prompt
 from activities.review import post_review, safety_review
@@ -67,6 +68,7 @@ async def _exit_when_idle(client: Client, settings: Settings, idle_exit_s: float
 async def run_worker(settings: Settings, idle_exit_s: float = 0.0, say: Any = print) -> None:
     client = await connect(settings, say=say)
     await ensure_search_attributes(client)
+    await sweep_containers(client, say)  # containers of requests that ended while no worker ran
     worker = build_worker(client, settings)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -1,0 +1,364 @@
+"""The Docker backend, the default: one container per request, reused with ``exec`` for each step.
+
+The container has the workspace bind-mounted read-write at the same path and nothing else
+writable but a tmpfs ``/tmp``; no network; the workspace owner's uid:gid; no capabilities;
+no-new-privileges; pids, memory and CPU limits. Its name and labels come from the request key, so a
+retried activity on another worker finds it, and ``close()`` (the ``release_executor`` activity) or
+the sweep at worker start removes it.
+
+Exactly once: a step runs through the same journal as the local backend (``base.WRAPPER`` writes
+``pid``, ``out`` and ``rc`` in the run directory, which lives in the bind-mounted workspace), and the
+exec id is recorded before the exec starts. A retried attempt reads the journal and the exec's state
+and adopts a step still running instead of starting it again.
+
+The Docker SDK blocks, so every call goes through ``asyncio.to_thread``: the worker's event loop,
+which heartbeats, never waits on the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+import requests
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import Mount
+
+from activities.executor.base import (
+    WRAPPER,
+    WRAPPER_NAME,
+    CommandOutcome,
+    ExecutorUnavailable,
+    read_output,
+    read_rc,
+    record_outcome,
+    recorded_outcome,
+)
+from models.config import ExecutorSettings
+
+LABEL_REQUEST = "iter.request"
+LABEL_WORKSPACE = "iter.workspace"
+LABEL_MANAGED = "iter.executor"
+API_TIMEOUT_S = 60
+TMPFS_MB = 512
+# PID 1 of every container: a shell that reaps orphans (so zombies never eat the pids limit) and
+# restarts its idle child, so killing every step process with ``kill -1`` never stops the container.
+IDLE_INIT = 'trap "exit 0" TERM; while :; do sleep 2147483647 & wait $!; done'
+# Kill the step's process group, then anything else the step's user left behind (daemonised
+# children escape the group). PID 1 is exempt from ``kill -1``. dash's kill takes no ``--``.
+KILL_STEP = 'kill -KILL -"$1" 2>/dev/null; kill -KILL -1 2>/dev/null; exit 0'
+# What a step sees: no variable of the worker's environment crosses into the container.
+CONTAINER_ENV = {
+    "HOME": "/tmp",
+    "TMPDIR": "/tmp",
+    "LANG": "C.UTF-8",
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "ITER_STEP": "1",
+}
+POLL_FIRST_S = 0.002  # a fast step's rc appears within milliseconds; back off from there
+POLL_MAX_S = 0.1
+LIVENESS_EVERY_S = 0.5
+EXEC_FILE = "exec"
+NAME_MAX = 120
+
+_client: docker.DockerClient | None = None
+_client_lock = threading.Lock()
+
+
+def unreachable_message(why: object) -> str:
+    reason = str(why).splitlines()[0][:160] if str(why) else why.__class__.__name__
+    return (
+        f"Docker is not reachable ({reason}); start the daemon (`sudo systemctl start docker`, or `dockerd &`) "
+        "or install Docker, or choose the local backend explicitly with --executor local"
+    )
+
+
+def docker_client() -> docker.DockerClient:
+    """One client per process (its connection pool makes each exec cheaper); built on first use,
+    which asks the daemon its API version and so fails here, in one line, when none answers."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            try:
+                _client = docker.from_env(timeout=API_TIMEOUT_S)
+            except DockerException as exc:
+                raise ExecutorUnavailable(unreachable_message(exc)) from None
+        return _client
+
+
+def preflight(settings: ExecutorSettings) -> None:
+    """Fail fast, before a request starts, when its steps could not run: no daemon or no image."""
+    client = docker_client()
+    try:
+        client.ping()
+        client.images.get(settings.image)
+    except ImageNotFound:
+        raise ExecutorUnavailable(missing_image_message(settings.image)) from None
+    except (DockerException, requests.exceptions.ConnectionError) as exc:
+        raise ExecutorUnavailable(unreachable_message(exc)) from None
+
+
+def missing_image_message(image: str) -> str:
+    return f"the executor image {image} does not exist; build it with `iter executor build`, or choose --executor local"
+
+
+def container_name(request_key: str) -> str:
+    """Deterministic, valid for Docker, unique per key even when the readable part is cut."""
+    readable = re.sub(r"[^a-zA-Z0-9_.-]", "-", request_key)[:NAME_MAX]
+    digest = hashlib.sha256(request_key.encode()).hexdigest()[:10]
+    return f"iter-{readable}-{digest}"
+
+
+def workspace_owner(workspace: Path) -> tuple[int, int]:
+    st = workspace.stat()
+    return st.st_uid, st.st_gid
+
+
+def container_spec(settings: ExecutorSettings, workspace: Path, request_key: str) -> dict[str, Any]:
+    """The arguments of ``containers.create`` for a request: every isolation property in one place,
+    shared by the executor and ``iter executor check``."""
+    target = str(workspace.absolute())
+    uid, gid = workspace_owner(workspace)
+    memory = f"{settings.memory_mb}m"
+    return {
+        "image": settings.image,
+        "name": container_name(request_key),
+        "entrypoint": ["/bin/sh", "-c"],
+        "command": [IDLE_INIT],
+        "labels": {LABEL_MANAGED: "1", LABEL_REQUEST: request_key, LABEL_WORKSPACE: target},
+        "user": f"{uid}:{gid}",
+        "working_dir": target,
+        "environment": CONTAINER_ENV,
+        "mounts": [Mount(target=target, source=str(workspace.resolve()), type="bind", read_only=False)],
+        "read_only": True,
+        "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={TMPFS_MB}m,mode=1777"},
+        "network_mode": "none",
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "pids_limit": settings.pids_limit,
+        "mem_limit": memory,
+        "memswap_limit": memory,  # no swap: the memory limit is the limit
+        "nano_cpus": int(settings.cpus * 1e9),
+        "hostname": "iter-step",
+        "ipc_mode": "private",
+        "detach": True,
+    }
+
+
+class DockerExecutor:
+    name = "docker"
+
+    def __init__(self, settings: ExecutorSettings, workspace: Path, request_key: str) -> None:
+        self.settings = settings
+        self.workspace = workspace
+        self.request_key = request_key
+        self.container_name = container_name(request_key)
+        self.client = docker_client()
+        self.api = self.client.api
+        self.uid, self.gid = workspace_owner(workspace)
+        self._container_id: str | None = None
+
+    # --- the step --------------------------------------------------------------------------------
+
+    async def run(self, command: str, run_dir: Path, timeout_s: int, output_cap: int) -> CommandOutcome:
+        done = recorded_outcome(run_dir)
+        if done:
+            return done
+        if (run_dir / "cmd.sh").exists():
+            exec_id, started = await self._call(self._probe, run_dir)
+            if started:
+                return await self._wait(run_dir, exec_id, self._started_at(run_dir), timeout_s, output_cap)
+        self._prepare(run_dir, command)
+        exec_id = await self._call(self._start, run_dir)
+        return await self._wait(run_dir, exec_id, time.time(), timeout_s, output_cap)
+
+    def _prepare(self, run_dir: Path, command: str) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        # The step runs as the workspace owner and writes its journal here; a worker running as
+        # root (CI) hands the directory over so that it can.
+        if os.geteuid() == 0 and (self.uid, self.gid) != (0, 0):
+            os.chown(run_dir, self.uid, self.gid)
+        (run_dir / "cmd.sh").write_text(command + "\n")
+        (run_dir / EXEC_FILE).unlink(missing_ok=True)
+
+    def _start(self, run_dir: Path) -> str:
+        cid = self._ensure_container()
+        argv = ["setsid", "-w", "/bin/sh", "-c", WRAPPER, WRAPPER_NAME, str(run_dir / "cmd.sh"), str(run_dir)]
+        try:
+            exec_id = self._exec_create(cid, argv)
+        except (NotFound, APIError) as exc:
+            if not _container_gone(exc):
+                raise
+            # Removed or stopped between steps (a sweep, a daemon restart): a new one, same name.
+            self._container_id = None
+            exec_id = self._exec_create(self._ensure_container(), argv)
+        # Recorded before it starts: a retried attempt that finds this id asks Docker whether the
+        # step is running; one that finds none knows the step never started.
+        (run_dir / EXEC_FILE).write_text(exec_id)
+        self.api.exec_start(exec_id, detach=True)
+        return exec_id
+
+    def _exec_create(self, cid: str, argv: list[str]) -> str:
+        created = self.api.exec_create(
+            cid, argv, stdout=False, stderr=False, user=f"{self.uid}:{self.gid}", workdir=str(self.workspace.absolute())
+        )
+        return str(created["Id"])
+
+    def _probe(self, run_dir: Path) -> tuple[str | None, bool]:
+        """For a run an earlier attempt prepared: its exec id, and whether its command started."""
+        try:
+            exec_id: str | None = (run_dir / EXEC_FILE).read_text().strip()
+        except FileNotFoundError:
+            exec_id = None
+        if (run_dir / "rc").exists() or (run_dir / "pid").exists():
+            return exec_id, True
+        if exec_id is None:
+            return None, False  # it died before creating the exec: nothing ran
+        info = self._exec_info(exec_id)
+        # Running without a pid yet: it is starting now, so wait for it rather than start a twin.
+        return exec_id, bool(info and (info.get("Running") or info.get("Pid")))
+
+    @staticmethod
+    def _started_at(run_dir: Path) -> float:
+        for name in ("pid", "cmd.sh"):
+            with contextlib.suppress(FileNotFoundError):
+                return (run_dir / name).stat().st_mtime
+        return time.time()
+
+    async def _wait(
+        self, run_dir: Path, exec_id: str | None, started_at: float, timeout_s: int, output_cap: int
+    ) -> CommandOutcome:
+        delay = POLL_FIRST_S
+        next_liveness = time.monotonic() + LIVENESS_EVERY_S
+        try:
+            while True:
+                rc = read_rc(run_dir)
+                if rc is not None:
+                    return self._finished(run_dir, rc, started_at, output_cap)
+                if time.time() - started_at > timeout_s:
+                    await self._call(self._kill, run_dir)
+                    return record_outcome(
+                        run_dir,
+                        CommandOutcome(
+                            exit_code=None,
+                            output=read_output(run_dir, output_cap),
+                            duration_s=time.time() - started_at,
+                            timed_out=True,
+                        ),
+                    )
+                if time.monotonic() >= next_liveness:
+                    next_liveness = time.monotonic() + LIVENESS_EVERY_S
+                    if not await self._call(self._running, exec_id) and read_rc(run_dir) is None:
+                        return self._lost(run_dir, started_at, output_cap)
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, POLL_MAX_S)
+        except asyncio.CancelledError:
+            # The workflow gave up on this step (cancel): the step's processes go with it.
+            await asyncio.shield(self._call(self._kill, run_dir))
+            raise
+
+    @staticmethod
+    def _finished(run_dir: Path, rc: int, started_at: float, output_cap: int) -> CommandOutcome:
+        return record_outcome(
+            run_dir,
+            CommandOutcome(exit_code=rc, output=read_output(run_dir, output_cap), duration_s=time.time() - started_at),
+        )
+
+    @staticmethod
+    def _lost(run_dir: Path, started_at: float, output_cap: int) -> CommandOutcome:
+        """The step's shell is gone without an exit status: killed by the memory limit, or its
+        container went away with the host."""
+        note = "\n[the step's shell died without an exit status: memory limit, or its container stopped]"
+        return record_outcome(
+            run_dir,
+            CommandOutcome(
+                exit_code=None,
+                output=read_output(run_dir, output_cap) + note,
+                duration_s=time.time() - started_at,
+                interrupted=True,
+            ),
+        )
+
+    def _running(self, exec_id: str | None) -> bool:
+        if exec_id is None:
+            return False
+        info = self._exec_info(exec_id)
+        return bool(info and info.get("Running"))
+
+    def _exec_info(self, exec_id: str) -> dict[str, Any] | None:
+        try:
+            info: dict[str, Any] = self.api.exec_inspect(exec_id)
+            return info
+        except NotFound:
+            return None  # the container (and every exec in it) is gone
+
+    def _kill(self, run_dir: Path) -> None:
+        try:
+            pgid = int((run_dir / "pid").read_text())
+        except (FileNotFoundError, ValueError):
+            pgid = 0  # no group yet: ``kill -1`` still takes everything the step started
+        try:
+            exec_id = self._exec_create(self._container_ref(), ["/bin/sh", "-c", KILL_STEP, "iter-kill", str(pgid)])
+            self.api.exec_start(exec_id)
+        except (NotFound, APIError) as exc:
+            if not _container_gone(exc):
+                raise
+
+    # --- the container ---------------------------------------------------------------------------
+
+    def _container_ref(self) -> str:
+        return self._container_id or self.container_name
+
+    def _ensure_container(self) -> str:
+        if self._container_id:
+            return self._container_id
+        try:
+            container = self.client.containers.get(self.container_name)
+        except NotFound:
+            container = self._create()
+        if container.status != "running":
+            container.start()
+        self._container_id = str(container.id)
+        return self._container_id
+
+    def _create(self) -> Any:
+        spec = container_spec(self.settings, self.workspace, self.request_key)
+        try:
+            return self.client.containers.create(**spec)
+        except ImageNotFound:
+            raise ExecutorUnavailable(missing_image_message(self.settings.image)) from None
+        except APIError as exc:
+            if exc.status_code != 409:
+                raise
+            # Another attempt created it a moment ago: use that one.
+            return self.client.containers.get(self.container_name)
+
+    async def close(self) -> None:
+        await self._call(self._remove)
+
+    def _remove(self) -> None:
+        with contextlib.suppress(NotFound):
+            self.client.api.remove_container(self.container_name, force=True)
+        self._container_id = None
+
+    # --- plumbing --------------------------------------------------------------------------------
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        """A blocking SDK call on a thread; a daemon that went away says so in one line."""
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except requests.exceptions.ConnectionError as exc:
+            raise ExecutorUnavailable(unreachable_message(exc)) from None
+
+
+def _container_gone(exc: DockerException) -> bool:
+    """Docker's answer when the container was removed (404) or is not running (409)."""
+    return isinstance(exc, NotFound) or (isinstance(exc, APIError) and exc.status_code == 409)
