@@ -7,6 +7,7 @@ import sys
 import typer
 
 from cli import control, history, orchestrate, server, setup
+from cli.executor import executor_app
 from cli.output import CliError, err_console
 from cli.project import endpoint_app, feature_app, files_app, project_app, request_app
 from models.config import ConfigError
@@ -23,6 +24,7 @@ app.add_typer(feature_app, name="feature")
 app.add_typer(endpoint_app, name="endpoint")
 app.add_typer(files_app, name="files")
 app.add_typer(request_app, name="request")
+app.add_typer(executor_app, name="executor")
 # policy: registered below once cli/policy.py lands
 app.command("orchestrate")(orchestrate.orchestrate)
 app.command("status")(control.status)

@@ -11,6 +11,7 @@ from temporalio.service import RPCError
 
 from cli import project_store as store
 from cli import runtime
+from cli.executor import require_executor
 from cli.output import console, err_console, fail, print_json
 from cli.summary import print_summary
 from cli.watch import follow
@@ -38,6 +39,7 @@ def orchestrate(
     if executor is not None and executor not in ("docker", "local"):
         fail(f"unknown executor {executor!r}; choose docker or local")
     cfg = runtime.settings(**{"executor.backend": executor, "llm.model": model})
+    require_executor(cfg)  # no Docker: say so now, before a workflow starts
     try:
         state = runtime.run(_orchestrate(cfg, project, request, str(root), detach, quiet or as_json))
     except KeyboardInterrupt:
