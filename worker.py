@@ -22,15 +22,20 @@ from activities.cleanup import release_executor
 from activities.evidence import gather_evidence
 from activities.execute import execute_steps
 from activities.executor.sweep import sweep_containers
+from activities.git import git_commit, git_snapshot
+from activities.hooks import load_hooks, run_hooks
 from activities.llm import call_model
 from activities.prompt import build_prompt
 from activities.review import post_review, safety_review
+from activities.session_prompt import render_session_prompt
 from models.config import Settings, load_settings
 from temporal.client import connect, ensure_search_attributes
 from workflows.request import RequestWorkflow
+from workflows.session import SessionWorkflow
 
-WORKFLOWS: list[type] = [RequestWorkflow]
+WORKFLOWS: list[type] = [RequestWorkflow, SessionWorkflow]
 ACTIVITIES: list[Any] = [build_prompt, call_model, safety_review, execute_steps, post_review, gather_evidence, release_executor]
+ACTIVITIES += [load_hooks, run_hooks, git_snapshot, git_commit, render_session_prompt]
 MAX_CONCURRENT_ACTIVITIES = 100
 IDLE_CHECK_S = 15.0
 

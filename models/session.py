@@ -235,6 +235,7 @@ class SessionState(BaseModel):
     completed_unhooked: list[str] = Field(default_factory=list, description="Completed tasks awaiting on_task_complete")
     hooks: HooksConfig = Field(default_factory=HooksConfig)
     hook_reports: list[HookReport] = Field(default_factory=list)
+    git_on: bool = Field(default=False, description="Auto-commit is on and the workspace is a git repository")
     dirty_baseline: dict[str, str] = Field(default_factory=dict)
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -390,9 +391,7 @@ def check_complete(state: SessionState) -> None:
     left = open_tasks(state.tasks)
     if left:
         shown = "; ".join(t.line() for t in left[:3]) + (f"; and {len(left) - 3} more" if len(left) > 3 else "")
-        raise ToolError(
-            f"session-complete refused: {len(left)} task(s) not completed, blocked or cancelled ({shown})"
-        )
+        raise ToolError(f"session-complete refused: {len(left)} task(s) not completed, blocked or cancelled ({shown})")
 
 
 def push_bounded(items: list[str], text: str) -> None:
@@ -477,7 +476,9 @@ def render_notes(notes: list[Note], limit: int) -> str:
     out = list(reversed(kept))
     if dropped:
         older = notes[: len(notes) - len(kept)]
-        by_type = ", ".join(f"{sum(n.type == t for n in older)} {t}" for t in NOTE_TYPES if any(n.type == t for n in older))
+        by_type = ", ".join(
+            f"{sum(n.type == t for n in older)} {t}" for t in NOTE_TYPES if any(n.type == t for n in older)
+        )
         out.insert(0, f"[{dropped} older notes not shown: {by_type}]")
     return cut("\n".join(out), limit)
 
@@ -496,9 +497,13 @@ def render_history(summaries: list[IterationSummary], dropped_before: int, limit
     earlier = summaries[: len(summaries) - len(kept)]
     if dropped or dropped_before:
         outcomes = ", ".join(
-            f"{sum(s.outcome == o for s in earlier)} {o}" for o in get_args(IterationOutcome) if any(s.outcome == o for s in earlier)
+            f"{sum(s.outcome == o for s in earlier)} {o}"
+            for o in get_args(IterationOutcome)
+            if any(s.outcome == o for s in earlier)
         )
-        out.insert(0, f"[{dropped + dropped_before} earlier entries not shown" + (f": {outcomes}" if outcomes else "") + "]")
+        out.insert(
+            0, f"[{dropped + dropped_before} earlier entries not shown" + (f": {outcomes}" if outcomes else "") + "]"
+        )
     return cut("\n".join(out), limit)
 
 
