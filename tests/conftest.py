@@ -106,6 +106,14 @@ def example_project(*criteria: str, description: str = "Add a multiply function 
     )
 
 
+@pytest.fixture(scope="session")
+def docker_image() -> str:
+    """A reachable Docker engine with the executor image; skips with the reason when none answers."""
+    from tests.docker_env import require_docker
+
+    return require_docker()
+
+
 @pytest.fixture
 def cli_env(settings: Settings, tmp_path: Path) -> dict[str, str]:
     """The environment a user's shell would have, pointed at the test's Temporal and model."""
