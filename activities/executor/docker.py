@@ -53,8 +53,14 @@ TMPFS_MB = 512
 # restarts its idle child, so killing every step process with ``kill -1`` never stops the container.
 IDLE_INIT = 'trap "exit 0" TERM; while :; do sleep 2147483647 & wait $!; done'
 # Kill the step's process group, then anything else the step's user left behind (daemonised
-# children escape the group). PID 1 is exempt from ``kill -1``. dash's kill takes no ``--``.
-KILL_STEP = 'kill -KILL -"$1" 2>/dev/null; kill -KILL -1 2>/dev/null; exit 0'
+# children escape the group); PID 1 is exempt from ``kill -1``. ``kill -1`` only runs when PID 1 is
+# our own init, that is in the container's own PID namespace: never in one shared with the host.
+# dash's kill takes no ``--``.
+KILL_STEP = (
+    '[ "$1" -gt 1 ] && kill -KILL -"$1" 2>/dev/null; '
+    "case \"$(tr '\\0' ' ' < /proc/1/cmdline)\" in *'sleep 2147483647'*) kill -KILL -1 2>/dev/null;; esac; "
+    "exit 0"
+)
 # What a step sees: no variable of the worker's environment crosses into the container.
 CONTAINER_ENV = {
     "HOME": "/tmp",
@@ -74,11 +80,17 @@ _client_lock = threading.Lock()
 
 
 def unreachable_message(why: object) -> str:
-    reason = str(why).splitlines()[0][:160] if str(why) else why.__class__.__name__
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    reason = "nothing answers there" if _no_answer(why) else str(why).splitlines()[0][:120]
     return (
-        f"Docker is not reachable ({reason}); start the daemon (`sudo systemctl start docker`, or `dockerd &`) "
-        "or install Docker, or choose the local backend explicitly with --executor local"
+        f"Docker is not reachable at {where} ({reason}); start it (`sudo systemctl start docker` or `dockerd &`) "
+        "or install it, or choose the local backend explicitly with --executor local"
     )
+
+
+def _no_answer(why: object) -> bool:
+    text = str(why)
+    return any(s in text for s in ("FileNotFoundError", "Connection refused", "Connection aborted", "No such file"))
 
 
 def docker_client() -> docker.DockerClient:
