@@ -7,6 +7,7 @@ It stands in for the network edge only: iter's own code runs unchanged against i
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -120,7 +121,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Pace one chunk; False when the script says to drop the connection here."""
         if reply.break_after is not None and n >= reply.break_after:
             self.wfile.flush()
-            self.connection.close()
+            # shutdown, not close: the handler's file objects keep the socket open otherwise.
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
             return False
         if self.fake.token_delay_s:
             time.sleep(self.fake.token_delay_s)
@@ -168,14 +171,20 @@ class FakeModelServer:
     def __init__(self, fake: FakeModel | None = None, port: int = 0, provider: str = "ollama") -> None:
         self.fake = fake or FakeModel()
         self.provider = provider
+        self._port = port
+        self.httpd: ThreadingHTTPServer | None = None
+        if port == 0:  # bind now to learn the port; a fixed port stays closed until __enter__
+            self._bind()
+
+    def _bind(self) -> None:
         handler = type("Handler", (_Handler,), {"fake": self.fake})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._port = self.httpd.server_address[1]
 
     @property
     def port(self) -> int:
-        return self.httpd.server_address[1]
+        return self._port
 
     @property
     def base_url(self) -> str:
@@ -183,9 +192,13 @@ class FakeModelServer:
         return root if self.provider == "ollama" else root + "/v1"
 
     def __enter__(self) -> FakeModelServer:
-        self.thread.start()
+        if self.httpd is None:
+            self._bind()
+        assert self.httpd is not None
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        assert self.httpd is not None
         self.httpd.shutdown()
         self.httpd.server_close()
