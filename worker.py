@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
@@ -38,6 +39,7 @@ ACTIVITIES: list[Any] = [build_prompt, call_model, safety_review, execute_steps,
 ACTIVITIES += [load_hooks, run_hooks, git_snapshot, git_commit, render_session_prompt]
 MAX_CONCURRENT_ACTIVITIES = 100
 IDLE_CHECK_S = 15.0
+HEARTBEAT_THROTTLE = timedelta(seconds=1)
 
 
 def build_worker(client: Client, settings: Settings) -> Worker:
@@ -47,6 +49,9 @@ def build_worker(client: Client, settings: Settings) -> Worker:
         workflows=WORKFLOWS,
         activities=ACTIVITIES,
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+        # Heartbeats carry cancellation back to a running step: send them promptly, not every 8 s.
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     )
 
 

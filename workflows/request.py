@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.cleanup import release_executor
@@ -70,18 +70,17 @@ class RequestWorkflow:
             if plan:
                 await self._execute(plan.steps, [f"r0-{s.id}" for s in plan.steps])
                 await self._verify()
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ActivityError) as exc:
+            if not is_cancelled_exception(exc):
+                cause = getattr(exc, "cause", None)
+                message = str(cause or exc)
+                self._finish("failed", message)
+                await self._release()
+                kind = getattr(cause, "type", None) or "ActivityFailed"
+                raise ApplicationError(message, type=kind, non_retryable=True) from None
             self._finish("cancelled", "cancelled by the user")
             await self._release()
             raise
-        except ActivityError as exc:
-            cause = exc.cause
-            message = str(cause) if cause else str(exc)
-            self._finish("failed", message)
-            await self._release()
-            raise ApplicationError(
-                message, type=getattr(cause, "type", None) or "ActivityFailed", non_retryable=True
-            ) from None
         await self._release()
         return RequestResult(state=self.state)
 
