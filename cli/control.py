@@ -12,7 +12,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
 from cli import project_store as store
-from cli import runtime
+from cli import runtime, session_view
 from cli.output import console, fail, ok, print_json
 from cli.summary import summary_lines, usage_table
 from cli.targets import workflow_id_for
@@ -54,6 +54,9 @@ def status(
     status_name, state = runtime.run(_status(target))
     if as_json:
         print_json({"workflow_status": status_name, **state})
+        return
+    if "tasks" in state:  # a session: tasks, notes, iterations, tokens
+        session_view.print_status(status_name, state)
         return
     console.print(f"[bold]{state.get('workflow_id', target)}[/bold]  workflow {status_name}"
                   + (f"  phase {state.get('phase')}  outcome {state.get('outcome')}" if state.get("phase") else "")

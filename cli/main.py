@@ -7,9 +7,11 @@ import sys
 import typer
 
 from cli import control, history, orchestrate, server, setup
+from cli import session as session_cli
 from cli.executor import executor_app
 from cli.output import CliError, err_console
 from cli.project import endpoint_app, feature_app, files_app, project_app, request_app
+from cli.tool import tool_app
 from models.config import ConfigError
 
 app = typer.Typer(
@@ -25,6 +27,7 @@ app.add_typer(endpoint_app, name="endpoint")
 app.add_typer(files_app, name="files")
 app.add_typer(request_app, name="request")
 app.add_typer(executor_app, name="executor")
+app.add_typer(tool_app, name="tool")
 # policy: registered below once cli/policy.py lands
 app.command("orchestrate")(orchestrate.orchestrate)
 app.command("status")(control.status)
@@ -39,6 +42,9 @@ app.command("setup")(setup.setup)
 app.command("config")(setup.config)
 app.command("doctor")(setup.doctor)
 app.command("version")(setup.version)
+app.command("build")(session_cli.build)
+app.command("stop")(session_cli.stop)
+app.command("gen-template")(session_cli.gen_template)
 
 
 def main() -> None:
