@@ -1,0 +1,86 @@
+"""Kill the worker with SIGKILL in the middle of a request, start another: the request completes,
+every step applied exactly once, nothing lost, within seconds of the new worker's start."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from models.config import Settings
+from tests import replies as r
+from tests.conftest import REPO
+from tests.fake_llm import FakeModel
+from tests.pipeline import start, wait_for
+
+STEP_SECONDS = 3
+RESUME_BOUND_S = 15 + STEP_SECONDS
+PLAN = r.plan(
+    r.run("s1", f"sleep {STEP_SECONDS}; echo once >> log.txt"),
+    r.write("s2", "notes.md", "appended\n", "append"),
+    r.run("s3", "echo second >> log.txt"),
+    r.verify("s4", "test $(wc -l < log.txt) -eq 2"),
+)
+
+
+def spawn_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ITER_")}
+    env.update(
+        {
+            "ITER_TEMPORAL_ADDRESS": settings.temporal.address,
+            "ITER_TASK_QUEUE": settings.temporal.task_queue,
+            "ITER_DATA_DIR": settings.data_dir,
+        }
+    )
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "worker"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("kill_in", ["stream", "execute"])
+async def test_sigkill_mid_request_completes_exactly_once(
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel, tmp_path: Path, kill_in: str
+) -> None:
+    (workspace / "notes.md").write_text("# notes\n")
+    fake.token_delay_s = 0.01  # the coder's answer streams for a few seconds
+    fake.default("plan", PLAN)
+    fake.default("safety_review", r.safety_pass())
+    fake.default("post_review", r.post_pass())
+    first = spawn_worker(settings, tmp_path / "worker1.log")
+    try:
+        handle = await start(client, settings, workspace)
+        await wait_for(handle, lambda s: s.phase == kill_in, timeout=60)
+        if kill_in == "execute":  # kill while the sleep of s1 runs, after it started
+            for _ in range(100):
+                if list((workspace / ".iter" / "runs").rglob("r0-s1/pid")):
+                    break
+                await asyncio.sleep(0.05)
+        kill(first)
+        await asyncio.sleep(1.0)
+        restarted = time.monotonic()
+        second = spawn_worker(settings, tmp_path / "worker2.log")
+        try:
+            state = (await asyncio.wait_for(handle.result(), timeout=90)).state
+            took = time.monotonic() - restarted
+        finally:
+            kill(second)
+    finally:
+        if first.poll() is None:
+            kill(first)
+
+    assert state.outcome == "passed", state.error
+    assert (workspace / "log.txt").read_text() == "once\nsecond\n"
+    assert (workspace / "notes.md").read_text() == "# notes\nappended\n"
+    print(f"killed in {kill_in}: completed {took:.1f} s after the new worker started")
+    assert took < RESUME_BOUND_S, f"took {took:.1f} s after the new worker started"
