@@ -35,7 +35,15 @@ from workflows.request import RequestWorkflow
 from workflows.session import SessionWorkflow
 
 WORKFLOWS: list[type] = [RequestWorkflow, SessionWorkflow]
-ACTIVITIES: list[Any] = [build_prompt, call_model, safety_review, execute_steps, post_review, gather_evidence, release_executor]
+ACTIVITIES: list[Any] = [
+    build_prompt,
+    call_model,
+    safety_review,
+    execute_steps,
+    post_review,
+    gather_evidence,
+    release_executor,
+]
 ACTIVITIES += [load_hooks, run_hooks, git_snapshot, git_commit, render_session_prompt]
 MAX_CONCURRENT_ACTIVITIES = 100
 IDLE_CHECK_S = 15.0
@@ -66,7 +74,7 @@ async def _exit_when_idle(client: Client, settings: Settings, idle_exit_s: float
         await asyncio.sleep(IDLE_CHECK_S)
         try:
             busy = await _running_count(client, settings) > 0
-        except Exception:  # noqa: BLE001 - a visibility hiccup must not kill the worker
+        except Exception:
             busy = True
         if busy:
             idle_since = time.monotonic()
@@ -85,8 +93,10 @@ async def run_worker(settings: Settings, idle_exit_s: float = 0.0, say: Any = pr
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    say(f"iter worker polling task queue {settings.temporal.task_queue!r} on {client.service_client.config.target_host}")
-    watchers = [asyncio.create_task(stop.wait())]
+    say(
+        f"iter worker polling task queue {settings.temporal.task_queue!r} on {client.service_client.config.target_host}"
+    )
+    watchers: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
     if idle_exit_s > 0:
         watchers.append(asyncio.create_task(_exit_when_idle(client, settings, idle_exit_s, worker)))
     async with worker:

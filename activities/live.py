@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+
 from models.config import Settings
 from models.live import live_path
 

@@ -16,6 +16,7 @@ from cli import runtime, session_view
 from cli.output import console, fail, ok, print_json
 from cli.summary import summary_lines, usage_table
 from cli.targets import workflow_id_for
+from models import search
 
 QUERY_TIMEOUT = timedelta(seconds=5)
 LIST_LIMIT = 50
@@ -58,9 +59,11 @@ def status(
     if "tasks" in state:  # a session: tasks, notes, iterations, tokens
         session_view.print_status(status_name, state)
         return
-    console.print(f"[bold]{state.get('workflow_id', target)}[/bold]  workflow {status_name}"
-                  + (f"  phase {state.get('phase')}  outcome {state.get('outcome')}" if state.get("phase") else "")
-                  + ("  [yellow]paused[/yellow]" if state.get("paused") else ""))  # fmt: skip
+    console.print(
+        f"[bold]{state.get('workflow_id', target)}[/bold]  workflow {status_name}"
+        + (f"  phase {state.get('phase')}  outcome {state.get('outcome')}" if state.get("phase") else "")
+        + ("  [yellow]paused[/yellow]" if state.get("paused") else "")
+    )
     if "results" in state:
         for line in summary_lines(state):
             console.print(f"  {line}")
@@ -82,17 +85,24 @@ async def _list(as_json: bool) -> None:
     client = await runtime.client_for(cfg, start_server=False)
     root = store.find_root()
     query = "WorkflowId STARTS_WITH 'iter-'"
-    rows = []
+    rows: list[dict[str, str]] = []
     async for wf in client.list_workflows(query, limit=LIST_LIMIT):
-        attrs = {k: (v[0] if isinstance(v, list) and v else v) for k, v in wf.search_attributes.items()}
-        rows.append({"workflow_id": wf.id, "status": wf.status.name.lower() if wf.status else "", "phase": attrs.get("IterPhase", ""),
-                     "outcome": attrs.get("IterOutcome", ""), "started": wf.start_time.isoformat()})  # fmt: skip
+        attrs = wf.typed_search_attributes
+        rows.append(
+            {
+                "workflow_id": wf.id,
+                "status": wf.status.name.lower() if wf.status else "",
+                "phase": attrs.get(search.PHASE) or "",
+                "outcome": attrs.get(search.OUTCOME) or "",
+                "started": wf.start_time.isoformat(timespec="seconds"),
+            }
+        )
     if as_json:
         print_json(rows)
         return
     table = Table("workflow", "status", "phase", "outcome", "started")
     for row in rows:
-        table.add_row(row["workflow_id"], row["status"], str(row["phase"]), str(row["outcome"]), row["started"][:19])
+        table.add_row(row["workflow_id"], row["status"], row["phase"], row["outcome"], row["started"][:19])
     console.print(table)
     if not rows:
         console.print("nothing yet" + ("" if root else "; create a project with `iter project create`"))

@@ -47,7 +47,8 @@ def _result_brief(result: Any) -> str:
             return f"prompt of ~{result['approx_tokens']} tokens with {len(result['context_files'])} context files"
         if "usage" in result and "text" in result:
             u = result["usage"]
-            return f"{u['model']} {u['completion_tokens']} tokens in {u['duration_s']}s ({u['tokens_per_s']} tok/s): {_brief(result['text'])}"
+            rate = f"{u['completion_tokens']} tokens in {u['duration_s']}s ({u['tokens_per_s']} tok/s)"
+            return f"{u['model']} {rate}: {_brief(result['text'])}"
         if "results" in result:
             return "; ".join(f"{r['step_id']} {'ok' if r['ok'] else 'FAILED'}" for r in result["results"])
         if "verdict" in result:
@@ -74,11 +75,11 @@ def entries(events: list[HistoryEvent]) -> list[dict[str, Any]]:
             result = _decode(attrs.result)
             text = f"{scheduled.get(attrs.scheduled_event_id, '?')} → {_result_brief(result[0] if result else None)}"
         elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
-            attrs = e.activity_task_failed_event_attributes
-            text = f"{scheduled.get(attrs.scheduled_event_id, '?')} failed: {attrs.failure.message}"
+            failed = e.activity_task_failed_event_attributes
+            text = f"{scheduled.get(failed.scheduled_event_id, '?')} failed: {failed.failure.message}"
         elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
-            attrs = e.activity_task_timed_out_event_attributes
-            text = f"{scheduled.get(attrs.scheduled_event_id, '?')} timed out ({attrs.failure.message}); retried"
+            timed_out = e.activity_task_timed_out_event_attributes
+            text = f"{scheduled.get(timed_out.scheduled_event_id, '?')} timed out ({timed_out.failure.message})"
         elif e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
             details = e.marker_recorded_event_attributes.details
             meta = _decode(details["data"]) if "data" in details else []
@@ -86,9 +87,9 @@ def entries(events: list[HistoryEvent]) -> list[dict[str, Any]]:
             name = meta[0].get("activity_type", "?") if meta and isinstance(meta[0], dict) else "?"
             text = f"{name} (local) → " + (_result_brief(result[0]) if result else "done")
         elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-            attrs = e.workflow_execution_signaled_event_attributes
-            args = _decode(attrs.input)
-            text = f"signal {attrs.signal_name}" + (f": {_brief(args)}" if args else "")
+            signaled = e.workflow_execution_signaled_event_attributes
+            args = _decode(signaled.input)
+            text = f"signal {signaled.signal_name}" + (f": {_brief(args)}" if args else "")
         elif e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
             fields = e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
             vals = {k: _decode_single(v) for k, v in fields.items()}

@@ -76,8 +76,12 @@ def spawn_worker(cfg: Settings) -> str:
     with log.open("ab") as out:
         subprocess.Popen(
             [sys.executable, "-m", "worker", "--idle-exit", str(WORKER_IDLE_EXIT_S)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-        )  # fmt: skip
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
     return str(log)
 
 

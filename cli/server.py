@@ -16,8 +16,10 @@ def server() -> None:
         fail(f"ITER_TEMPORAL_ADDRESS is set ({cfg.temporal.address}); iter uses that cluster and starts no server")
     if devserver.port_open(devserver.DEV_HOST, devserver.DEV_PORT):
         fail(f"something already listens on {devserver.DEV_HOST}:{devserver.DEV_PORT}; iter will use it as it is")
-    console.print(f"Temporal dev server on {devserver.DEV_HOST}:{devserver.DEV_PORT}, web UI http://localhost:{cfg.temporal.ui_port}, "
-                  f"data {devserver.db_path(cfg)}")  # fmt: skip
+    console.print(
+        f"Temporal dev server on {devserver.DEV_HOST}:{devserver.DEV_PORT}, "
+        f"web UI http://localhost:{cfg.temporal.ui_port}, data {devserver.db_path(cfg)}"
+    )
     try:
         devserver.run_foreground(cfg)
     except devserver.DevServerError as exc:

@@ -55,8 +55,10 @@ def setup(
         fail(f"{path} exists; use --force to overwrite it")
     if provider not in ("ollama", "openai") or executor not in ("docker", "local"):
         fail("provider must be ollama or openai, executor docker or local")
-    data = {"llm": {"provider": provider, "base_url": base_url, "model": model, "reviewer_model": reviewer_model},
-            "executor": {"backend": executor}}  # fmt: skip
+    data = {
+        "llm": {"provider": provider, "base_url": base_url, "model": model, "reviewer_model": reviewer_model},
+        "executor": {"backend": executor},
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     ok(f"Wrote {path}")
@@ -80,19 +82,28 @@ def doctor() -> None:
     target = cfg.temporal.address or f"{devserver.DEV_HOST}:{devserver.DEV_PORT}"
     host, _, port = target.rpartition(":")
     up = devserver.port_open(host or "127.0.0.1", int(port or 7233))
-    check(up or not cfg.temporal.address, f"Temporal at {target}" + ("" if up else " (not running; iter starts it on demand)"),
-          "check ITER_TEMPORAL_ADDRESS")  # fmt: skip
+    check(
+        up or not cfg.temporal.address,
+        f"Temporal at {target}" + ("" if up else " (not running; iter starts it on demand)"),
+        "check ITER_TEMPORAL_ADDRESS",
+    )
     base = cfg.llm.resolved_base_url()
     probe = base + ("/api/tags" if cfg.llm.provider == "ollama" else "/models")
     try:
         httpx.get(probe, timeout=3).raise_for_status()
         check(True, f"model server {cfg.llm.provider} at {base}", "")
     except httpx.HTTPError as exc:
-        check(False, f"model server {cfg.llm.provider} at {base}: {exc.__class__.__name__}",
-              "start it, or set ITER_LLM_PROVIDER / ITER_LLM_BASE_URL")  # fmt: skip
+        check(
+            False,
+            f"model server {cfg.llm.provider} at {base}: {exc.__class__.__name__}",
+            "start it, or set ITER_LLM_PROVIDER / ITER_LLM_BASE_URL",
+        )
     if cfg.executor.backend == "docker":
-        check(shutil.which("docker") is not None or Path("/var/run/docker.sock").exists(), "Docker engine for the executor",
-              "install and start Docker, or choose --executor local explicitly")  # fmt: skip
+        check(
+            shutil.which("docker") is not None or Path("/var/run/docker.sock").exists(),
+            "Docker engine for the executor",
+            "install and start Docker, or choose --executor local explicitly",
+        )
     check(True, f"data directory {data_dir(cfg)}", "")
     check(shutil.which("git") is not None, "git", "install git")
     if problems:

@@ -67,6 +67,13 @@ def print_summary(state: dict[str, Any]) -> None:
 def usage_table(state: dict[str, Any]) -> Table:
     table = Table("role", "model", "host", "prompt tok", "answer tok", "seconds", "tok/s")
     for u in state.get("usage", []):
-        table.add_row(u["role"], u["model"], u["host"], str(u["prompt_tokens"]), str(u["completion_tokens"]),
-                      f"{u['duration_s']:.2f}", f"{u['tokens_per_s']:.1f}")  # fmt: skip
+        table.add_row(
+            u["role"],
+            u["model"],
+            u["host"],
+            str(u["prompt_tokens"]),
+            str(u["completion_tokens"]),
+            f"{u['duration_s']:.2f}",
+            f"{u['tokens_per_s']:.1f}",
+        )
     return table

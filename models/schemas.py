@@ -13,7 +13,10 @@ from models.review import PostReview, SafetyReview
 from models.session import SessionPlan
 
 SCHEMAS: dict[str, type[BaseModel]] = {
-    "plan": Plan, "safety_review": SafetyReview, "post_review": PostReview, "session_plan": SessionPlan
+    "plan": Plan,
+    "safety_review": SafetyReview,
+    "post_review": PostReview,
+    "session_plan": SessionPlan,
 }
 
 

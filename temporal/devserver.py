@@ -66,7 +66,11 @@ def start_background(settings: Settings) -> Path:
     log = folder / "temporal.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            server_args(settings), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            server_args(settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     (folder / "temporal.pid").write_text(str(proc.pid))
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -77,7 +81,9 @@ def start_background(settings: Settings) -> Path:
             tail = log.read_text(errors="replace")[-400:]
             raise DevServerError(f"the Temporal dev server exited at start (see {log}): {tail.strip()}")
         time.sleep(0.2)
-    raise DevServerError(f"the Temporal dev server did not open port {DEV_PORT} in {STARTUP_TIMEOUT_S:.0f} s; see {log}")
+    raise DevServerError(
+        f"the Temporal dev server did not open port {DEV_PORT} in {STARTUP_TIMEOUT_S:.0f} s; see {log}"
+    )
 
 
 def run_foreground(settings: Settings) -> None:

@@ -82,10 +82,19 @@ def settings(model_server: FakeModelServer, temporal_env: WorkflowEnvironment, t
 def make_settings(server: FakeModelServer, env: WorkflowEnvironment, tmp_path: Path, **llm: Any) -> Settings:
     return Settings.model_validate(
         {
-            "llm": {"provider": server.provider, "base_url": server.base_url, "model": "coder", "reviewer_model": "reviewer", **llm},
+            "llm": {
+                "provider": server.provider,
+                "base_url": server.base_url,
+                "model": "coder",
+                "reviewer_model": "reviewer",
+                **llm,
+            },
             "executor": {"backend": "local", "step_timeout_s": 60},
             "retry": {"initial_interval_s": 0.2, "max_interval_s": 1.0},
-            "temporal": {"address": env.client.service_client.config.target_host, "task_queue": f"iter-test-{uuid.uuid4().hex[:8]}"},
+            "temporal": {
+                "address": env.client.service_client.config.target_host,
+                "task_queue": f"iter-test-{uuid.uuid4().hex[:8]}",
+            },
             "data_dir": str(tmp_path / "data"),
         }
     )

@@ -72,7 +72,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     fake: FakeModel
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def _send_json(self, status: int, payload: Any) -> None:
@@ -89,7 +89,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path in ("/api/tags", "/v1/models"):
-            self._send_json(200, {"models": [{"name": m} for m in self.fake.models], "data": [{"id": m} for m in self.fake.models]})
+            self._send_json(
+                200, {"models": [{"name": m} for m in self.fake.models], "data": [{"id": m} for m in self.fake.models]}
+            )
         else:
             self._send_json(404, {"error": "not found"})
 
@@ -101,8 +103,14 @@ class _Handler(BaseHTTPRequestHandler):
         with self.fake.lock:
             self.fake.received.append(body)
         if body.get("model") not in self.fake.models:
-            msg = f"model '{body.get('model')}' not found" if not openai else f"The model `{body.get('model')}` does not exist"
-            self._send_json(404, {"error": msg} if not openai else {"error": {"message": msg, "code": "model_not_found"}})
+            msg = (
+                f"model '{body.get('model')}' not found"
+                if not openai
+                else f"The model `{body.get('model')}` does not exist"
+            )
+            self._send_json(
+                404, {"error": msg} if not openai else {"error": {"message": msg, "code": "model_not_found"}}
+            )
             return
         reply = self.fake.next_reply(schema)
         if reply.status != 200:
@@ -159,7 +167,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._chunk(f"data: {json.dumps(done)}\n\n".encode())
         if body.get("stream_options", {}).get("include_usage"):
             prompt = sum(len(m["content"]) for m in body["messages"]) // 4
-            usage = {**base, "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": len(pieces), "total_tokens": prompt + len(pieces)}}
+            usage = {
+                **base,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": len(pieces),
+                    "total_tokens": prompt + len(pieces),
+                },
+            }
             self._chunk(f"data: {json.dumps(usage)}\n\n".encode())
         self._chunk(b"data: [DONE]\n\n")
         self._chunk(b"")

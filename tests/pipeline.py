@@ -19,13 +19,17 @@ from workflows.request import RequestWorkflow
 async def start(
     client: Client, settings: Settings, workspace: Path, project: Project | None = None
 ) -> WorkflowHandle[Any, RequestResult]:
-    inp = RequestInput(project=project or example_project(), request_id="req_01", workspace=str(workspace), settings=settings)
+    inp = RequestInput(
+        project=project or example_project(), request_id="req_01", workspace=str(workspace), settings=settings
+    )
     return await client.start_workflow(
         RequestWorkflow.run, inp, id=f"iter-calc-req_01-{uuid.uuid4().hex[:8]}", task_queue=settings.temporal.task_queue
     )
 
 
-async def run_request(client: Client, settings: Settings, workspace: Path, project: Project | None = None) -> RequestState:
+async def run_request(
+    client: Client, settings: Settings, workspace: Path, project: Project | None = None
+) -> RequestState:
     handle = await start(client, settings, workspace, project)
     return (await handle.result()).state
 

@@ -44,15 +44,30 @@ def safety_block(point: int, step_id: str, reason: str) -> dict[str, Any]:
 
 
 def post_pass(criterion: str = "tests pass") -> dict[str, Any]:
-    return {"verdict": "PASS", "criteria": [{"criterion": criterion, "met": True, "evidence": "pytest passed"}], "fix_steps": [], "info_requests": []}
+    return {
+        "verdict": "PASS",
+        "criteria": [{"criterion": criterion, "met": True, "evidence": "pytest passed"}],
+        "fix_steps": [],
+        "info_requests": [],
+    }
 
 
 def post_fail(*fix_steps: dict[str, Any]) -> dict[str, Any]:
-    return {"verdict": "FAIL", "criteria": [{"criterion": "tests pass", "met": False, "evidence": "pytest failed"}], "fix_steps": list(fix_steps), "info_requests": []}
+    return {
+        "verdict": "FAIL",
+        "criteria": [{"criterion": "tests pass", "met": False, "evidence": "pytest failed"}],
+        "fix_steps": list(fix_steps),
+        "info_requests": [],
+    }
 
 
 def post_info(*requests: tuple[str, str]) -> dict[str, Any]:
-    return {"verdict": "INFO_NEEDED", "criteria": [], "fix_steps": [], "info_requests": [{"kind": k, "target": t} for k, t in requests]}
+    return {
+        "verdict": "INFO_NEEDED",
+        "criteria": [],
+        "fix_steps": [],
+        "info_requests": [{"kind": k, "target": t} for k, t in requests],
+    }
 
 
 MULTIPLY = "\n\ndef multiply(a: float, b: float) -> float:\n    return a * b\n"

