@@ -34,8 +34,6 @@ async def run_ids(client: Client, workflow_id: str) -> list[str]:
     return [rid for _, rid in sorted(ids)]
 
 
-
-
 async def test_long_session_continues_as_new_with_bounded_history_and_intact_state(
     client: Client, settings: Settings, workspace: Path, fake: FakeModel, worker: None
 ) -> None:
@@ -47,9 +45,13 @@ async def test_long_session_continues_as_new_with_bounded_history_and_intact_sta
     for i in range(2, n + 1):
         task = str(i - 1)
         if i % WORK_EVERY == 0:
-            plan = s.append_plan("log.txt", f"line {i}\n", task_id=task, action="create" if i == WORK_EVERY else "append")
+            plan = s.append_plan(
+                "log.txt", f"line {i}\n", task_id=task, action="create" if i == WORK_EVERY else "append"
+            )
         else:
-            plan = s.session_plan(summary=f"thing {task} needs no code", task_updates=[{"id": task, "status": "completed"}])
+            plan = s.session_plan(
+                summary=f"thing {task} needs no code", task_updates=[{"id": task, "status": "completed"}]
+            )
         if i == n:
             plan["session_complete"] = True
         plan["notes"] = [{"type": "learning", "content": f"learned in iteration {i}"}]
@@ -71,8 +73,13 @@ async def test_long_session_continues_as_new_with_bounded_history_and_intact_sta
     prompts = [c["messages"][1]["content"] for c in fake.calls("session_plan")]
     assert sum("halfway message" in p for p in prompts) == 1
     runs = await run_ids(client, session_workflow_id(inp.name))
-    counts = [len([e async for e in client.get_workflow_handle(handle.id, run_id=rid).fetch_history_events()]) for rid in runs]
-    print(f"\n{n} iterations in {elapsed:.1f} s ({elapsed / n * 1000:.0f} ms each); runs {len(runs)}, events per run {counts}")
+    counts = [
+        len([e async for e in client.get_workflow_handle(handle.id, run_id=rid).fetch_history_events()]) for rid in runs
+    ]
+    print(
+        f"\n{n} iterations in {elapsed:.1f} s ({elapsed / n * 1000:.0f} ms each); "
+        f"runs {len(runs)}, events per run {counts}"
+    )
     assert len(runs) == state.runs >= 2
     assert max(counts) < MAX_EVENTS_PER_RUN
     # The prompt stays bounded however long the session grows.

@@ -9,7 +9,6 @@ from pathlib import Path
 from temporalio.client import Client
 
 from models.config import Settings
-from tests import replies as r
 from tests import session_replies as s
 from tests.fake_llm import FakeModel
 
@@ -19,13 +18,21 @@ async def test_spec_tasks_done_in_order_committed_and_completed(
 ) -> None:
     spec = s.write_spec(workspace)
     subprocess.run(["git", "add", spec], cwd=workspace, check=True)
-    subprocess.run(["git", "-c", "user.email=t@e", "-c", "user.name=t", "commit", "-qm", "spec"], cwd=workspace, check=True)
+    subprocess.run(
+        ["git", "-c", "user.email=t@e", "-c", "user.name=t", "commit", "-qm", "spec"], cwd=workspace, check=True
+    )
     s.reviewers_pass(fake)
     fake.script(
         "session_plan",
         s.append_plan("greet.txt", "hello\n", action="create"),
         s.append_plan("greet.txt", "goodbye\n"),
-        s.append_plan("NOTES.md", "notes\n", action="create", session_complete=True, notes=[{"type": "learning", "content": "grep works"}]),
+        s.append_plan(
+            "NOTES.md",
+            "notes\n",
+            action="create",
+            session_complete=True,
+            notes=[{"type": "learning", "content": "grep works"}],
+        ),
     )
     state = await s.run_session(client, settings, s.session_input(settings, workspace))
     assert state.status == "completed", state.events[-5:]
@@ -40,7 +47,9 @@ async def test_spec_tasks_done_in_order_committed_and_completed(
         f"iter {state.name}: task #2: Add a farewell",
         f"iter {state.name}: task #1: Create greet.txt",
     ]
-    shown = subprocess.run(["git", "show", "--name-only", "--format=", "HEAD~2"], cwd=workspace, capture_output=True, text=True).stdout
+    shown = subprocess.run(
+        ["git", "show", "--name-only", "--format=", "HEAD~2"], cwd=workspace, capture_output=True, text=True
+    ).stdout
     assert shown.split() == ["greet.txt"]  # only what the iteration changed; no .iter/runs journals
     assert state.notes[-1].content == "grep works"
     assert state.prompt_tokens > 0 and state.model_calls >= 9
