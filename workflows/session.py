@@ -92,23 +92,24 @@ class IterationError(Exception):
 
 @workflow.defn
 class SessionWorkflow:
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, inp: SessionInput) -> None:
+        # The state exists before any signal or update of the first workflow task is handled.
+        self.inp: SessionInput | None = inp
         self.state = SessionState()
-        self.inp: SessionInput | None = None
+        self._begin(inp)
 
     # --- the process -----------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: SessionInput) -> SessionState:
-        self.inp = inp
-        self._begin(inp)
         try:
             if not inp.continued:
                 await self._session_start()
             while not self._finished():
                 if self._history_full():
                     await self._continue_as_new()
-                await self._checkpoint()
+                await self._checkpoint(boundary=True)
                 if self._finished():
                     break
                 await self._iteration()
@@ -588,12 +589,13 @@ class SessionWorkflow:
             or info.get_current_history_size() >= HISTORY_BYTES_LIMIT
         )
 
-    async def _checkpoint(self) -> None:
-        """Between steps and iterations: where a pause takes effect."""
+    async def _checkpoint(self, boundary: bool = False) -> None:
+        """Between steps and iterations: where a pause takes effect. Between iterations a paused
+        session that is completed or stopped ends without being resumed first."""
         if self.state.paused:
             self._event(self.state.phase, "paused")
-            await workflow.wait_condition(lambda: not self.state.paused)
-            self._event(self.state.phase, "resumed")
+            await workflow.wait_condition(lambda: not self.state.paused or (boundary and self._finished()))
+            self._event(self.state.phase, "resumed" if not self.state.paused else "ending while paused")
 
     def _budget(self) -> int:
         assert self.inp
