@@ -174,7 +174,8 @@ class _Lexer:
     def _read_redirect(self, op: str, fd: str | None) -> None:
         while self.i < len(self.src) and self.src[self.i] in " \t":
             self.i += 1
-        if self.i >= len(self.src) or self.src[self.i] in _METACHARS:
+        at_end = self.i >= len(self.src)
+        if at_end or (self.src[self.i] in _METACHARS and not self.src.startswith(("<(", ">("), self.i)):
             raise ShellSyntaxError(f"redirection {op} has no target")
         target = self._read_word()
         redir = Redir(op=op, fd=fd, target=target)
@@ -394,6 +395,12 @@ class _Lexer:
                     break
                 i = close + 1
                 continue
+            if c == '"':
+                i = self._skip_double_quoted(i + 1)
+                continue
+            if c == "`":
+                _, i = self.read_backticks(i + 1)
+                continue
             if src.startswith("$(", i) and not src.startswith("$((", i):
                 _, i = self.read_subst(i + 2)
                 continue
@@ -402,3 +409,19 @@ class _Lexer:
             if depth == 0:
                 return i
         raise ShellSyntaxError("unterminated ${ ... }")
+
+    def _skip_double_quoted(self, pos: int) -> int:
+        i, src = pos, self.src
+        while i < len(src):
+            c = src[i]
+            if c == "\\":
+                i += 2
+            elif c == '"':
+                return i + 1
+            elif src.startswith("$(", i) and not src.startswith("$((", i):
+                _, i = self.read_subst(i + 2)
+            elif c == "`":
+                _, i = self.read_backticks(i + 1)
+            else:
+                i += 1
+        raise ShellSyntaxError("unbalanced double quote")

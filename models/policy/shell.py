@@ -40,6 +40,7 @@ class SimpleCommand:
     conditional: bool = False  # may or may not run (if/loop/case/function body)
     function: str | None = None
     group_redirect: bool = False  # carries a redirection that applies to a whole group or loop
+    pipeline: int = 0  # commands of one pipeline share this id: curl ... | sh
 
 
 @dataclass
@@ -85,6 +86,7 @@ class _Parser:
         self.pipe_pending = False
         self.pending_func: str | None = None
         self.next_id = 0
+        self.last_pipeline = 0
 
     def parse(self) -> Script:
         while self.k < len(self.toks):
@@ -109,6 +111,7 @@ class _Parser:
     def _word(self, tok: Word) -> None:
         if self.cur is not None:
             self._add_word(self.cur, tok)
+            self._array_elements(self.cur, tok)
             return
         top = self.stack[-1] if self.stack else None
         if top and top.kind == "case" and top.state == "pattern":
@@ -121,12 +124,29 @@ class _Parser:
             self._reserved(tok.raw)
             return
         nxt = self.toks[self.k : self.k + 2]
-        if len(nxt) == 2 and nxt[0] == Op("(") and nxt[1] == Op(")"):
+        if nxt == [Op("("), Op(")")] and not _ASSIGNMENT.match(tok.raw):
             self.pending_func = tok.text
             self.k += 2
             return
         self.cur = self._new_command()
         self._add_word(self.cur, tok)
+        self._array_elements(self.cur, tok)
+
+    def _array_elements(self, cmd: SimpleCommand, tok: Word) -> None:
+        """``a=(x "$y" $(z))``: the elements are words of the assignment, not a subshell."""
+        if not (_ASSIGNMENT.match(tok.raw) and tok.raw.endswith("=")) or self.toks[self.k : self.k + 1] != [Op("(")]:
+            return
+        self.k += 1
+        while self.k < len(self.toks) and self.toks[self.k] != Op(")"):
+            element = self.toks[self.k]
+            self.k += 1
+            if isinstance(element, Word):
+                (cmd.assigns if tok in cmd.assigns else cmd.words).append(element)
+            elif element != Op("\n"):
+                raise ShellSyntaxError("unexpected token in an array")
+        if self.k >= len(self.toks):
+            raise ShellSyntaxError("array assignment without ')'")
+        self.k += 1
 
     @staticmethod
     def _add_word(cmd: SimpleCommand, tok: Word) -> None:
@@ -242,6 +262,8 @@ class _Parser:
             if self.cur is not None or self.closed is not None:
                 self._finish("\n")
             return
+        if kind == "(" and top and top.kind == "case" and top.state == "pattern":
+            return  # case patterns may open with '(': (a|b) cmd ;;
         if kind == "(":
             if self.cur is not None:
                 raise ShellSyntaxError("unexpected '('")
@@ -286,6 +308,8 @@ class _Parser:
             subshells=tuple(f.id for f in self.stack if f.kind == "("),
             conditional=bool(loop_frames or funcs), function=funcs[-1] if funcs else None,
         )
+        cmd.pipeline = self.last_pipeline if self.pipe_pending else cmd.index
+        self.last_pipeline = cmd.pipeline
         self.pipe_pending = False
         if not keep_closed:
             self.closed = None

