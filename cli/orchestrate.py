@@ -41,7 +41,7 @@ def orchestrate(
     cfg = runtime.settings(**{"executor.backend": executor, "llm.model": model})
     require_executor(cfg)  # no Docker: say so now, before a workflow starts
     try:
-        state = runtime.run(_orchestrate(cfg, project, request, str(root), detach, quiet or as_json))
+        state = runtime.run(_orchestrate(cfg, project, request, str(root), detach, quiet or as_json, as_json))
     except KeyboardInterrupt:
         err_console.print(f"\nDetached; the request goes on. Attach again with `iter orchestrate --request {request}`")
         raise typer.Exit(130) from None
@@ -57,7 +57,7 @@ def orchestrate(
 
 
 async def _orchestrate(
-    cfg: Settings, project: Project, request_id: str, workspace: str, detach: bool, quiet: bool
+    cfg: Settings, project: Project, request_id: str, workspace: str, detach: bool, quiet: bool, as_json: bool = False
 ) -> dict[str, Any] | None:
     client = await runtime.client_for(cfg)
     await runtime.ensure_worker(client, cfg)
@@ -72,14 +72,15 @@ async def _orchestrate(
             task_queue=cfg.temporal.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
-    console.print(
-        f"{'Attached to' if attached else 'Started'} {wid}  (Temporal UI: http://localhost:{cfg.temporal.ui_port}/namespaces/{cfg.temporal.namespace}/workflows/{wid})"
-    )
+    # With --json, stdout carries the JSON alone; people's lines go to stderr.
+    out = err_console if as_json else console
+    ui = f"http://localhost:{cfg.temporal.ui_port}/namespaces/{cfg.temporal.namespace}/workflows/{wid}"
+    out.print(f"{'Attached to' if attached else 'Started'} {wid}  (Temporal UI: {ui})", soft_wrap=True)
     _record_status(request_id, "running")
     if detach:
-        console.print(f"Follow it with `iter orchestrate --request {request_id}` or `iter status {request_id}`")
+        out.print(f"Follow it with `iter orchestrate --request {request_id}` or `iter status {request_id}`")
         return None
-    status = await follow(client, cfg, wid, show_tokens=not quiet)
+    status = await follow(client, cfg, wid, show_tokens=not quiet, show_phases=not as_json)
     return await final_state(client, wid, status)
 
 

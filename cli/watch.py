@@ -75,7 +75,7 @@ async def pending_problem(handle: WorkflowHandle[Any, Any]) -> str:
 
 
 async def follow(
-    client: Client, settings: Settings, workflow_id: str, show_tokens: bool = True
+    client: Client, settings: Settings, workflow_id: str, show_tokens: bool = True, show_phases: bool = True
 ) -> WorkflowExecutionStatus | None:
     """Print the workflow's progress until it closes; returns its final status."""
     handle = client.get_workflow_handle(workflow_id)
@@ -95,7 +95,7 @@ async def follow(
             state = await handle.query("status", rpc_timeout=QUERY_TIMEOUT)
             events = state.get("events", []) if isinstance(state, dict) else []
             # Phase lines wait for the end of a streamed answer, so they never split its text.
-            if not tail.mid_line:
+            if show_phases and not tail.mid_line:
                 for event in events[seen_events:]:
                     console.print(f"[cyan]{event['phase']:>8}[/cyan] {event['message']}")
                 seen_events = len(events)

@@ -3,10 +3,12 @@ example project, a fake model server speaking the wire protocol, and an in-proce
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -145,3 +147,32 @@ def cli_env(settings: Settings, tmp_path: Path) -> dict[str, str]:
         }
     )
     return env
+
+
+@pytest.fixture
+def thread_worker(settings: Settings) -> Iterator[None]:
+    """A worker on its own thread and event loop, for tests that block (running the CLI)."""
+    ready, stop = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    async def serve() -> None:
+        own = await Client.connect(settings.temporal.address, data_converter=pydantic_data_converter)
+        async with build_worker(own, settings):
+            ready.set()
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+
+    def run() -> None:
+        try:
+            asyncio.run(serve())
+        except BaseException as exc:  # noqa: BLE001 - reported to the test below
+            errors.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    ready.wait(30)
+    assert not errors, errors
+    yield
+    stop.set()
+    thread.join(30)

@@ -1,0 +1,42 @@
+"""Run the real ``iter`` command as a user would: a subprocess in the workspace."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+ITER = str(Path(sys.executable).parent / "iter")
+
+
+def iter_cmd(cwd: Path, env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([ITER, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def iter_popen(cwd: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([ITER, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def setup_project(cwd: Path, env: dict[str, str], name: str = "") -> str:
+    """Create the example's project; returns the workflow id of its req_01. Each test gets its own
+    project name, since the tests share one Temporal server."""
+    name = name or f"calc-{uuid.uuid4().hex[:6]}"
+    for args in (
+        ("project", "create", "--name", name),
+        ("feature", "add", "--name", "Arithmetic", "--type", "feature"),
+        ("files", "select", "src/calc/ops.py", "tests/test_ops.py"),
+        (
+            "request",
+            "add",
+            "--description",
+            "Add multiply",
+            "--feature",
+            "arithmetic",
+            "--criteria",
+            "multiply(3, 4) == 12",
+        ),
+    ):
+        done = iter_cmd(cwd, env, *args)
+        assert done.returncode == 0, done.stderr
+    return f"iter-{name}-req_01"
