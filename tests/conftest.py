@@ -165,7 +165,7 @@ def thread_worker(settings: Settings) -> Iterator[None]:
     def run() -> None:
         try:
             asyncio.run(serve())
-        except BaseException as exc:  # noqa: BLE001 - reported to the test below
+        except BaseException as exc:  # reported to the test below
             errors.append(exc)
             ready.set()
 

@@ -53,8 +53,14 @@ def test_orchestrate_streams_and_summarises(workspace: Path, cli_env: dict[str, 
     assert status["workflow_status"] == "completed" and status["outcome"] == "passed"
     assert [u["role"] for u in status["usage"]] == ["coder", "reviewer", "reviewer"]
     history = iter_cmd(workspace, cli_env, "history", "req_01").stdout
-    for expected in ("build_prompt (local)", "call_model → coder", "safety_review → PASS", "execute_steps → s1 ok; s2 ok; s3 ok",
-                     "post_review → PASS", "completed: passed"):  # fmt: skip
+    for expected in (
+        "build_prompt (local)",
+        "call_model → coder",
+        "safety_review → PASS",
+        "execute_steps → s1 ok; s2 ok; s3 ok",
+        "post_review → PASS",
+        "completed: passed",
+    ):
         assert expected in history, history
     listed = json.loads(iter_cmd(workspace, cli_env, "status", "--json").stdout)
     assert any(row["workflow_id"] == wid and row["outcome"] == "passed" for row in listed)
@@ -79,7 +85,7 @@ def test_second_orchestrate_attaches_and_ctrl_c_detaches(
     time.sleep(1.0)
 
     first.send_signal(signal.SIGINT)
-    out, err = first.communicate(timeout=30)
+    _, err = first.communicate(timeout=30)
     assert first.returncode == 130
     assert "Detached" in err and "iter orchestrate --request req_01" in err
     assert workflow_status(workspace, cli_env) == "running"
@@ -95,7 +101,7 @@ def test_second_orchestrate_attaches_and_ctrl_c_detaches(
 def test_pause_and_resume_from_the_cli(workspace: Path, cli_env: dict[str, str], fake: FakeModel) -> None:
     script(fake)
     fake.token_delay_s = 0.03
-    wid = setup_project(workspace, cli_env)
+    setup_project(workspace, cli_env)
     assert iter_cmd(workspace, cli_env, "orchestrate", "--request", "req_01", "--detach").returncode == 0
 
     paused = iter_cmd(workspace, cli_env, "pause", "req_01")
@@ -121,7 +127,7 @@ def test_orchestrate_says_when_no_model_server_answers(workspace: Path, cli_env:
     fake = FakeModel()
     script(fake)
     cli_env["ITER_LLM_BASE_URL"] = f"http://127.0.0.1:{port}"
-    wid = setup_project(workspace, cli_env)
+    setup_project(workspace, cli_env)
     proc = iter_popen(workspace, cli_env, "orchestrate", "--request", "req_01", "--quiet")
     time.sleep(6)
     with FakeModelServer(fake, port=port):
