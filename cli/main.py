@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -48,6 +49,20 @@ app.command("gen-template")(session_cli.gen_template)
 
 
 def main() -> None:
+    try:
+        _run()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, str):
+            err_console.print(exc.code)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Temporal's client threads can abort a short-lived process while the interpreter finalizes
+        # (temporalio/sdk-python#300, "PyGILState_Release"): leave without finalizing.
+        os._exit(code)
+
+
+def _run() -> None:
     try:
         app()
     except CliError as exc:
