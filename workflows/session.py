@@ -17,6 +17,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.cleanup import release_executor
     from activities.execute import execute_steps
     from activities.git import git_commit, git_snapshot
     from activities.hooks import load_hooks, run_hooks
@@ -117,7 +118,9 @@ class SessionWorkflow:
         except asyncio.CancelledError:
             self.state.status = "cancelled"
             self._event("done", "cancelled by the user")
+            await self._release()
             raise
+        await self._release()
         return self.state
 
     def _begin(self, inp: SessionInput) -> None:
@@ -559,6 +562,20 @@ class SessionWorkflow:
         st.phase = "done"
         self._event("done", f"session {st.status} after {st.iteration} iteration(s)")
         self._publish()
+
+    async def _release(self) -> None:
+        """The session's container (Docker executor) goes when the session ends; across
+        continue_as_new it stays, since the journal key and so the container are the same."""
+        assert self.inp
+        if self.inp.settings.executor.backend == "local":
+            return
+        await workflow.execute_activity(
+            release_executor,
+            args=[self.state.journal_key, self.inp.workspace, self.inp.settings],
+            start_to_close_timeout=options.CLEANUP_TIMEOUT,
+            retry_policy=options.CLEANUP_RETRY,
+            summary="release the executor",
+        )
 
     async def _continue_as_new(self) -> None:
         assert self.inp
