@@ -210,3 +210,41 @@ async def test_custom_template_and_extra_instructions(
     assert prompt.startswith("CUSTOM tpl #1\nNext task: #1 [remaining] P2 only") and "EXTRA: Keep it short" in prompt
     missing = await iter_cli(cli_env, workspace, "build", "--headless", "--spec", "specs/none.md")
     assert missing.returncode == 1 and missing.stderr.strip().startswith("error: no spec at specs/none.md")
+
+
+def run_on_a_terminal(args: list[str], env: dict[str, str], cwd: Path, answers: str) -> tuple[int, str]:
+    """Runs the CLI with a pseudo-terminal as stdin and stdout, typing ``answers``."""
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    os.write(master, answers.encode())
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # the terminal closed: the process is gone
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return proc.wait(60), b"".join(chunks).decode(errors="replace")
+
+
+async def test_build_on_a_terminal_asks_for_what_it_needs(
+    settings: Settings, workspace: Path, fake: FakeModel, worker: None, cli_env: dict[str, str]
+) -> None:
+    s.reviewers_pass(fake)
+    s.write_spec(workspace, "# One\n- [ ] asked for\n- [ ] later\n", "specs/asked.md")
+    fake.script("session_plan", s.append_plan("a.txt", "one\n", action="create"))
+    code, out = await asyncio.to_thread(
+        run_on_a_terminal, [ITER, "build", "--quiet"], cli_env, workspace, "specs/asked.md\n\nwizard\n1\n"
+    )
+    assert code == 0, out
+    assert "Spec file [specs/SPEC.md]:" in out and "Model [coder]:" in out and "Session name [asked]:" in out
+    assert "Session wizard limit after 1 iteration(s): 1/2 tasks completed" in out
+    code, out = await asyncio.to_thread(run_on_a_terminal, [ITER, "build", "--headless"], cli_env, workspace, "")
+    assert code == 1 and "Spec file" not in out and "no spec at specs/SPEC.md" in out  # headless never asks
