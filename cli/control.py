@@ -24,7 +24,7 @@ LIST_LIMIT = 50
 
 async def _handle(target: str) -> tuple[Client, WorkflowHandle[Any, Any]]:
     cfg = runtime.settings()
-    client = await runtime.client_for(cfg, start_server=False)
+    client = await runtime.client_for(cfg)
     wid = workflow_id_for(target)
     handle = client.get_workflow_handle(wid)
     try:
@@ -82,7 +82,7 @@ async def _status(target: str) -> tuple[str, dict[str, Any]]:
 
 async def _list(as_json: bool) -> None:
     cfg = runtime.settings()
-    client = await runtime.client_for(cfg, start_server=False)
+    client = await runtime.client_for(cfg)
     root = store.find_root()
     query = "WorkflowId STARTS_WITH 'iter-'"
     rows: list[dict[str, str]] = []

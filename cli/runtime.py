@@ -74,7 +74,7 @@ def spawn_worker(cfg: Settings) -> str:
     if cfg.temporal.address:
         env["ITER_TEMPORAL_ADDRESS"] = cfg.temporal.address
     with log.open("ab") as out:
-        subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "worker", "--idle-exit", str(WORKER_IDLE_EXIT_S)],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -82,6 +82,7 @@ def spawn_worker(cfg: Settings) -> str:
             env=env,
             start_new_session=True,
         )
+    (folder / "worker.pid").write_text(str(proc.pid))
     return str(log)
 
 
