@@ -108,12 +108,10 @@ async def test_invalid_answers_are_repaired_and_repeated_failures_end_the_sessio
     client: Client, settings: Settings, workspace: Path, fake: FakeModel, worker: None
 ) -> None:
     s.reviewers_pass(fake)
-    fake.script(
-        "session_plan",
-        "not json at all",
-        s.session_plan(summary="only a note", notes=[{"type": "tip", "content": "t"}]),
-    )
-    fake.script("session_plan", *(['{"summary": 3}'] * 6))
+    bad = '{"summary": 3}'
+    fake.script("session_plan", "not json at all", bad)  # iteration 1: the answer and its one repair
+    fake.script("session_plan", bad, s.session_plan(summary="only a note", notes=[{"type": "tip", "content": "t"}]))
+    fake.script("session_plan", *([bad] * 6))
     settings = settings.model_copy(update={"bounds": settings.bounds.model_copy(update={"max_parse_repairs": 1})})
     spec = s.write_spec(workspace, "# One\n- [ ] never done\n")
     inp = s.session_input(settings, workspace, spec)
@@ -122,8 +120,10 @@ async def test_invalid_answers_are_repaired_and_repeated_failures_end_the_sessio
         start_signal="message", start_signal_args=["please finish"],
     )  # fmt: skip
     state = await handle.result()
-    assert [x.outcome for x in state.summaries] == ["planned", "error", "error", "error"]
+    assert [x.outcome for x in state.summaries] == ["error", "planned", "error", "error", "error"]
     assert state.status == "failed" and "stayed invalid after 2 answer(s)" in state.error
+    assert state.notes[-1].content == "t"
     prompts = [c["messages"][1]["content"] for c in fake.calls("session_plan")]
-    assert "please finish" in prompts[0] and "please finish" not in prompts[2]  # delivered with the good answer
-    assert state.pending_messages == []
+    # Not lost when the model never answered usefully; delivered once it did.
+    assert ["please finish" in p for p in prompts] == [True, True, True, True, False, False, False, False, False, False]
+    assert "stayed invalid" in prompts[2]  # the failure itself is told to the next iteration

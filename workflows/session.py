@@ -98,6 +98,7 @@ class SessionWorkflow:
         # The state exists before any signal or update of the first workflow task is handled.
         self.inp: SessionInput | None = inp
         self.state = SessionState()
+        self._taken: tuple[list[str], list[str], list[str]] = ([], [], [])
         self._begin(inp)
 
     # --- the process -----------------------------------------------------------------------------
@@ -170,7 +171,6 @@ class SessionWorkflow:
         st.current = IterationView(iteration=n)
         tokens_before = (st.prompt_tokens, st.completion_tokens)
         self._event("iteration", f"iteration {n} starts")
-        taken = (list(st.pending_messages), list(st.pending_hook_output))
         pre = await self._hooks("pre_iteration")
         plan: SessionPlan | None = None
         task: Task | None = None
@@ -189,9 +189,10 @@ class SessionWorkflow:
                     reason = "the answer had no steps and changed nothing"
         except (IterationError, ActivityError) as exc:
             reason = _cause(exc)
-            # What the model never saw is not lost: it goes to the next prompt.
-            st.pending_messages = [*taken[0], *st.pending_messages]
-            st.pending_hook_output = [*taken[1], *st.pending_hook_output]
+            if plan is None:  # the model never answered usefully: what it was told goes to the next prompt
+                st.pending_messages = [*self._taken[0], *st.pending_messages]
+                st.pending_hook_output = [*self._taken[1], *st.pending_hook_output]
+                st.feedback = [*self._taken[2], *st.feedback]
         await self._after(n, plan, task, outcome, reason, tokens_before)
 
     async def _after(
@@ -257,6 +258,7 @@ class SessionWorkflow:
         messages, st.pending_messages = st.pending_messages, []
         hook_output, st.pending_hook_output = st.pending_hook_output, []
         feedback, st.feedback = st.feedback, []
+        self._taken = (messages, hook_output, feedback)
         self._phase("prompt", "building the prompt")
         prompt = await workflow.execute_local_activity(
             render_session_prompt,
