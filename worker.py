@@ -31,6 +31,7 @@ from activities.review import post_review, safety_review
 from activities.session_prompt import render_session_prompt
 from models.config import Settings, load_settings
 from temporal.client import connect, ensure_search_attributes
+from temporal.redaction import RedactFailures
 from workflows.request import RequestWorkflow
 from workflows.session import SessionWorkflow
 
@@ -60,6 +61,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
         # Heartbeats carry cancellation back to a running step: send them promptly, not every 8 s.
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        interceptors=[RedactFailures()],  # no secret in a failure message reaches history
     )
 
 

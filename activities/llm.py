@@ -10,6 +10,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.live import LiveWriter
 from activities.llm_client import ModelError, StreamResult, stream_chat
+from activities.redact import redact
 from models.config import llm_api_key
 from models.request import ModelCallInput, ModelCallOutput, ModelUsage
 from models.schemas import json_schema
@@ -62,7 +63,7 @@ async def stream_answer(inp: ModelCallInput) -> ModelCallOutput:
                 if exc.kind == "ModelNotFound":
                     missing.append(str(exc))
                     continue
-                live.event("model_error", role=inp.role, model=model, message=str(exc))
+                live.event("model_error", role=inp.role, model=model, message=redact(str(exc)))
                 raise
             usage = usage_of(inp.role, result)
             live.event("model_end", role=inp.role, usage=usage.model_dump())
