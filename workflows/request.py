@@ -332,15 +332,13 @@ class RequestWorkflow:
         return by_id[failed.step_id] if failed and failed.step_id in by_id else self.state.tree[-1]
 
     async def _release(self) -> None:
+        """Idempotent and quick, so a local activity: it runs again if the worker dies in it."""
         assert self.inp
-        if self.inp.settings.executor.backend == "local":
-            return  # nothing is held between steps
-        await workflow.execute_activity(
+        await workflow.execute_local_activity(
             release_executor,
             args=[self.state.run_key, self.inp.workspace, self.inp.settings],
             start_to_close_timeout=options.CLEANUP_TIMEOUT,
             retry_policy=options.CLEANUP_RETRY,
-            summary="release the executor",
         )
 
     # --- state -----------------------------------------------------------------------------------
