@@ -7,12 +7,14 @@ scripts, and what a project's ``.iter/policy.yaml`` may and may not change.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 
 from models.plan import CommandStep, FileStep, Step, VerifyStep
 from models.policy import Policy, evaluate_steps, load_policy, network_steps
+from models.policy import config as config_module
 from models.policy.lexer import tokenize
 from models.policy.shell import parse
 from models.review import Finding
@@ -228,3 +230,34 @@ def test_a_bad_policy_file_is_one_line_value_error(text: str, message: str, ws: 
 def test_policy_none_reads_the_workspace_policy(ws: Path) -> None:
     write_policy(ws, "max_timeout_s: 60\n")
     assert [f.point for f in evaluate_steps([cmd("make", timeout_s=120)], ws, require_verify=False)] == [7]
+
+
+# ---- failing closed --------------------------------------------------------------------------------
+_FUZZ_ATOMS = ["rm", "-rf", "/", "'", '"', "$(", ")", "`", "${", "}", "{", "(", "<<", "EOF", "\n", "|", "&&", ";",
+               "&", ">", "<", "2>&1", "<(", "$'", "\\", "case", "in", "esac", "if", "then", "fi", "while", "do", "done",
+               "a=(", "[[", "]]", "((", "$((", "#", " ", " ", "bash", "-c", "eval", "sudo", "f()", ";;", "*", "~", ".."]
+
+
+def test_random_shell_never_crashes_the_gate(ws: Path) -> None:
+    rng = random.Random(7)
+    for _ in range(1500):
+        src = "".join(rng.choice(_FUZZ_ATOMS) + rng.choice(["", " "]) for _ in range(rng.randint(1, 20)))
+        if src.strip():
+            findings = evaluate_steps([cmd(src)], ws, Policy(), require_verify=False)
+            assert not any("could not check this step" in f.reason for f in findings), src
+
+
+def test_pathological_input_is_blocked_not_raised(ws: Path) -> None:
+    deep = "echo " + "$(" * 500 + "x" + ")" * 500
+    assert [f.reason for f in evaluate_steps([cmd(deep)], ws, Policy(), False)] == [
+        "could not parse the command: nested too deeply"
+    ]
+    assert points("x" * 200_000, ws) == {7}
+
+
+def test_the_documented_example_policy_is_valid(ws: Path) -> None:
+    doc = config_module.__doc__ or ""
+    write_policy(ws, doc.split("```yaml\n", 1)[1].split("```", 1)[0])
+    policy = load_policy(ws)
+    assert [r.point for r in policy.deny] == [2] and policy.allow[0].network
+    assert network_steps([cmd("pip install -r requirements.txt")], policy) == {"s1"}

@@ -31,11 +31,13 @@ from models.policy.interpreters import (
     strip_wrapper,
 )
 from models.policy.invocation import Analysis, Invocation, Problem, ScriptInfo
-from models.policy.lexer import ShellSyntaxError, Word, find_substitutions
+from models.policy.lexer import find_substitutions
 from models.policy.shell import SimpleCommand, parse
+from models.policy.tokens import ShellSyntaxError, Word
 from models.policy.words import FETCHERS, SHELLS, command_name, is_python
 
 MAX_DEPTH = 8
+MAX_CHARS = 100_000  # longer command lines are not plans a person could review either
 # Loads a file a step runs (a script, package.json): (path as written, cwd) -> its text, or None.
 Loader = Callable[[str, str], str | None]
 Cwds = frozenset[str | None]
@@ -71,11 +73,17 @@ class _Walker:
         if where.depth > MAX_DEPTH:
             self.out.problems.append(Problem(7, f"commands nested more than {MAX_DEPTH} levels deep ({where.via})"))
             return
+        inside = f" inside {where.via}" if where.via else ""
+        if len(src) > MAX_CHARS:
+            self.out.problems.append(Problem(7, f"the command{inside} is too long to check ({len(src)} characters)"))
+            return
         try:
             script = parse(src)
         except ShellSyntaxError as exc:
-            inside = f" inside {where.via}" if where.via else ""
             self.out.problems.append(Problem(7, f"could not parse the command{inside}: {exc}"))
+            return
+        except RecursionError:
+            self.out.problems.append(Problem(7, f"could not parse the command{inside}: nested too deeply"))
             return
         info = ScriptInfo(script, where.via)
         self.out.scripts.append(info)
@@ -88,7 +96,12 @@ class _Walker:
                     self.walk(sub, at.inner("$(...)", here, where.timeout))
             for r in cmd.redirects:
                 if r.heredoc and r.heredoc_expands:
-                    for sub in find_substitutions(r.heredoc, respect_single_quotes=False):
+                    try:
+                        subs = find_substitutions(r.heredoc, respect_single_quotes=False)
+                    except ShellSyntaxError as exc:
+                        self.out.problems.append(Problem(7, f"could not parse a here-document{inside}: {exc}"))
+                        continue
+                    for sub in subs:
                         self.walk(sub, at.inner("a here-document", here, where.timeout))
             made = self._unwrap(cmd, list(cmd.words), info, at)
             self._remember_writes(made, here)

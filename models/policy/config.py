@@ -19,6 +19,11 @@ name without its directory, then its arguments, quotes removed, separated by sin
 wrappers such as ``sudo``, ``env``, ``timeout N`` and ``bash -c`` already seen through. So
 ``/usr/bin/env FOO=1 "pip" install  requests`` is matched as ``pip install requests``.
 
+An allow rule lifts a point for the simple commands it matches, one by one: ``curl ... | sh`` is
+reported on the ``curl``, so an allow rule for that exact ``curl`` (points [4, 5]) lifts it.
+Nothing lifts what cannot be read (unparseable shell, commands computed at run time, scripts the
+rules cannot see) nor the step-level checks (``timeout_s`` above ``max_timeout_s``).
+
 Why allow rules stop at points 4, 5 and 7: those are the points where a project legitimately
 needs exceptions (its package index, its network tests, its long-running dev server). Paths
 outside the workspace (1), destruction (2), secrets (3), privilege (6) and plan consistency (8)

@@ -58,13 +58,16 @@ def evaluate_steps(
     analyses: dict[str, Analysis] = {}
     findings: list[Finding] = []
     for step in steps:
-        if isinstance(step, FileStep):
-            hits = list(_file_hits(step, ctx))
-            _remember(step, written)
-        else:
-            analysis = analyze(step.command, _loader(ctx.root, written))
-            analyses[step.id] = analysis
-            hits = list(_command_hits(step, analysis, ctx))
+        try:
+            if isinstance(step, FileStep):
+                hits = list(_file_hits(step, ctx))
+                _remember(step, written)
+            else:
+                analysis = analyze(step.command, _loader(ctx.root, written))
+                analyses[step.id] = analysis
+                hits = list(_command_hits(step, analysis, ctx))
+        except Exception as exc:  # a bug in a rule must block the step, never let it through
+            hits = [Hit(7, f"the rules could not check this step ({type(exc).__name__}); blocked to be safe")]
         findings.extend(_findings(step.id, hits, ctx.policy))
     plan_hits = consistency.check_plan(steps, analyses, ctx.root, require_verify)
     for step_id, h in plan_hits:
@@ -85,20 +88,16 @@ def network_steps(steps: list[Step], policy: Policy) -> set[str]:
     return out
 
 
-def command_hits(command: str, ctx: Context, load: Loader | None = None) -> list[Hit]:
-    """The hits of one command line (no plan context): used by the CLI and tests."""
-    step = CommandStep(id="cmd", type="command", command=command)
-    return list(_command_hits(step, analyze(command, load), ctx))
-
-
 # ---- one step ------------------------------------------------------------------------------------
-def _command_hits(step: CommandStep | VerifyStep, analysis: Analysis, ctx: Context, depth: int = 0) -> Iterator[Hit]:
+def _command_hits(step: CommandStep | VerifyStep, analysis: Analysis, ctx: Context) -> Iterator[Hit]:
+    if not step.command.strip():
+        yield Hit(7, "the command is empty")
     yield from (Hit(p.point, p.reason) for p in analysis.problems)
     for what in secrets.scan_text(step.command, command=True):
         yield Hit(3, f"the command contains {what}")
     if step.timeout_s is not None and step.timeout_s > ctx.policy.max_timeout_s:
         yield Hit(7, f"timeout_s {step.timeout_s} is above the {ctx.policy.max_timeout_s} s cap")
-    yield from _analysis_hits(analysis, ctx, depth)
+    yield from _analysis_hits(analysis, ctx, depth=0)
 
 
 def _analysis_hits(analysis: Analysis, ctx: Context, depth: int) -> Iterator[Hit]:

@@ -10,7 +10,7 @@ import os
 import re
 
 from models.policy.invocation import Invocation
-from models.policy.lexer import Word
+from models.policy.tokens import Word
 from models.policy.words import SHELLS, is_python, parse_duration
 
 # wrapper -> its options that take a value (the wrapped command follows the options)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from models.policy.tokens import Op, Redir, ShellSyntaxError, Token, Word
+
 # bash's metacharacters end a word unless quoted.
 _METACHARS = frozenset(" \t\n;&|()<>")
 # Words that keep the lexer at "command position": what follows them is a new command.
@@ -21,40 +23,6 @@ _OPERATORS = ("&&", "||", ";;&", ";;", ";&", "|&", "&", "|", ";", "(", ")")
 _REDIRECT = re.compile(r"(\d+)?(&>>|&>|<<<|<<-|<<|<>|<&|>&|>>|>\||<|>)")
 _PARAM = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9@*#?$!-]")
 _ANSI_C = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "e": "\x1b", "E": "\x1b", "f": "\f", "v": "\v"}
-
-
-class ShellSyntaxError(ValueError):
-    """The command cannot be read with confidence, so it must not run."""
-
-
-@dataclass(frozen=True)
-class Word:
-    raw: str
-    text: str  # quotes removed; expansions kept as written, e.g. "$HOME/x"
-    dynamic: bool = False  # contains an expansion only known at run time
-    glob: bool = False  # unquoted * ? [
-    brace: bool = False  # unquoted {a,b} or {1..3}
-    tilde: bool = False  # unquoted leading ~
-    subs: tuple[str, ...] = ()  # sources of $(...), `...`, <(...), >(...)
-    params: tuple[str, ...] = ()  # names of the parameters it expands
-
-
-@dataclass(frozen=True)
-class Op:
-    kind: str  # one of _OPERATORS or "\n"
-
-
-@dataclass
-class Redir:
-    op: str
-    fd: str | None
-    target: Word | None = None
-    heredoc: str | None = None  # the body, once read
-    heredoc_expands: bool = True  # unquoted delimiter: the body is expanded (and may run $(...))
-    delimiter: str = ""
-
-
-Token = Word | Op | Redir
 
 
 @dataclass

@@ -18,7 +18,8 @@ from models.policy.rules.secrets import scan_text
 
 _COMMENT = re.compile(r"(?:^|\s)(?:#|//|/\*+|<!--|--|;;|\{/\*)\s*(.*)$|^\s*\*\s+(.*)$")
 _PHRASES = re.compile(
-    r"^(\.{3}|…)"
+    r"^(\.{3}|…)\s*$"  # a bare "# ..." standing for elided lines
+    r"|^(\.{3}|…)\s*(existing|previous|original|other|remaining|rest|unchanged|same|more|etc|snip|omitted|code|your)\b"
     r"|\.{3}\s*(existing|previous|original|other|remaining|rest|unchanged|same)\b"
     r"|\b(rest|remainder) of (the )?(\w+ )?(code|file|implementation|function|class|module|methods?|body|logic|"
     r"content|tests?|script|component|config|imports|page|styles?)\b"
@@ -26,19 +27,24 @@ _PHRASES = re.compile(
     r"implementation|fields|routes|handlers)\b.*\b(here|unchanged|remains?|omitted|stays?|as is|as before|same)\b"
     r"|\b(code|content|implementation|everything else|methods|functions)\b.*\b(unchanged|omitted|elided)\b"
     r"|\b(for brevity|remains? the same|stays? the same|same as before|keep(s)? (the )?existing)\b"
-    r"|\btodo:?\s*(implement|fill in|add (the )?(code|logic|implementation)|write (the )?(code|implementation))\b"
     r"|^implement( (me|this|here))?\s*[.!]?$"
     r"|\b(implement (me|this|here)|your (code|implementation|logic) (goes )?here|add (your )?(code|logic|"
     r"implementation) here|fill (this |it )?in)\b",
     re.I,
 )
+# "TODO: implement" is a placeholder when nothing real follows it; above working code it is a note.
+_TODO = re.compile(r"\btodo\b:?\s*(implement|fill in|add (the )?(code|logic|implementation)|write (the )?(code|"
+                   r"implementation))\b(?P<rest>.*)$", re.I)
+_STUB = re.compile(r"^\s*(pass|\.\.\.|return( None| null| undefined| nil)?;?|raise NotImplementedError\b.*|"
+                   r"throw new Error\(.*not implemented.*\);?|unimplemented!\(\)|todo!\(\)|[}\])]+;?)\s*$", re.I)
 _MARKER = re.compile(r"<\s*(insert|add|your|put|paste)\b[^<>\n]{0,60}\bhere\s*>|\[\s*(insert|your)\b[^\]\n]{0,60}\]",
                      re.I)
 
 
 def placeholder(content: str) -> str | None:
     """The first line that stands in for code instead of being code, or None."""
-    for line in content.splitlines():
+    lines = content.splitlines()
+    for i, line in enumerate(lines):
         if _MARKER.search(line):
             return line.strip()
         m = _COMMENT.search(line)
@@ -47,7 +53,19 @@ def placeholder(content: str) -> str | None:
         comment = (m.group(1) or m.group(2) or "").rstrip("*/-> }").strip()
         if _PHRASES.search(comment):
             return line.strip()
+        todo = _TODO.search(comment)
+        if todo and _todo_stands_in(todo.group("rest"), line[: m.start()], lines[i + 1 :]):
+            return line.strip()
     return None
+
+
+def _todo_stands_in(rest: str, code_before: str, after: list[str]) -> bool:
+    if rest.strip(" .:-").lower() in ("", "me", "this", "here", "it"):
+        return True  # "TODO: implement", "TODO: implement this"
+    if _STUB.match(code_before or "x"):
+        return True  # pass  # TODO: implement the parser
+    following = next((a for a in after if a.strip()), "")
+    return bool(_STUB.match(following))
 
 
 def check_content(content: str, path: str) -> Iterator[tuple[int, str]]:

@@ -67,8 +67,8 @@ def check(inv: Invocation, ctx: Context) -> Iterator[Hit]:
         yield hit(inv, POINT, f"{show(inv)} throws files away")
     elif name in _POWER:
         yield hit(inv, POINT, f"{show(inv)} kills processes or stops the machine")
-    elif name == "kill" and args and args[-1].text == "-1":
-        yield hit(inv, POINT, f"{show(inv)} kills every process")
+    elif name == "kill" and args and args[-1].text in ("-1", "1"):
+        yield hit(inv, POINT, f"{show(inv)} kills every process, or init")
     for pattern, what in _FRAMEWORK:
         if pattern.search(inv.normalized):
             yield hit(inv, POINT, f"{show(inv)} {what}")

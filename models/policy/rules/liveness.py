@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Iterator
 
-from models.policy.interpreters import stdin_script
+from models.policy.interpreters import WRAPPERS, skip_options, stdin_script
 from models.policy.invocation import Invocation, ScriptInfo
 from models.policy.rules.base import Context, Hit, hit, show, stdin_given
 from models.policy.words import SHELLS, is_python, long_flags, operands, parse_duration, short_flags, subcommand
@@ -25,7 +25,6 @@ _EDITORS = frozenset({"vim", "vi", "nvim", "nano", "pico", "micro", "joe", "ed",
 _REPLS = frozenset({"ipython", "bpython", "ptpython", "node", "deno", "bun", "irb", "pry", "R", "ghci", "lua",
                     "julia", "scala", "jshell", "clojure", "sbcl", "erl", "iex", "psql", "mysql", "mariadb",
                     "sqlite3", "redis-cli", "mongo", "mongosh", "perl", "ruby", "php", "cat"})
-_REPL_CODE_FLAGS = frozenset({"-c", "-e", "-E", "-r", "-f", "--eval", "--command", "--execute", "--file", "-p", "-m"})
 _NEVER_ENDING = frozenset({"yes", "nodemon", "entr", "ptw", "pytest-watch", "live-server", "http-server",
                            "webpack-dev-server", "uvicorn", "gunicorn", "hypercorn", "daphne", "waitress-serve",
                            "redis-server", "mongod", "postgres", "httpd", "caddy", "mailhog", "sphinx-autobuild",
@@ -48,6 +47,7 @@ _SERVER_PATTERNS = (
 _SERVERS = re.compile("|".join(f"(?:{p})" for p in _SERVER_PATTERNS))
 _RUNS_COMMANDS = re.compile(r"^(core\.(pager|editor|sshCommand|fsmonitor|hooksPath|askPass)|alias\.[^=]+=!"
                             r"|[\w.-]+\.(cmd|command|helper|textconv|clean|smudge|process)\b)", re.I)
+_MAX_FILE_BYTES = 1024**3
 _ENDLESS_DEVICES = frozenset({"/dev/zero", "/dev/urandom", "/dev/random"})
 
 
@@ -77,6 +77,8 @@ def check(inv: Invocation, ctx: Context) -> Iterator[Hit]:
         yield hit(inv, POINT, "`xargs -p` asks a person before each command")
     elif name == "find" and any(a.text in ("-ok", "-okdir") for a in inv.args):
         yield hit(inv, POINT, "`find -ok` asks a person before each command")
+    if name in ("fallocate", "truncate") and any(_size_bytes(t) > _MAX_FILE_BYTES for t in inv.texts):
+        yield hit(inv, POINT, f"{show(inv)} allocates a file of more than 1 GiB")
     if not bounded and not inv.cmd.pipe_out and name in ("cat", "dd"):
         sources = [a.text.removeprefix("if=") for a in inv.args]
         if any(s in _ENDLESS_DEVICES for s in sources) and not any(a.text.startswith("count=") for a in inv.args):
@@ -115,8 +117,8 @@ def check_script(info: ScriptInfo, ctx: Context) -> Iterator[Hit]:
 
 
 def _timeout(inv: Invocation, ctx: Context) -> Iterator[Hit]:
-    ops = [a.text for a in inv.args if not a.text.startswith("-")]
-    seconds = parse_duration(ops[0]) if ops else None
+    rest = skip_options(inv.args, WRAPPERS["timeout"])
+    seconds = parse_duration(rest[0].text) if rest else None
     if seconds is None:
         yield hit(inv, POINT, f"{show(inv)} has a duration the rules cannot read")
     elif seconds > ctx.policy.max_timeout_s:
@@ -189,6 +191,12 @@ def _interactive_container(inv: Invocation) -> bool:
         return False
     flags, longs = short_flags(rest), long_flags(rest)
     return sub == "attach" or {"i", "t"} <= flags or {"--interactive", "--tty"} <= longs
+
+
+def _size_bytes(text: str) -> float:
+    """``100G``, ``5M``, ``1T`` as bytes; 0 for anything that is not a size."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGTP]i?B?)", text, re.I)
+    return float(m.group(1)) * 1024 ** ("KMGTP".index(m.group(2)[0].upper()) + 1) if m else 0.0
 
 
 def _has_timeout(inv: Invocation) -> bool:

@@ -12,9 +12,9 @@ import re
 from collections.abc import Iterator
 
 from models.policy.invocation import Invocation
-from models.policy.lexer import Word
 from models.policy.rules.base import Context, Hit, hit, show
 from models.policy.rules.packages import install
+from models.policy.tokens import Word
 from models.policy.words import FETCHERS, operands, subcommand
 
 POINT = 5

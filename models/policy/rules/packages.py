@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models.policy.invocation import Invocation
-from models.policy.lexer import Word
+from models.policy.tokens import Word
 from models.policy.words import is_python
 
 # manager -> subcommands that download packages ("" means: the bare command installs, as `yarn`)

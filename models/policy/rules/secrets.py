@@ -53,7 +53,8 @@ _SECRET_FILES: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|API_?KEY|PRIVATE_KEY|CREDENTIAL|ACCESS_KEY|AUTH)", re.I)
 _DUMPERS = {"set": (), "export": ("-p",), "declare": ("-p", "-x", "-px", "-xp"), "typeset": ("-p", "-x"),
-            "compgen": ("-v", "-e")}
+            "compgen": ("-v", "-e"), "history": ()}
+_KEY_EXPORTS = frozenset({"--export-secret-keys", "--export-secret-subkeys", "--export-ssh-key"})
 
 
 def scan_text(text: str, command: bool = False) -> list[str]:
@@ -70,9 +71,13 @@ def secret_file(text: str) -> str | None:
 
 
 def check(inv: Invocation, ctx: Context) -> Iterator[Hit]:
+    # what a command reads: its arguments (but not the destination of cp and friends: writing a
+    # .env from .env.example reveals nothing) and its input redirections
     words = list(inv.args)
+    if inv.name in ("cp", "install", "ln", "rsync", "tee") and words:
+        words = words[:-1] if inv.name != "tee" else []
     if not inv.wrappers:
-        words += [r.target for r in inv.cmd.redirects if r.target is not None and r.op not in ("<<", "<<-", "<<<")]
+        words += [r.target for r in inv.cmd.redirects if r.target is not None and r.op in ("<", "<>")]
     for w in words:
         for candidate in (w.text, w.text.split("=", 1)[-1], w.text.lstrip("@<")):
             if what := secret_file(candidate):
@@ -95,4 +100,6 @@ def _dumps(inv: Invocation) -> Iterator[Hit]:
         elif secret := next((o for o in ops if SECRET_NAME.search(o)), None):
             yield hit(inv, POINT, f"`printenv {secret}` prints a secret")
     elif name in _DUMPERS and (not texts or (len(texts) == 1 and texts[0] in _DUMPERS[name])):
-        yield hit(inv, POINT, f"{show(inv)} prints every variable, secrets included")
+        yield hit(inv, POINT, f"{show(inv)} prints every variable or past command, secrets included")
+    elif name in ("gpg", "gpg2") and _KEY_EXPORTS & set(texts):
+        yield hit(inv, POINT, f"{show(inv)} exports private keys")

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from models.policy.invocation import Invocation
-from models.policy.lexer import Word
 from models.policy.paths import looks_like_system_path, path_problem
 from models.policy.rules.base import Context, Hit, hit
+from models.policy.tokens import Word
 from models.policy.words import operands, subcommand
 
 POINT = 1
