@@ -69,7 +69,7 @@ CONTAINER_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "ITER_STEP": "1",
 }
-POLL_FIRST_S = 0.002  # a fast step's rc appears within milliseconds; back off from there
+POLL_FIRST_S = 0.001  # a fast step's rc appears within milliseconds; back off from there
 POLL_MAX_S = 0.1
 LIVENESS_EVERY_S = 0.5
 EXEC_FILE = "exec"
@@ -203,7 +203,9 @@ class DockerExecutor:
 
     def _start(self, run_dir: Path) -> str:
         cid = self._ensure_container()
-        argv = ["setsid", "-w", "/bin/sh", "-c", WRAPPER, WRAPPER_NAME, str(run_dir / "cmd.sh"), str(run_dir)]
+        # runc starts every exec'd process as a session (so group) leader: the wrapper's pid is the
+        # step's process group, which a timeout kills. (A ``setsid`` here would only fork.)
+        argv = ["/bin/sh", "-c", WRAPPER, WRAPPER_NAME, str(run_dir / "cmd.sh"), str(run_dir)]
         try:
             exec_id = self._exec_create(cid, argv)
         except (NotFound, APIError) as exc:
