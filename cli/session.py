@@ -14,6 +14,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
+from cli import project_store as store
 from cli import runtime
 from cli.output import console, err_console, fail, ok, print_json
 from cli.session_view import print_end, print_event
@@ -62,12 +63,18 @@ def build(
     )
     workspace = Path.cwd()
     spec_rel, spec_text = _spec(workspace, spec or DEFAULT_SPEC)
+    _ignore_machine_state(workspace)
     session = name or Path(spec_rel).stem
     template_path = _template(template or cfg.template)
     inp = SessionInput(
-        name=session, workspace=str(workspace), spec_path=spec_rel, spec_text=spec_text, settings=cfg,
-        template_path=template_path, extra=extra,
-    )  # fmt: skip
+        name=session,
+        workspace=str(workspace),
+        spec_path=spec_rel,
+        spec_text=spec_text,
+        settings=cfg,
+        template_path=template_path,
+        extra=extra,
+    )
     try:
         state = runtime.run(_build(cfg, inp, reset, detach, quiet or as_json))
     except KeyboardInterrupt:
@@ -100,6 +107,14 @@ def _spec(workspace: Path, spec: str) -> tuple[str, str]:
     return rel, data.decode(errors="replace")
 
 
+def _ignore_machine_state(workspace: Path) -> None:
+    """Step journals and live streams land under .iter/; they are machine state, never the user's commits."""
+    ignore = workspace / store.PROJECT_DIR / ".gitignore"
+    if not ignore.exists():
+        ignore.parent.mkdir(parents=True, exist_ok=True)
+        ignore.write_text(store.GITIGNORE)
+
+
 def _template(template: str) -> str:
     if not template:
         return ""
@@ -129,9 +144,12 @@ async def _build(cfg: Settings, inp: SessionInput, reset: bool, detach: bool, qu
         inp = inp.model_copy(update={"carry": carry})
     if not attached:
         await client.start_workflow(
-            SessionWorkflow.run, inp, id=wid, task_queue=cfg.temporal.task_queue,
+            SessionWorkflow.run,
+            inp,
+            id=wid,
+            task_queue=cfg.temporal.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        )  # fmt: skip
+        )
     verb = "Attached to" if attached else ("Resumed" if inp.carry else "Started")
     console.print(f"{verb} session {inp.name} ({wid}); `iter status {inp.name}`, `iter pause|resume|stop {inp.name}`")
     if detach:
