@@ -175,7 +175,6 @@ class DockerExecutor:
         self.container_name = container_name(request_key)
         self.client = docker_client()
         self.api = self.client.api
-        self.uid, self.gid = workspace_owner(workspace)
         self._container_id: str | None = None
 
     # --- the step --------------------------------------------------------------------------------
@@ -196,8 +195,9 @@ class DockerExecutor:
         run_dir.mkdir(parents=True, exist_ok=True)
         # The step runs as the workspace owner and writes its journal here; a worker running as
         # root (CI) hands the directory over so that it can.
-        if os.geteuid() == 0 and (self.uid, self.gid) != (0, 0):
-            os.chown(run_dir, self.uid, self.gid)
+        owner = workspace_owner(self.workspace)
+        if os.geteuid() == 0 and owner != (0, 0):
+            os.chown(run_dir, *owner)
         (run_dir / "cmd.sh").write_text(command + "\n")
         (run_dir / EXEC_FILE).unlink(missing_ok=True)
 
@@ -221,8 +221,11 @@ class DockerExecutor:
         return exec_id
 
     def _exec_create(self, cid: str, argv: list[str]) -> str:
+        # Who owns the workspace is read when needed, not when built: releasing a request whose
+        # workspace is gone must still work.
+        uid, gid = workspace_owner(self.workspace)
         created = self.api.exec_create(
-            cid, argv, stdout=False, stderr=False, user=f"{self.uid}:{self.gid}", workdir=str(self.workspace.absolute())
+            cid, argv, stdout=False, stderr=False, user=f"{uid}:{gid}", workdir=str(self.workspace.absolute())
         )
         return str(created["Id"])
 
