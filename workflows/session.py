@@ -566,22 +566,21 @@ class SessionWorkflow:
         self._publish()
 
     async def _release(self) -> None:
-        """The session's container (Docker executor) goes when the session ends; across
-        continue_as_new it stays, since the journal key and so the container are the same."""
+        """The executor (a container) and the step journals, at the session's end and before it
+        continues as new: no step of a finished run can be retried, and history holds every result.
+        Idempotent and quick, so a local activity."""
         assert self.inp
-        if self.inp.settings.executor.backend == "local":
-            return
-        await workflow.execute_activity(
+        await workflow.execute_local_activity(
             release_executor,
             args=[self.state.journal_key, self.inp.workspace, self.inp.settings],
             start_to_close_timeout=options.CLEANUP_TIMEOUT,
             retry_policy=options.CLEANUP_RETRY,
-            summary="release the executor",
         )
 
     async def _continue_as_new(self) -> None:
         assert self.inp
         # Updates in flight finish in this run; what they change travels in the carried state.
+        await self._release()
         await workflow.wait_condition(workflow.all_handlers_finished)
         self._event("continue", f"continuing as new after {workflow.info().get_current_history_length()} events")
         workflow.continue_as_new(self.inp.model_copy(update={"carry": self.state, "continued": True}))
