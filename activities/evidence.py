@@ -3,6 +3,7 @@ as any step; what the rules refuse is reported as refused, never run."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from temporalio import activity
@@ -14,6 +15,7 @@ from activities.redact import redact
 from models.plan import VerifyStep
 from models.policy import check_path, evaluate_steps, load_policy
 from models.request import Evidence, EvidenceInput, EvidenceOutput
+from models.review import Finding
 
 EVIDENCE_TIMEOUT_S = 60
 
@@ -26,29 +28,25 @@ async def gather_evidence(inp: EvidenceInput) -> EvidenceOutput:
     items: list[Evidence] = []
     for n, req in enumerate(inp.requests):
         activity.heartbeat(n)
-        if req.kind == "read_file":
-            reason = check_path(req.target, workspace)
-            text = (
-                f"refused: {reason}"
-                if reason
-                else read_capped(workspace, req.target, inp.settings.bounds.max_file_bytes)
-            )
-            items.append(
-                Evidence(
-                    kind=req.kind, target=req.target, content=redact(text if text is not None else "(does not exist)")
-                )
-            )
-            continue
-        step = VerifyStep(id=f"info{inp.round}-{n}", type="verify", command=req.target)
+        reading = req.kind == "read_file"
+        # Reading a file is judged as `cat FILE` would be, so the rules that keep .env and ~/.ssh
+        # out of commands keep them out of evidence too.
+        command = f"cat -- {shlex.quote(req.target)}" if reading else req.target
+        step = VerifyStep(id=f"info{inp.round}-{n}", type="verify", command=command)
         findings = evaluate_steps([step], workspace, policy, require_verify=False)
+        reason = check_path(req.target, workspace) if reading else None
+        if reason:
+            findings.append(Finding(point=1, step_id=step.id, reason=reason))
         if findings:
-            items.append(
-                Evidence(kind=req.kind, target=req.target, content="refused: " + "; ".join(f.line() for f in findings))
-            )
+            refused = "refused: " + "; ".join(f.line() for f in findings)
+            items.append(Evidence(kind=req.kind, target=req.target, content=refused))
             continue
-        run_dir = runs_root(workspace, inp.workflow_id) / f"info-{inp.round}-{n}"
-        outcome = await executor.run(req.target, run_dir, EVIDENCE_TIMEOUT_S, inp.settings.executor.output_cap_bytes)
-        items.append(
-            Evidence(kind=req.kind, target=req.target, content=f"exit {outcome.exit_code}\n{redact(outcome.output)}")
-        )
+        if reading:
+            text = read_capped(workspace, req.target, inp.settings.bounds.max_file_bytes)
+            content = text if text is not None else "(does not exist)"
+        else:
+            run_dir = runs_root(workspace, inp.workflow_id) / f"info-{inp.round}-{n}"
+            outcome = await executor.run(command, run_dir, EVIDENCE_TIMEOUT_S, inp.settings.executor.output_cap_bytes)
+            content = f"exit {outcome.exit_code}\n{outcome.output}"
+        items.append(Evidence(kind=req.kind, target=req.target, content=redact(content)))
     return EvidenceOutput(items=items)

@@ -11,6 +11,7 @@ from cli import control, history, orchestrate, server, setup
 from cli import session as session_cli
 from cli.executor import executor_app
 from cli.output import CliError, err_console
+from cli.policy import policy_app
 from cli.project import endpoint_app, feature_app, files_app, project_app, request_app
 from cli.tool import tool_app
 from models.config import ConfigError
@@ -29,7 +30,7 @@ app.add_typer(files_app, name="files")
 app.add_typer(request_app, name="request")
 app.add_typer(executor_app, name="executor")
 app.add_typer(tool_app, name="tool")
-# policy: registered below once cli/policy.py lands
+app.add_typer(policy_app, name="policy")
 app.command("orchestrate")(orchestrate.orchestrate)
 app.command("status")(control.status)
 app.command("pause")(control.pause)

@@ -83,11 +83,17 @@ async def test_fix_rounds_stop_at_the_depth_bound(
 async def test_info_needed_gathers_read_only_evidence(
     client: Client, settings: Settings, workspace: Path, fake: FakeModel
 ) -> None:
+    (workspace / ".env").write_text("API_TOKEN=TOPSECRET\n")
     fake.script("plan", GOOD_PLAN)
     fake.script("safety_review", r.safety_pass())
     fake.script(
         "post_review",
-        r.post_info(("read_file", "src/calc/ops.py"), ("run", "git status --short"), ("run", "rm -rf src")),
+        r.post_info(
+            ("read_file", "src/calc/ops.py"),
+            ("run", "git status --short"),
+            ("run", "rm -rf src"),
+            ("read_file", ".env"),
+        ),
         r.post_pass(),
     )
 
@@ -100,6 +106,7 @@ async def test_info_needed_gathers_read_only_evidence(
     assert "?? tests/test_mul.py" in second_review  # the command really ran
     assert "refused: point 2" in second_review  # a destructive "evidence" command never runs
     assert (workspace / "src/calc/ops.py").exists()
+    assert "refused: point 3" in second_review and "TOPSECRET" not in second_review  # .env stays unread
 
 
 async def test_blocked_plan_is_replanned_with_reasons(
