@@ -72,6 +72,7 @@ CONTAINER_ENV = {
 POLL_FIRST_S = 0.001  # a fast step's rc appears within milliseconds; back off from there
 POLL_MAX_S = 0.1
 LIVENESS_EVERY_S = 0.5
+KILL_WAIT_S = 10.0
 EXEC_FILE = "exec"
 NAME_MAX = 120
 
@@ -325,6 +326,11 @@ class DockerExecutor:
         try:
             exec_id = self._exec_create(self._container_ref(), ["/bin/sh", "-c", KILL_STEP, "iter-kill", str(pgid)])
             self.api.exec_start(exec_id)
+            # With no stream attached, exec_start returns once the kill has *started*; wait until it
+            # is done, or its ``kill -1`` could hit the next step's exec as it enters the container.
+            deadline = time.monotonic() + KILL_WAIT_S
+            while self._running(exec_id) and time.monotonic() < deadline:
+                time.sleep(POLL_FIRST_S)
         except (NotFound, APIError) as exc:
             if not _container_gone(exc):
                 raise
