@@ -168,8 +168,8 @@ async def test_sweep_at_worker_start_removes_the_container_of_a_request_that_end
     first.send_signal(signal.SIGKILL)
     first.wait()
     await handle.terminate("gone while no worker ran")  # nothing will release its container
-    assert len(request_containers(state.run_key)) == 1
+    [container] = request_containers(state.run_key)
     workers.start()
     await until(lambda: request_containers(state.run_key) == [], 30, "the sweep removed the container")
-    assert "removed 1 container(s)" in workers.logs()
+    assert "of requests that had ended" in workers.logs() and container.name in workers.logs()
 
