@@ -74,9 +74,10 @@ def check(as_json: bool = typer.Option(False, "--json", help="Print the checks a
             mark = "[red]FAIL[/red]" if not c.ok else ("[yellow]WARN[/yellow]" if c.warning else "[green]ok[/green]  ")
             console.print(f"{mark} {c.name}: [dim]{c.detail}[/dim]")
         console.print(
-            f"[red]{len(failed)} of {len(checks)} checks failed[/red]" if failed
+            f"[red]{len(failed)} of {len(checks)} checks failed[/red]"
+            if failed
             else f"[green]all {len(checks)} checks passed[/green] (image {cfg.executor.image})"
-        )  # fmt: skip
+        )
     if failed:
         raise typer.Exit(1)
 
