@@ -95,11 +95,13 @@ def entries(events: list[HistoryEvent]) -> list[dict[str, Any]]:
             vals = {k: _decode_single(v) for k, v in fields.items()}
             text = f"phase {vals.get('IterPhase', '?')}, outcome {vals.get('IterOutcome', '?')}"
         elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
-            text = "request started"
+            text = f"started {e.workflow_execution_started_event_attributes.workflow_type.name}"
         elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
             result = _decode(e.workflow_execution_completed_event_attributes.result)
-            state = result[0].get("state", {}) if result and isinstance(result[0], dict) else {}
-            text = f"completed: {state.get('outcome', '?')}" + (f" ({state['error']})" if state.get("error") else "")
+            value = result[0] if result and isinstance(result[0], dict) else {}
+            state = value.get("state", value)  # a request wraps its state; a session returns it
+            outcome = state.get("outcome") or state.get("status") or "?"
+            text = f"completed: {outcome}" + (f" ({state['error']})" if state.get("error") else "")
         elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
             text = f"failed: {e.workflow_execution_failed_event_attributes.failure.message}"
         elif e.event_type in (
@@ -107,6 +109,10 @@ def entries(events: list[HistoryEvent]) -> list[dict[str, Any]]:
             EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED,
         ):
             text = "cancel requested" if "REQUESTED" in kind else "cancelled"
+        elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+            accepted = e.workflow_execution_update_accepted_event_attributes.accepted_request
+            args = _decode(accepted.input.args)
+            text = f"update {accepted.input.name}" + (f": {_brief(args)}" if args else "")
         elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
             text = "continued as new"
         else:
