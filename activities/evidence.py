@@ -7,8 +7,9 @@ import shlex
 from pathlib import Path
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from activities.executor import executor_for
+from activities.executor import ExecutorUnavailable, executor_for
 from activities.executor.base import runs_root
 from activities.prompt import read_capped
 from activities.redact import redact
@@ -22,6 +23,13 @@ EVIDENCE_TIMEOUT_S = 60
 
 @activity.defn
 async def gather_evidence(inp: EvidenceInput) -> EvidenceOutput:
+    try:
+        return await _gather(inp)
+    except ExecutorUnavailable as exc:
+        raise ApplicationError(str(exc), type="ExecutorUnavailable", non_retryable=True) from None
+
+
+async def _gather(inp: EvidenceInput) -> EvidenceOutput:
     workspace = Path(inp.workspace)
     policy = load_policy(workspace)
     executor = executor_for(inp.settings.executor, workspace, inp.workflow_id)

@@ -30,14 +30,33 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _owner(path: Path, workspace: Path) -> tuple[int, int] | None:
+    """Whom a written file must belong to: its old owner, else the workspace's. Only a root worker
+    needs this; anyone else writes as themselves, which is already the owner."""
+    if os.geteuid() != 0:
+        return None
+    st = path.stat() if path.exists() else workspace.stat()
+    return st.st_uid, st.st_gid
+
+
+def _make_parents(folder: Path, owner: tuple[int, int] | None) -> None:
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    for created in missing:
+        if owner:
+            os.chown(created, *owner)
+
+
+def _write_atomic(path: Path, data: bytes, owner: tuple[int, int] | None) -> None:
+    _make_parents(path.parent, owner)
     mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".iter")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.chmod(tmp, mode)
+        if owner:
+            os.chown(tmp, *owner)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -86,5 +105,5 @@ def apply_file_step(step: FileStep, workspace: Path, run_dir: Path) -> str:
     if after is None:
         path.unlink(missing_ok=True)
     else:
-        _write_atomic(path, after)
+        _write_atomic(path, after, _owner(path, workspace))
     return str(intent["change"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as dist_version
-from pathlib import Path
 
 import httpx
 import typer
@@ -13,7 +12,7 @@ import yaml
 
 from cli import runtime
 from cli.output import console, fail, ok, print_json
-from models.config import ENV_KEYS, data_dir, global_config_path, project_config_path
+from models.config import ENV_KEYS, Settings, data_dir, global_config_path, project_config_path
 from temporal import devserver
 
 SETUP_KEYS = {"llm": ["provider", "base_url", "model", "reviewer_model"], "executor": ["backend"]}
@@ -99,12 +98,22 @@ def doctor() -> None:
             "start it, or set ITER_LLM_PROVIDER / ITER_LLM_BASE_URL",
         )
     if cfg.executor.backend == "docker":
-        check(
-            shutil.which("docker") is not None or Path("/var/run/docker.sock").exists(),
-            "Docker engine for the executor",
-            "install and start Docker, or choose --executor local explicitly",
-        )
+        check(*_docker_ready(cfg))
     check(True, f"data directory {data_dir(cfg)}", "")
     check(shutil.which("git") is not None, "git", "install git")
     if problems:
         raise typer.Exit(1)
+
+
+def _docker_ready(cfg: Settings) -> tuple[bool, str, str]:
+    """The same preflight `iter orchestrate` runs: a daemon that answers and the executor image."""
+    try:
+        from activities.executor.base import ExecutorUnavailable
+        from activities.executor.docker import preflight
+    except ImportError:
+        return False, "Docker executor", "install iter[docker], or choose --executor local explicitly"
+    try:
+        preflight(cfg.executor)
+    except ExecutorUnavailable as exc:
+        return False, "Docker executor", str(exc)
+    return True, f"Docker executor (image {cfg.executor.image})", ""
