@@ -51,6 +51,9 @@ class ExecutorSettings(BaseModel):
     memory_mb: int = 2048
     pids_limit: int = 256
     cpus: float = 1.0
+    # The Docker network a step approved for network access joins (its own container; every other
+    # step has none). A network's name only: ``container:<id>`` would share another container's.
+    network: str = Field(default="bridge", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class Bounds(BaseModel):
@@ -103,6 +106,7 @@ ENV_KEYS: dict[str, str] = {
     "ITER_NUM_CTX": "llm.num_ctx",
     "ITER_EXECUTOR": "executor.backend",
     "ITER_EXECUTOR_IMAGE": "executor.image",
+    "ITER_EXECUTOR_NETWORK": "executor.network",
     "ITER_STEP_TIMEOUT": "executor.step_timeout_s",
     "ITER_TEMPORAL_ADDRESS": "temporal.address",
     "ITER_TEMPORAL_NAMESPACE": "temporal.namespace",

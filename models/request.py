@@ -155,6 +155,9 @@ class ExecuteInput(BaseModel):
     steps: list[Step]
     run_keys: list[str]
     settings: Settings
+    # Ids of the steps that run with network access: a project allow rule with ``network: true``
+    # approved them, in a safety review the whole plan passed. Every other step has none.
+    network_steps: list[str] = Field(default_factory=list)
 
 
 class ExecuteOutput(BaseModel):
