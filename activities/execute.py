@@ -36,6 +36,7 @@ async def run_steps(inp: ExecuteInput) -> ExecuteOutput:
     settings = inp.settings.executor
     executor = executor_for(settings, workspace, inp.workflow_id)
     results: list[StepResult] = []
+    networked = set(inp.network_steps)
     stop = False
     for step, key in zip(inp.steps, inp.run_keys, strict=True):
         if stop:
@@ -54,7 +55,11 @@ async def run_steps(inp: ExecuteInput) -> ExecuteOutput:
                 )
         else:
             outcome = await executor.run(
-                step.command, run_dir, step.timeout_s or settings.step_timeout_s, settings.output_cap_bytes
+                step.command,
+                run_dir,
+                step.timeout_s or settings.step_timeout_s,
+                settings.output_cap_bytes,
+                network=step.id in networked,
             )
             note = " [timed out: the step and its processes were killed]" if outcome.timed_out else ""
             note += " [interrupted: the host stopped while it ran]" if outcome.interrupted else ""

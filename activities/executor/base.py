@@ -38,8 +38,13 @@ class CommandOutcome:
 class Executor(Protocol):
     name: str
 
-    async def run(self, command: str, run_dir: Path, timeout_s: int, output_cap: int) -> CommandOutcome:
-        """Run ``command`` in the workspace once, journalled in ``run_dir``; adopt a started one."""
+    async def run(
+        self, command: str, run_dir: Path, timeout_s: int, output_cap: int, *, network: bool = False
+    ) -> CommandOutcome:
+        """Run ``command`` in the workspace once, journalled in ``run_dir``; adopt a started one.
+
+        ``network``: the safety review approved this step for network access; without it a step
+        gets none, where the backend can enforce that."""
         ...
 
     async def close(self) -> None:

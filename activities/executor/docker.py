@@ -6,6 +6,11 @@ no-new-privileges; pids, memory and CPU limits. Its name and labels come from th
 retried activity on another worker finds it, and ``close()`` (the ``release_executor`` activity) or
 the sweep at worker start removes it.
 
+A step the safety review approved for network access runs in a container of its own, made for that
+step only: the same spec but on the network ``executor.network``, named after the request key and
+the step's run key (so a retried attempt finds it), labelled ``iter.step``, removed when the step
+ends. The request's container never gets a network.
+
 Exactly once: a step runs through the same journal as the local backend (``base.WRAPPER`` writes
 ``pid``, ``out`` and ``rc`` in the run directory, which lives in the bind-mounted workspace), and the
 exec id is recorded before the exec starts. A retried attempt reads the journal and the exec's state
@@ -47,6 +52,7 @@ from models.config import ExecutorSettings
 LABEL_REQUEST = "iter.request"
 LABEL_WORKSPACE = "iter.workspace"
 LABEL_MANAGED = "iter.executor"
+LABEL_STEP = "iter.step"  # only on a network step's own container: the step's run key
 API_TIMEOUT_S = 60
 TMPFS_MB = 512
 # PID 1 of every container: a shell that reaps orphans (so zombies never eat the pids limit) and
@@ -123,6 +129,13 @@ def missing_image_message(image: str) -> str:
     return f"the executor image {image} does not exist; build it with `iter executor build`, or choose --executor local"
 
 
+def missing_network_message(network: str) -> str:
+    return (
+        f"the executor network {network!r} does not exist on this Docker engine; create it "
+        f"(`docker network create {network}`) or set executor.network (ITER_EXECUTOR_NETWORK) to one that does"
+    )
+
+
 def container_name(request_key: str) -> str:
     """Deterministic, valid for Docker, unique per key even when the readable part is cut."""
     readable = re.sub(r"[^a-zA-Z0-9_.-]", "-", request_key)[:NAME_MAX]
@@ -135,25 +148,36 @@ def workspace_owner(workspace: Path) -> tuple[int, int]:
     return st.st_uid, st.st_gid
 
 
-def container_spec(settings: ExecutorSettings, workspace: Path, request_key: str) -> dict[str, Any]:
+def step_container_name(request_key: str, network_step: str | None) -> str:
+    """The request's container, or a network step's own (``/`` is in no run id nor run key)."""
+    return container_name(request_key if network_step is None else f"{request_key}/{network_step}")
+
+
+def container_spec(
+    settings: ExecutorSettings, workspace: Path, request_key: str, network_step: str | None = None
+) -> dict[str, Any]:
     """The arguments of ``containers.create`` for a request: every isolation property in one place,
-    shared by the executor and ``iter executor check``."""
+    shared by the executor and ``iter executor check``. With ``network_step`` (a run key), the same
+    container for that one step, on ``settings.network``."""
     target = str(workspace.absolute())
     uid, gid = workspace_owner(workspace)
     memory = f"{settings.memory_mb}m"
+    labels = {LABEL_MANAGED: "1", LABEL_REQUEST: request_key, LABEL_WORKSPACE: target}
+    if network_step is not None:
+        labels[LABEL_STEP] = network_step
     return {
         "image": settings.image,
-        "name": container_name(request_key),
+        "name": step_container_name(request_key, network_step),
         "entrypoint": ["/bin/sh", "-c"],
         "command": [IDLE_INIT],
-        "labels": {LABEL_MANAGED: "1", LABEL_REQUEST: request_key, LABEL_WORKSPACE: target},
+        "labels": labels,
         "user": f"{uid}:{gid}",
         "working_dir": target,
         "environment": CONTAINER_ENV,
         "mounts": [Mount(target=target, source=str(workspace.resolve()), type="bind", read_only=False)],
         "read_only": True,
         "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={TMPFS_MB}m,mode=1777"},
-        "network_mode": "none",
+        "network_mode": "none" if network_step is None else settings.network,
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
         "pids_limit": settings.pids_limit,
@@ -169,18 +193,25 @@ def container_spec(settings: ExecutorSettings, workspace: Path, request_key: str
 class DockerExecutor:
     name = "docker"
 
-    def __init__(self, settings: ExecutorSettings, workspace: Path, request_key: str) -> None:
+    def __init__(
+        self, settings: ExecutorSettings, workspace: Path, request_key: str, network_step: str | None = None
+    ) -> None:
         self.settings = settings
         self.workspace = workspace
         self.request_key = request_key
-        self.container_name = container_name(request_key)
+        self.network_step = network_step
+        self.container_name = step_container_name(request_key, network_step)
         self.client = docker_client()
         self.api = self.client.api
         self._container_id: str | None = None
 
     # --- the step --------------------------------------------------------------------------------
 
-    async def run(self, command: str, run_dir: Path, timeout_s: int, output_cap: int) -> CommandOutcome:
+    async def run(
+        self, command: str, run_dir: Path, timeout_s: int, output_cap: int, *, network: bool = False
+    ) -> CommandOutcome:
+        if network and self.network_step is None:
+            return await self._run_networked(command, run_dir, timeout_s, output_cap)
         done = recorded_outcome(run_dir)
         if done:
             return done
@@ -191,6 +222,19 @@ class DockerExecutor:
         self._prepare(run_dir, command)
         exec_id = await self._call(self._start, run_dir)
         return await self._wait(run_dir, exec_id, time.time(), timeout_s, output_cap)
+
+    async def _run_networked(self, command: str, run_dir: Path, timeout_s: int, output_cap: int) -> CommandOutcome:
+        """The step in a container of its own on ``executor.network``, through the same journal: a
+        retried attempt makes the same executor (same name), so it adopts a step that started."""
+        step = DockerExecutor(self.settings, self.workspace, self.request_key, network_step=run_dir.name)
+        try:
+            return await step.run(command, run_dir, timeout_s, output_cap)
+        finally:
+            # Gone when the step ends, however it ends; a worker that dies first leaves it to the
+            # retried attempt (which ends here too), to the request's release, or to the sweep,
+            # as does a failed removal, which must not hide the step's own outcome.
+            with contextlib.suppress(ExecutorUnavailable, DockerException):
+                await asyncio.shield(step.close())
 
     def _prepare(self, run_dir: Path, command: str) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -348,12 +392,20 @@ class DockerExecutor:
         except NotFound:
             container = self._create()
         if container.status != "running":
-            container.start()
+            try:
+                container.start()
+            except NotFound as exc:
+                # Docker checks the network only now: a name that is not one of its networks.
+                if self.network_step is None or "network" not in str(exc):
+                    raise
+                with contextlib.suppress(NotFound):
+                    container.remove(force=True)
+                raise ExecutorUnavailable(missing_network_message(self.settings.network)) from None
         self._container_id = str(container.id)
         return self._container_id
 
     def _create(self) -> Any:
-        spec = container_spec(self.settings, self.workspace, self.request_key)
+        spec = container_spec(self.settings, self.workspace, self.request_key, self.network_step)
         try:
             return self.client.containers.create(**spec)
         except ImageNotFound:
@@ -368,8 +420,14 @@ class DockerExecutor:
         await self._call(self._remove)
 
     def _remove(self) -> None:
-        with contextlib.suppress(NotFound):
-            self.client.api.remove_container(self.container_name, force=True)
+        names = [self.container_name]
+        if self.network_step is None:
+            # Network steps' containers a dead worker left behind go with the request.
+            filters = {"label": [f"{LABEL_REQUEST}={self.request_key}", LABEL_STEP]}
+            names += [c.name for c in self.client.containers.list(all=True, filters=filters)]
+        for name in names:
+            with contextlib.suppress(NotFound):
+                self.client.api.remove_container(name, force=True)
         self._container_id = None
 
     # --- plumbing --------------------------------------------------------------------------------

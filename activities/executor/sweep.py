@@ -1,6 +1,7 @@
 """Removes request containers nobody will release: their workflow closed without the
 ``release_executor`` activity running (terminated, or its worker died as it ended) or no longer
-exists on this Temporal service.
+exists on this Temporal service. A network step's own container carries the same labels (and
+``iter.step``), so it is judged by its request like the request's container.
 
 Runs when a worker starts. A container whose workflow still runs is kept even if the worker that
 created it died: the retried activity adopts the step running in it, and the request releases it.
