@@ -51,6 +51,7 @@ class RequestWorkflow:
         self._messages: list[ChatMessage] = []
         self._last_results: list[StepResult] = []
         self._last_fix: StepNode | None = None
+        self._network: dict[str, Step] = {}  # steps the last safety review approved for network
 
     # --- the process -----------------------------------------------------------------------------
 
@@ -170,6 +171,7 @@ class RequestWorkflow:
                 steps=steps,
                 run_keys=run_keys,
                 settings=self.inp.settings,
+                network_steps=[s.id for s in steps if self._network.get(s.id) == s],
             ),
             start_to_close_timeout=options.execution_timeout(
                 self.inp.settings, [getattr(s, "timeout_s", None) for s in steps]
@@ -246,6 +248,10 @@ class RequestWorkflow:
         self.state.usage.extend(out.usage)
         self.state.safety_verdict = out.verdict
         self.state.findings = out.findings
+        # Network only for a step a policy rule approved, in a review the whole plan passed, and
+        # only as reviewed: the approval is of the step's content, not of its id.
+        passed = out.verdict == "PASS" and not out.findings
+        self._network = {s.id: s for s in steps if s.id in out.network_steps} if passed else {}
         for f in out.findings:
             self._note("review", f"BLOCK {f.line()} [{f.source}]")
         return out.findings

@@ -99,6 +99,7 @@ class SessionWorkflow:
         self.inp: SessionInput | None = inp
         self.state = SessionState()
         self._taken: tuple[list[str], list[str], list[str]] = ([], [], [])
+        self._network: dict[str, Step] = {}  # steps the last safety review approved for network
         self._begin(inp)
 
     # --- the process -----------------------------------------------------------------------------
@@ -417,6 +418,7 @@ class SessionWorkflow:
                     steps=[step],
                     run_keys=[key],
                     settings=self.inp.settings,
+                    network_steps=[step.id] if self._network.get(step.id) == step else [],
                 ),
                 start_to_close_timeout=options.execution_timeout(self.inp.settings, [getattr(step, "timeout_s", None)]),
                 heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
@@ -447,6 +449,10 @@ class SessionWorkflow:
             summary="safety review",
         )
         self._usage(out.usage)
+        # Network only for a step a policy rule approved, in a review the whole plan passed, and
+        # only as reviewed: the approval is of the step's content, not of its id.
+        passed = out.verdict == "PASS" and not out.findings
+        self._network = {s.id: s for s in steps if s.id in out.network_steps} if passed else {}
         return out.findings
 
     async def _post_review(
