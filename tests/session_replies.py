@@ -60,7 +60,7 @@ def write_spec(workspace: Path, text: str = SPEC, name: str = "specs/SPEC.md") -
 def session_input(
     settings: Settings, workspace: Path, spec: str = "specs/SPEC.md", name: str = "", **over: Any
 ) -> SessionInput:
-    setting_over = {k: over.pop(k) for k in ("iterations", "auto_commit") if k in over}
+    setting_over: dict[str, Any] = {k: over.pop(k) for k in ("iterations", "auto_commit") if k in over}
     return SessionInput(
         name=name or f"s-{uuid.uuid4().hex[:8]}",
         workspace=str(workspace),
