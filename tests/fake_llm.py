@@ -120,7 +120,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream" if openai else "application/x-ndjson")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        (self._stream_openai if openai else self._stream_ollama)(body, reply)
+        try:
+            (self._stream_openai if openai else self._stream_ollama)(body, reply)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away mid-stream (a killed worker)
 
     def _pieces(self, reply: Reply) -> list[str]:
         return _chunks(reply.text(), self.fake.chunk_chars)
