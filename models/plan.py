@@ -6,7 +6,7 @@ same definition that constrained it.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
@@ -27,13 +27,25 @@ class CommandStep(_StepBase):
     timeout_s: int | None = Field(default=None, ge=1, le=3600)
 
 
+def _content_required(schema: dict[str, Any]) -> None:
+    # The model must always write `content` (empty for delete): a constrained decoder then cannot
+    # produce a create/modify/append without it, which the validator below would reject anyway.
+    schema["required"] = [*schema.get("required", []), "content"]
+    described = schema["properties"]["content"].get("description", "")
+    schema["properties"]["content"] = {"type": "string", "description": described}
+
+
 class FileStep(_StepBase):
     """A change to one file inside the workspace."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_content_required)
 
     type: Literal["file"]
     path: str = Field(min_length=1, description="Path relative to the workspace root")
     action: FileAction
-    content: str | None = Field(default=None, description="Whole new content (create/modify) or text to append")
+    content: str | None = Field(
+        default=None, description="Whole new content (create/modify), the text to append, or empty (delete)"
+    )
 
     @model_validator(mode="after")
     def _content_matches_action(self) -> FileStep:
