@@ -8,42 +8,39 @@ import asyncio
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
+from workflows.phases import Phases, parse_reply, publish, with_repair
+
 with workflow.unsafe.imports_passed_through():
-    from activities.cleanup import release_executor
     from activities.evidence import gather_evidence
-    from activities.execute import execute_steps
-    from activities.llm import call_model
     from activities.prompt import build_prompt
-    from activities.review import post_review, safety_review
-    from models import search
-    from models.plan import FileStep, Plan, Step, StepNode, VerifyStep, iter_nodes
+    from models.plan import Plan, Step, StepNode, VerifyStep, iter_nodes
     from models.request import (
         ChatMessage,
         Evidence,
         EvidenceInput,
-        ExecuteInput,
-        ModelCallInput,
         ModelCallOutput,
         Outcome,
         Phase,
         PhaseEvent,
-        PostReviewInput,
         PromptInput,
         RequestInput,
         RequestResult,
         RequestState,
-        SafetyReviewInput,
+        Role,
+        SchemaName,
         StepResult,
     )
     from models.review import Finding, PostReview
-    from models.schemas import parse_answer
     from workflows import options
 
 MAX_EVENTS_KEPT = 200  # the state's event log is for people; history keeps everything
+REPAIR_ASK = "Answer again: JSON matching the schema, complete."
 
 
 @workflow.defn
 class RequestWorkflow:
+    phases: Phases  # the run's activity calls, from the start of run(): the key needs the run's id
+
     def __init__(self) -> None:
         self.state = RequestState()
         self.inp: RequestInput | None = None
@@ -51,7 +48,6 @@ class RequestWorkflow:
         self._messages: list[ChatMessage] = []
         self._last_results: list[StepResult] = []
         self._last_fix: StepNode | None = None
-        self._network: dict[str, Step] = {}  # steps the last safety review approved for network
 
     # --- the process -----------------------------------------------------------------------------
 
@@ -65,6 +61,9 @@ class RequestWorkflow:
             inp.project.name,
             inp.request_id,
         )
+        self.phases = Phases(
+            inp.settings, inp.workspace, self.state.run_key, lambda usage: self.state.usage.extend(usage)
+        )
         try:
             plan = await self._plan()
             plan = await self._review(plan) if plan else None
@@ -76,13 +75,13 @@ class RequestWorkflow:
                 cause = getattr(exc, "cause", None)
                 message = str(cause or exc)
                 self._finish("failed", message)
-                await self._release()
+                await self.phases.release()
                 kind = getattr(cause, "type", None) or "ActivityFailed"
                 raise ApplicationError(message, type=kind, non_retryable=True) from None
             self._finish("cancelled", "cancelled by the user")
-            await self._release()
+            await self.phases.release()
             raise
-        await self._release()
+        await self.phases.release()
         return RequestResult(state=self.state)
 
     async def _plan(self, messages: list[ChatMessage] | None = None) -> Plan | None:
@@ -112,24 +111,13 @@ class RequestWorkflow:
             await self._enter("stream", "the coder is answering" + (f" (repair {attempt})" if attempt else ""))
             out = await self._call_model("coder", "plan", self._messages)
             await self._enter("parse", "parsing the plan")
-            parsed, errors = (
-                (None, "the answer was cut off by the length limit")
-                if out.truncated
-                else parse_answer("plan", out.text)
-            )
+            parsed, errors = parse_reply("plan", out)
             if isinstance(parsed, Plan):
                 self.state.summary = parsed.summary
                 return parsed
             self.state.parse_repairs += 1
             self._note("parse", f"invalid plan: {errors.splitlines()[0]}")
-            self._messages = [
-                *self._messages,
-                ChatMessage(role="assistant", content=out.text),
-                ChatMessage(
-                    role="user",
-                    content=f"That answer is invalid:\n{errors}\nAnswer again: JSON matching the schema, complete.",
-                ),
-            ]
+            self._messages = with_repair(self._messages, out.text, errors, REPAIR_ASK)
         self._finish("failed", f"the coder's plan stayed invalid after {self.state.parse_repairs} answers: {errors}")
         return None
 
@@ -161,28 +149,11 @@ class RequestWorkflow:
         return None
 
     async def _execute(self, steps: list[Step], run_keys: list[str]) -> list[StepResult]:
-        assert self.inp
         await self._enter("execute", f"running {len(steps)} steps")
-        out = await workflow.execute_activity(
-            execute_steps,
-            ExecuteInput(
-                workflow_id=self.state.run_key,
-                workspace=self.inp.workspace,
-                steps=steps,
-                run_keys=run_keys,
-                settings=self.inp.settings,
-                network_steps=[s.id for s in steps if self._network.get(s.id) == s],
-            ),
-            start_to_close_timeout=options.execution_timeout(
-                self.inp.settings, [getattr(s, "timeout_s", None) for s in steps]
-            ),
-            heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
-            retry_policy=options.FAST_RETRY,
-            summary=f"execute {', '.join(run_keys)}"[:200],
-        )
-        self.state.results.extend(out.results)
-        self._last_results = out.results
-        return out.results
+        results = await self.phases.execute(steps, run_keys)
+        self.state.results.extend(results)
+        self._last_results = results
+        return results
 
     async def _verify(self) -> None:
         """PASS ends it; FAIL injects reviewed fix steps under the failing step; INFO_NEEDED gathers evidence."""
@@ -228,30 +199,10 @@ class RequestWorkflow:
     # --- phase helpers ---------------------------------------------------------------------------
 
     async def _safety(self, steps: list[Step]) -> list[Finding]:
-        assert self.inp
         await self._enter("review", f"8-point safety review of {len(steps)} steps")
-        out = await workflow.execute_activity(
-            safety_review,
-            SafetyReviewInput(
-                workspace=self.inp.workspace,
-                request_description=self._request_description(),
-                steps=steps,
-                settings=self.inp.settings,
-                stream_key=self.state.run_key,
-                guidance=self._take_guidance(),
-            ),
-            start_to_close_timeout=options.model_timeout(self.inp.settings),
-            heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
-            retry_policy=options.model_retry(self.inp.settings),
-            summary="safety review",
-        )
-        self.state.usage.extend(out.usage)
+        out = await self.phases.review_safety(self._request_description(), steps, self._take_guidance())
         self.state.safety_verdict = out.verdict
         self.state.findings = out.findings
-        # Network only for a step a policy rule approved, in a review the whole plan passed, and
-        # only as reviewed: the approval is of the step's content, not of its id.
-        passed = out.verdict == "PASS" and not out.findings
-        self._network = {s.id: s for s in steps if s.id in out.network_steps} if passed else {}
         for f in out.findings:
             self._note("review", f"BLOCK {f.line()} [{f.source}]")
         return out.findings
@@ -259,29 +210,14 @@ class RequestWorkflow:
     async def _post_review(self, guidance: list[str]) -> PostReview:
         assert self.inp
         request = self.inp.project.request(self.inp.request_id)
-        out = await workflow.execute_activity(
-            post_review,
-            PostReviewInput(
-                workspace=self.inp.workspace,
-                request_description=self._request_description(),
-                criteria=request.criteria if request else [],
-                tree=self.state.tree,
-                results=self.state.results,
-                evidence=self.evidence,
-                touched_paths=sorted(
-                    {n.step.path for n in iter_nodes(self.state.tree) if isinstance(n.step, FileStep)}
-                ),
-                settings=self.inp.settings,
-                stream_key=self.state.run_key,
-                guidance=[*guidance, *self._take_guidance()],
-            ),
-            start_to_close_timeout=options.model_timeout(self.inp.settings),
-            heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
-            retry_policy=options.model_retry(self.inp.settings),
-            summary="post-execution review",
+        return await self.phases.review_result(
+            self._request_description(),
+            request.criteria if request else [],
+            self.state.tree,
+            self.state.results,
+            evidence=self.evidence,
+            guidance=[*guidance, *self._take_guidance()],
         )
-        self.state.usage.extend(out.usage)
-        return out.review
 
     async def _gather(self, review: PostReview) -> None:
         assert self.inp
@@ -302,27 +238,11 @@ class RequestWorkflow:
         )
         self.evidence.extend(out.items)
 
-    async def _call_model(self, role: str, schema_name: str, messages: list[ChatMessage]) -> ModelCallOutput:
-        assert self.inp
+    async def _call_model(self, role: Role, schema_name: SchemaName, messages: list[ChatMessage]) -> ModelCallOutput:
         guidance = self._take_guidance()
         if guidance:
             messages.append(ChatMessage(role="user", content="Guidance from the user:\n" + "\n".join(guidance)))
-        out = await workflow.execute_activity(
-            call_model,
-            ModelCallInput(
-                role=role,
-                schema_name=schema_name,
-                messages=messages,
-                settings=self.inp.settings,
-                stream_key=self.state.run_key,
-            ),  # type: ignore[arg-type]
-            start_to_close_timeout=options.model_timeout(self.inp.settings),
-            heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
-            retry_policy=options.model_retry(self.inp.settings),
-            summary=f"{role} answers ({schema_name})",
-        )
-        self.state.usage.append(out.usage)
-        return out
+        return await self.phases.ask_model(role, schema_name, messages, f"{role} answers ({schema_name})")
 
     def _fix_parent(self) -> StepNode:
         """Fixes hang under the step that failed. When only a re-run check failed, the last fix did
@@ -336,16 +256,6 @@ class RequestWorkflow:
         if self._last_fix is not None:
             return self._last_fix
         return by_id[failed.step_id] if failed and failed.step_id in by_id else self.state.tree[-1]
-
-    async def _release(self) -> None:
-        """Idempotent and quick, so a local activity: it runs again if the worker dies in it."""
-        assert self.inp
-        await workflow.execute_local_activity(
-            release_executor,
-            args=[self.state.run_key, self.inp.workspace, self.inp.settings],
-            start_to_close_timeout=options.CLEANUP_TIMEOUT,
-            retry_policy=options.CLEANUP_RETRY,
-        )
 
     # --- state -----------------------------------------------------------------------------------
 
@@ -379,14 +289,7 @@ class RequestWorkflow:
         self._publish()
 
     def _publish(self) -> None:
-        workflow.upsert_search_attributes(
-            [
-                search.PROJECT.value_set(self.state.project),
-                search.ITEM.value_set(self.state.request_id),
-                search.PHASE.value_set(self.state.phase),
-                search.OUTCOME.value_set(self.state.outcome),
-            ]
-        )
+        publish(self.state.request_id, self.state.phase, self.state.outcome, project=self.state.project)
 
     def _take_guidance(self) -> list[str]:
         taken, self.state.pending_messages = self.state.pending_messages, []

@@ -1,0 +1,184 @@
+"""The activity calls both workflows make, each with its standard options: the model call, the
+safety review, execution, the post-execution review and the release, plus the search attributes
+and the parse-and-repair pieces of the plan loop. A workflow keeps its own state and events;
+``Phases`` keeps how each activity is invoked and the one thing that travels between two of them:
+which steps the last safety review approved for network. Deterministic: no I/O here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel
+
+    from activities.cleanup import release_executor
+    from activities.execute import execute_steps
+    from activities.llm import call_model
+    from activities.review import post_review, safety_review
+    from models import search
+    from models.config import Settings
+    from models.plan import FileStep, Step, StepNode, iter_nodes
+    from models.request import (
+        ChatMessage,
+        Evidence,
+        ExecuteInput,
+        ModelCallInput,
+        ModelCallOutput,
+        ModelUsage,
+        PostReviewInput,
+        Role,
+        SafetyReviewInput,
+        SafetyReviewOutput,
+        SchemaName,
+        StepResult,
+    )
+    from models.review import PostReview
+    from models.schemas import parse_answer
+    from workflows import options
+
+
+class Phases:
+    """One workflow run's activity calls. ``key`` names its journals and live stream; every model
+    call's usage goes to ``on_usage``."""
+
+    def __init__(
+        self, settings: Settings, workspace: str, key: str, on_usage: Callable[[list[ModelUsage]], None]
+    ) -> None:
+        self.settings = settings
+        self.workspace = workspace
+        self.key = key
+        self._on_usage = on_usage
+        self._network: dict[str, Step] = {}  # steps the last safety review approved for network
+
+    async def ask_model(
+        self, role: Role, schema_name: SchemaName, messages: list[ChatMessage], summary: str
+    ) -> ModelCallOutput:
+        out = await workflow.execute_activity(
+            call_model,
+            ModelCallInput(
+                role=role, schema_name=schema_name, messages=messages, settings=self.settings, stream_key=self.key
+            ),
+            start_to_close_timeout=options.model_timeout(self.settings),
+            heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
+            retry_policy=options.model_retry(self.settings),
+            summary=summary,
+        )
+        self._on_usage([out.usage])
+        return out
+
+    async def review_safety(
+        self, description: str, steps: list[Step], guidance: list[str] | None = None
+    ) -> SafetyReviewOutput:
+        out = await workflow.execute_activity(
+            safety_review,
+            SafetyReviewInput(
+                workspace=self.workspace,
+                request_description=description,
+                steps=steps,
+                settings=self.settings,
+                stream_key=self.key,
+                guidance=guidance or [],
+            ),
+            start_to_close_timeout=options.model_timeout(self.settings),
+            heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
+            retry_policy=options.model_retry(self.settings),
+            summary="safety review",
+        )
+        self._on_usage(out.usage)
+        # Network only for a step a policy rule approved, in a review the whole plan passed, and
+        # only as reviewed: the approval is of the step's content, not of its id.
+        passed = out.verdict == "PASS" and not out.findings
+        self._network = {s.id: s for s in steps if s.id in out.network_steps} if passed else {}
+        return out
+
+    async def execute(self, steps: list[Step], run_keys: list[str]) -> list[StepResult]:
+        """Exactly once per run key; a step gets network only if the last review approved it as it is."""
+        out = await workflow.execute_activity(
+            execute_steps,
+            ExecuteInput(
+                workflow_id=self.key,
+                workspace=self.workspace,
+                steps=steps,
+                run_keys=run_keys,
+                settings=self.settings,
+                network_steps=[s.id for s in steps if self._network.get(s.id) == s],
+            ),
+            start_to_close_timeout=options.execution_timeout(
+                self.settings, [getattr(s, "timeout_s", None) for s in steps]
+            ),
+            heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
+            retry_policy=options.FAST_RETRY,
+            summary=f"execute {', '.join(run_keys)}"[:200],
+        )
+        return out.results
+
+    async def review_result(
+        self,
+        description: str,
+        criteria: list[str],
+        tree: list[StepNode],
+        results: list[StepResult],
+        evidence: list[Evidence] | None = None,
+        guidance: list[str] | None = None,
+    ) -> PostReview:
+        out = await workflow.execute_activity(
+            post_review,
+            PostReviewInput(
+                workspace=self.workspace,
+                request_description=description,
+                criteria=criteria,
+                tree=tree,
+                results=results,
+                evidence=evidence or [],
+                touched_paths=sorted({n.step.path for n in iter_nodes(tree) if isinstance(n.step, FileStep)}),
+                settings=self.settings,
+                stream_key=self.key,
+                guidance=guidance or [],
+            ),
+            start_to_close_timeout=options.model_timeout(self.settings),
+            heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
+            retry_policy=options.model_retry(self.settings),
+            summary="post-execution review",
+        )
+        self._on_usage(out.usage)
+        return out.review
+
+    async def release(self) -> None:
+        """The executor and the step journals. Idempotent and quick, so a local activity: it runs
+        again if the worker dies in it."""
+        await workflow.execute_local_activity(
+            release_executor,
+            args=[self.key, self.workspace, self.settings],
+            start_to_close_timeout=options.CLEANUP_TIMEOUT,
+            retry_policy=options.CLEANUP_RETRY,
+        )
+
+
+# --- the plan loop's pieces ------------------------------------------------------------------------
+
+
+def parse_reply(schema_name: SchemaName, out: ModelCallOutput) -> tuple[BaseModel | None, str]:
+    """The parsed answer, or None and the errors; an answer cut off by the length limit is invalid
+    even where what arrived happens to parse."""
+    if out.truncated:
+        return None, "the answer was cut off by the length limit"
+    return parse_answer(schema_name, out.text)
+
+
+def with_repair(messages: list[ChatMessage], answer: str, errors: str, ask: str) -> list[ChatMessage]:
+    """The conversation so far, the invalid answer, and what was wrong with it."""
+    return [
+        *messages,
+        ChatMessage(role="assistant", content=answer),
+        ChatMessage(role="user", content=f"That answer is invalid:\n{errors}\n{ask}"),
+    ]
+
+
+def publish(item: str, phase: str, outcome: str, project: str | None = None) -> None:
+    """The search attributes the web UI and ``iter status`` filter on."""
+    by_project = [search.PROJECT.value_set(project)] if project is not None else []
+    workflow.upsert_search_attributes(
+        [*by_project, search.ITEM.value_set(item), search.PHASE.value_set(phase), search.OUTCOME.value_set(outcome)]
+    )
