@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import typer
+from pydantic import BaseModel
 from rich.table import Table
 
 from cli import project_store as store
@@ -61,16 +63,20 @@ def feature_add(name: str = typer.Option(..., "--name"), type_: str = typer.Opti
     ok(f"Feature added: {name} (id {fid})")
 
 
+def show_rows(items: Sequence[BaseModel], columns: tuple[str, ...], as_json: bool) -> None:
+    """A list for people (a table of ``columns``) or for programs (every field, as JSON)."""
+    if as_json:
+        print_json([item.model_dump() for item in items])
+        return
+    table = Table(*columns)
+    for item in items:
+        table.add_row(*(str(getattr(item, column) or "") for column in columns))
+    console.print(table)
+
+
 @feature_app.command("list")
 def feature_list(as_json: bool = JsonFlag) -> None:
-    project = store.load(store.require_root())
-    if as_json:
-        print_json([f.model_dump() for f in project.features])
-        return
-    table = Table("id", "name", "type")
-    for f in project.features:
-        table.add_row(f.id, f.name, f.type)
-    console.print(table)
+    show_rows(store.load(store.require_root()).features, ("id", "name", "type"), as_json)
 
 
 @endpoint_app.command("add")
@@ -95,14 +101,7 @@ def endpoint_add(
 
 @endpoint_app.command("list")
 def endpoint_list(as_json: bool = JsonFlag) -> None:
-    project = store.load(store.require_root())
-    if as_json:
-        print_json([e.model_dump() for e in project.endpoints])
-        return
-    table = Table("method", "path", "name")
-    for e in project.endpoints:
-        table.add_row(e.method, e.path, e.name)
-    console.print(table)
+    show_rows(store.load(store.require_root()).endpoints, ("method", "path", "name"), as_json)
 
 
 def _relative_file(root: Path, raw: str) -> str:
@@ -164,14 +163,7 @@ def request_add(
 
 @request_app.command("list")
 def request_list(as_json: bool = JsonFlag) -> None:
-    project = store.load(store.require_root())
-    if as_json:
-        print_json([r.model_dump() for r in project.requests])
-        return
-    table = Table("id", "status", "feature", "description")
-    for r in project.requests:
-        table.add_row(r.id, r.status, r.feature or "", r.description)
-    console.print(table)
+    show_rows(store.load(store.require_root()).requests, ("id", "status", "feature", "description"), as_json)
 
 
 @request_app.command("show")
