@@ -53,6 +53,8 @@ def status(
         runtime.run(_list(as_json))
         return
     status_name, state = runtime.run(_status(target))
+    if state.get("request_id") and store.find_root():
+        store.record_outcome(state["request_id"], state)  # a detached request's end reaches the project file
     if as_json:
         print_json({"workflow_status": status_name, **state})
         return

@@ -20,8 +20,6 @@ from models.project import Project, request_workflow_id
 from models.request import RequestInput
 from workflows.request import RequestWorkflow
 
-OUTCOME_STATUS = {"passed": "passed", "failed": "failed", "blocked": "blocked", "cancelled": "cancelled"}
-
 
 def orchestrate(
     request: str = typer.Option(..., "--request", "-r", help="The request id, e.g. req_01."),
@@ -47,7 +45,7 @@ def orchestrate(
         raise typer.Exit(130) from None
     if state is None:
         return
-    _record_outcome(request, state)
+    store.record_outcome(request, state)
     if as_json:
         print_json(state)
     else:
@@ -76,7 +74,7 @@ async def _orchestrate(
     out = err_console if as_json else console
     ui = f"http://localhost:{cfg.temporal.ui_port}/namespaces/{cfg.temporal.namespace}/workflows/{wid}"
     out.print(f"{'Attached to' if attached else 'Started'} {wid}  (Temporal UI: {ui})", soft_wrap=True)
-    _record_status(request_id, "running")
+    store.record_status(request_id, "running")
     if detach:
         out.print(f"Follow it with `iter orchestrate --request {request_id}` or `iter status {request_id}`")
         return None
@@ -101,16 +99,3 @@ async def final_state(client: Client, wid: str, status: WorkflowExecutionStatus 
         return state if isinstance(state, dict) else {}
     except RPCError:
         return {"outcome": (status.name.lower() if status else "unknown"), "error": "no state available"}
-
-
-def _record_status(request_id: str, status: str) -> None:
-    with store.editing() as (_, project):
-        req = project.request(request_id)
-        if req is not None:
-            req.status = status  # type: ignore[assignment]
-
-
-def _record_outcome(request_id: str, state: dict[str, Any]) -> None:
-    outcome = OUTCOME_STATUS.get(state.get("outcome", ""))
-    if outcome:
-        _record_status(request_id, outcome)

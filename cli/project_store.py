@@ -9,6 +9,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -80,3 +81,19 @@ def editing(start: Path | None = None) -> Iterator[tuple[Path, Project]]:
         project = load(root)
         yield root, project
         save(root, project)
+
+
+FINAL_OUTCOMES = ("passed", "failed", "blocked", "cancelled")
+
+
+def record_status(request_id: str, status: str) -> None:
+    """Keep the project file's view of a request in step with its workflow."""
+    with editing() as (_, project):
+        req = project.request(request_id)
+        if req is not None:
+            req.status = status  # type: ignore[assignment]
+
+
+def record_outcome(request_id: str, state: dict[str, Any]) -> None:
+    if state.get("outcome") in FINAL_OUTCOMES:
+        record_status(request_id, state["outcome"])

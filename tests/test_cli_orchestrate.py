@@ -115,8 +115,13 @@ def test_pause_and_resume_from_the_cli(workspace: Path, cli_env: dict[str, str],
     assert iter_cmd(workspace, cli_env, "message", "req_01", "keep it short").returncode == 0
     assert iter_cmd(workspace, cli_env, "resume", "req_01").returncode == 0
 
-    attached = iter_cmd(workspace, cli_env, "orchestrate", "--request", "req_01", "--json")
-    assert json.loads(attached.stdout)["outcome"] == "passed"
+    for _ in range(100):  # detached: `iter status` sees the end and records it in the project file
+        state = json.loads(iter_cmd(workspace, cli_env, "status", "req_01", "--json").stdout)
+        if state["outcome"] != "running":
+            break
+        time.sleep(0.2)
+    assert state["outcome"] == "passed"
+    assert yaml.safe_load((workspace / ".iter/project.yaml").read_text())["requests"][0]["status"] == "passed"
     assert any("keep it short" in m["content"] for c in fake.received[1:] for m in c["messages"])
 
 
