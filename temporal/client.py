@@ -14,6 +14,7 @@ from temporalio.service import RPCError
 from models import search
 from models.config import Settings
 from temporal import devserver
+from temporal.tracing import tracing_interceptors
 
 
 class TemporalUnavailable(RuntimeError):
@@ -53,6 +54,7 @@ async def connect(settings: Settings, *, start_server: bool = True, say: Callabl
             data_converter=pydantic_data_converter,
             tls=_tls(settings) if not embedded else False,
             api_key=api_key,
+            interceptors=tracing_interceptors(),  # a client's interceptors reach its workers too
         )
     except RuntimeError as exc:
         raise TemporalUnavailable(
