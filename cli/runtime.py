@@ -17,8 +17,7 @@ from temporalio.client import Client
 
 from cli.output import err_console, fail
 from models.config import ConfigError, Settings, data_dir, load_settings
-from temporal.client import TemporalUnavailable, connect, ensure_search_attributes
-from temporal.devserver import DevServerError
+from temporal.client import connect, ensure_search_attributes
 
 T = TypeVar("T")
 POLLER_FRESH_S = 75  # a live worker long-polls at least once a minute
@@ -47,7 +46,7 @@ async def client_for(cfg: Settings, start_server: bool = True) -> Client:
         if start_server:
             await ensure_search_attributes(client)
         return client
-    except (TemporalUnavailable, DevServerError) as exc:
+    except RuntimeError as exc:  # TemporalUnavailable, DevServerError, missing tracing packages
         fail(str(exc))
 
 
