@@ -2,75 +2,47 @@
 through the request pipeline's phases (plan, safety review, execute, verify), commits what it
 changed and records a summary. Tasks and notes are the workflow's own state: updates change them
 (``iter tool ...``), queries read them, signals pause, resume, stop and queue messages. The
-workflow continues as new before its history grows large, carrying the whole state."""
+workflow continues as new before its history grows large, carrying the whole state.
+
+The activity calls it shares with a request are in ``phases.py``; the handlers (tools, signals,
+queries) in ``session_tools.py``; hooks and auto-commit in ``session_hooks.py``."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
-from datetime import timedelta
-from typing import TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
+
+from workflows.phases import Phases, parse_reply, with_repair
+from workflows.session_hooks import SessionHooks, cause
 
 with workflow.unsafe.imports_passed_through():
-    from activities.cleanup import release_executor
-    from activities.execute import execute_steps
-    from activities.git import git_commit, git_snapshot
-    from activities.hooks import load_hooks, run_hooks
-    from activities.llm import call_model
-    from activities.review import post_review, safety_review
     from activities.session_prompt import render_session_prompt
-    from models import search
-    from models.plan import FileStep, Step, StepNode, VerifyStep, iter_nodes
-    from models.request import (
-        ChatMessage,
-        ExecuteInput,
-        ModelCallInput,
-        ModelUsage,
-        PostReviewInput,
-        SafetyReviewInput,
-        StepResult,
-    )
+    from models.plan import Step, StepNode, VerifyStep, iter_nodes
+    from models.request import ChatMessage, ModelUsage, StepResult
     from models.review import Finding, PostReview
-    from models.schemas import parse_answer
     from models.session import (
-        MAX_EVENTS_KEPT,
-        MAX_HOOK_REPORTS_KEPT,
         IterationOutcome,
         IterationSummary,
         IterationView,
         NewNote,
-        NewSummary,
-        NewTask,
-        Note,
-        SessionEvent,
         SessionPlan,
         SessionState,
         Task,
-        TaskDependency,
-        TaskPriorityChange,
         TaskStatusChange,
         ToolError,
-        add_dependency,
         add_note,
         add_summary,
         add_tasks,
         check_complete,
-        check_dependency,
-        check_new_tasks,
-        check_priority,
-        check_status,
         next_task,
         push_bounded,
-        set_priority,
         set_status,
         spec_tasks,
     )
-    from models.session_io import GitCommitInput, RunHooksInput, SessionInput, SessionPromptInput
+    from models.session_io import SessionInput, SessionPromptInput
     from workflows import options
 
 MAX_CONSECUTIVE_ERRORS = 3  # iterations in a row that fail to even produce a plan end the session
@@ -79,12 +51,7 @@ HISTORY_BYTES_LIMIT = 16 * 1024 * 1024  # continue as new well before Temporal's
 CHARS_PER_TOKEN = 4
 PROMPT_SHARE_OF_CONTEXT = 0.5  # the rest of the context is for the answer and the schema
 MIN_PROMPT_BUDGET = 4000
-HOOK_MARGIN_S = 30
-GIT_TIMEOUT = timedelta(minutes=2)
-HOOK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
-
-
-T = TypeVar("T")
+REPAIR_ASK = "Answer again: JSON matching the schema."
 
 
 class IterationError(Exception):
@@ -92,15 +59,15 @@ class IterationError(Exception):
 
 
 @workflow.defn
-class SessionWorkflow:
+class SessionWorkflow(SessionHooks):
     @workflow.init
     def __init__(self, inp: SessionInput) -> None:
         # The state exists before any signal or update of the first workflow task is handled.
         self.inp: SessionInput | None = inp
         self.state = SessionState()
         self._taken: tuple[list[str], list[str], list[str]] = ([], [], [])
-        self._network: dict[str, Step] = {}  # steps the last safety review approved for network
         self._begin(inp)
+        self.phases = Phases(inp.settings, inp.workspace, self.state.journal_key, self._usage)
 
     # --- the process -----------------------------------------------------------------------------
 
@@ -120,9 +87,9 @@ class SessionWorkflow:
         except asyncio.CancelledError:
             self.state.status = "cancelled"
             self._event("done", "cancelled by the user")
-            await self._release()
+            await self.phases.release()
             raise
-        await self._release()
+        await self.phases.release()
         return self.state
 
     def _begin(self, inp: SessionInput) -> None:
@@ -142,26 +109,6 @@ class SessionWorkflow:
         self.state.workflow_id, self.state.name = info.workflow_id, inp.name
         self.state.spec_path, self.state.workspace = inp.spec_path, inp.workspace
         self._publish()
-
-    async def _session_start(self) -> None:
-        assert self.inp
-        loaded = await workflow.execute_activity(
-            load_hooks, self.inp.workspace, start_to_close_timeout=options.PROMPT_TIMEOUT, retry_policy=HOOK_RETRY
-        )
-        self.state.hooks = loaded.config
-        if loaded.error:
-            self._event("hooks", loaded.error)
-        if self.inp.settings.auto_commit:
-            snap = await workflow.execute_activity(
-                git_snapshot, self.inp.workspace, start_to_close_timeout=GIT_TIMEOUT, retry_policy=options.FAST_RETRY
-            )
-            self.state.git_on = snap.is_repo and not snap.error
-            self.state.dirty_baseline = snap.dirty
-            if not self.state.git_on:
-                self._event("commit", f"auto-commit is off: {snap.error}")
-        piped = await self._hooks("session_start")
-        if piped:
-            push_bounded(self.state.pending_hook_output, piped)
 
     async def _iteration(self) -> None:
         assert self.inp
@@ -189,7 +136,7 @@ class SessionWorkflow:
                 if not changed:
                     reason = "the answer had no steps and changed nothing"
         except (IterationError, ActivityError) as exc:
-            reason = _cause(exc)
+            reason = cause(exc)
             if plan is None:  # the model never answered usefully: what it was told goes to the next prompt
                 st.pending_messages = [*self._taken[0], *st.pending_messages]
                 st.pending_hook_output = [*self._taken[1], *st.pending_hook_output]
@@ -287,67 +234,15 @@ class SessionWorkflow:
         errors = ""
         for attempt in range(self.inp.settings.bounds.max_parse_repairs + 1):
             self._phase("plan", "the coder is answering" + (f" (repair {attempt})" if attempt else ""))
-            out = await workflow.execute_activity(
-                call_model,
-                ModelCallInput(
-                    role="coder",
-                    schema_name="session_plan",
-                    messages=chat,
-                    settings=self.inp.settings,
-                    stream_key=st.journal_key,
-                ),
-                start_to_close_timeout=options.model_timeout(self.inp.settings),
-                heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
-                retry_policy=options.model_retry(self.inp.settings),
-                summary=f"iteration {n}: coder answers",
-            )
-            self._usage([out.usage])
-            parsed, errors = (
-                (None, "the answer was cut off by the length limit")
-                if out.truncated
-                else parse_answer("session_plan", out.text)
-            )
+            out = await self.phases.ask_model("coder", "session_plan", chat, f"iteration {n}: coder answers")
+            parsed, errors = parse_reply("session_plan", out)
             if isinstance(parsed, SessionPlan):
                 st.current.summary = parsed.summary
                 return parsed
-            chat = [
-                *chat,
-                ChatMessage(role="assistant", content=out.text),
-                ChatMessage(
-                    role="user", content=f"That answer is invalid:\n{errors}\nAnswer again: JSON matching the schema."
-                ),
-            ]
+            chat = with_repair(chat, out.text, errors, REPAIR_ASK)
         first = errors.splitlines()[0] if errors else "invalid"
         tries = self.inp.settings.bounds.max_parse_repairs + 1
         raise IterationError(f"the coder's answer stayed invalid after {tries} answer(s): {first}")
-
-    def _apply_ops(self, plan: SessionPlan, n: int) -> bool:
-        """The model's operations, through the same code as the ``iter tool`` updates; a refused one
-        is told to the next iteration. Returns whether anything changed."""
-        st = self.state
-        changed = False
-        ops: list[tuple[str, object]] = [
-            *(("add", t) for t in plan.new_tasks),
-            *(("dep", d) for d in plan.task_dependencies),
-            *(("status", s) for s in plan.task_updates),
-            *(("note", x) for x in plan.notes),
-        ]
-        for kind, op in ops:
-            try:
-                if kind == "add":
-                    add_tasks(st, [op], n, "model")  # type: ignore[list-item]
-                elif kind == "dep":
-                    add_dependency(st, op, n)  # type: ignore[arg-type]
-                elif kind == "status":
-                    set_status(st, op, n)  # type: ignore[arg-type]
-                else:
-                    add_note(st, op, n, "model")  # type: ignore[arg-type]
-                changed = True
-            except ToolError as exc:
-                push_bounded(st.feedback, f"refused {kind} operation: {exc}")
-        if plan.new_tasks:
-            self._event("plan", f"{len(plan.new_tasks)} new task(s)")
-        return changed or plan.session_complete
 
     def _task_for(self, plan: SessionPlan, offered: Task | None, n: int) -> Task | None:
         task = self.state.task(plan.task_id) if plan.task_id else None
@@ -392,7 +287,6 @@ class SessionWorkflow:
 
     async def _execute(self, steps: list[Step], keys: list[str]) -> list[StepResult]:
         """One activity per step, so a pause takes effect between steps; a failed change stops the rest."""
-        assert self.inp
         results: list[StepResult] = []
         stop = False
         for step, key in zip(steps, keys, strict=True):
@@ -410,149 +304,22 @@ class SessionWorkflow:
                 continue
             await self._checkpoint()
             self._phase("execute", f"step {step.id} ({step.type})")
-            out = await workflow.execute_activity(
-                execute_steps,
-                ExecuteInput(
-                    workflow_id=self.state.journal_key,
-                    workspace=self.inp.workspace,
-                    steps=[step],
-                    run_keys=[key],
-                    settings=self.inp.settings,
-                    network_steps=[step.id] if self._network.get(step.id) == step else [],
-                ),
-                start_to_close_timeout=options.execution_timeout(self.inp.settings, [getattr(step, "timeout_s", None)]),
-                heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
-                retry_policy=options.FAST_RETRY,
-                summary=f"execute {key}"[:200],
-            )
-            result = out.results[0]
+            result = (await self.phases.execute([step], [key]))[0]
             results.append(result)
             self.state.current.results.append(f"{step.id} {'ok' if result.ok else 'FAILED'}")
             stop = not result.ok and step.type != "verify"
         return results
 
     async def _safety(self, steps: list[Step], desc: str) -> list[Finding]:
-        assert self.inp
         self._phase("review", f"8-point safety review of {len(steps)} step(s)")
-        out = await workflow.execute_activity(
-            safety_review,
-            SafetyReviewInput(
-                workspace=self.inp.workspace,
-                request_description=desc,
-                steps=steps,
-                settings=self.inp.settings,
-                stream_key=self.state.journal_key,
-            ),
-            start_to_close_timeout=options.model_timeout(self.inp.settings),
-            heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
-            retry_policy=options.model_retry(self.inp.settings),
-            summary="safety review",
-        )
-        self._usage(out.usage)
-        # Network only for a step a policy rule approved, in a review the whole plan passed, and
-        # only as reviewed: the approval is of the step's content, not of its id.
-        passed = out.verdict == "PASS" and not out.findings
-        self._network = {s.id: s for s in steps if s.id in out.network_steps} if passed else {}
-        return out.findings
+        return (await self.phases.review_safety(desc, steps)).findings
 
     async def _post_review(
         self, desc: str, task: Task | None, tree: list[StepNode], results: list[StepResult]
     ) -> PostReview:
-        assert self.inp
         self._phase("verify", "the reviewer checks the result")
         criteria = [f"task #{task.id} is done: {task.content}"] if task else []
-        out = await workflow.execute_activity(
-            post_review,
-            PostReviewInput(
-                workspace=self.inp.workspace,
-                request_description=desc,
-                criteria=[*criteria, "the verify steps pass"],
-                tree=tree,
-                results=results,
-                touched_paths=sorted({n.step.path for n in iter_nodes(tree) if isinstance(n.step, FileStep)}),
-                settings=self.inp.settings,
-                stream_key=self.state.journal_key,
-            ),
-            start_to_close_timeout=options.model_timeout(self.inp.settings),
-            heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
-            retry_policy=options.model_retry(self.inp.settings),
-            summary="post-execution review",
-        )
-        self._usage(out.usage)
-        return out.review
-
-    async def _commit(self, n: int, plan: SessionPlan, task: Task | None) -> tuple[str, list[str]]:
-        assert self.inp
-        if not self.state.git_on:
-            return "", []
-        self._phase("commit", "committing what the iteration changed")
-        what = f"task #{task.id}: {task.content}" if task else plan.summary
-        message = f"iter {self.state.name}: {what}"[:200] + f"\n\n{plan.summary}\n\nIter-Session: {self.state.name}"
-        out = await workflow.execute_activity(
-            git_commit,
-            GitCommitInput(
-                workspace=self.inp.workspace,
-                message=message,
-                marker=f"Iter-Iteration: {self.state.uid}/{n}",
-                baseline=self.state.dirty_baseline,
-            ),
-            start_to_close_timeout=GIT_TIMEOUT,
-            retry_policy=options.FAST_RETRY,
-            summary=f"auto-commit iteration {n}",
-        )
-        self.state.dirty_baseline = out.baseline
-        if out.error:
-            self._event("commit", f"auto-commit failed: {out.error}")
-            return "", []
-        if out.commit:
-            self.state.commits += 1
-            self._event("commit", f"committed {out.commit[:10]} ({len(out.files)} file(s))")
-        return out.commit, out.files
-
-    async def _hooks(self, point: str, **variables: str) -> str:
-        """Runs the hooks of ``point``; what they pipe is returned. Never raises for a hook's sake."""
-        assert self.inp
-        hooks = self.state.hooks.at(point)
-        if not hooks:
-            return ""
-        self._phase("hooks", f"{point}: {len(hooks)} hook(s)")
-        values = {"session": self.state.name, "iteration": str(self.state.iteration), **variables}
-        try:
-            out = await workflow.execute_activity(
-                run_hooks,
-                RunHooksInput(
-                    workspace=self.inp.workspace,
-                    point=point,
-                    hooks=self.state.hooks,
-                    variables=values,
-                    iteration=self.state.iteration,
-                ),
-                start_to_close_timeout=timedelta(seconds=sum(h.timeout for h in hooks) + HOOK_MARGIN_S),
-                heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
-                retry_policy=HOOK_RETRY,
-                summary=f"hooks {point}",
-            )
-        except ActivityError as exc:
-            self._event("hooks", f"{point} hooks could not run: {_cause(exc)}")
-            return ""
-        for report in out.reports:
-            self.state.hook_reports.append(report)
-            if not report.ok:
-                why = "timed out" if report.timed_out else report.error or f"exit {report.exit_code}"
-                self._event("hooks", f"{point} hook failed ({why}): {report.command[:120]}")
-        del self.state.hook_reports[:-MAX_HOOK_REPORTS_KEPT]
-        return out.piped
-
-    async def _task_hooks(self) -> None:
-        """on_task_complete for each task completed since the last time, whoever completed it."""
-        while self.state.completed_unhooked:
-            task = self.state.task(self.state.completed_unhooked.pop(0))
-            if task is None:
-                continue
-            self._event("task", f"task #{task.id} completed: {task.content[:120]}")
-            piped = await self._hooks("on_task_complete", task_id=task.id, task_content=task.content)
-            if piped:
-                push_bounded(self.state.pending_hook_output, piped)
+        return await self.phases.review_result(desc, [*criteria, "the verify steps pass"], tree, results)
 
     async def _session_end(self) -> None:
         st = self.state
@@ -571,22 +338,12 @@ class SessionWorkflow:
         self._event("done", f"session {st.status} after {st.iteration} iteration(s)")
         self._publish()
 
-    async def _release(self) -> None:
-        """The executor (a container) and the step journals, at the session's end and before it
-        continues as new: no step of a finished run can be retried, and history holds every result.
-        Idempotent and quick, so a local activity."""
-        assert self.inp
-        await workflow.execute_local_activity(
-            release_executor,
-            args=[self.state.journal_key, self.inp.workspace, self.inp.settings],
-            start_to_close_timeout=options.CLEANUP_TIMEOUT,
-            retry_policy=options.CLEANUP_RETRY,
-        )
-
     async def _continue_as_new(self) -> None:
         assert self.inp
-        # Updates in flight finish in this run; what they change travels in the carried state.
-        await self._release()
+        # The executor and the step journals go before the run ends: no step of a finished run can
+        # be retried, and history holds every result. Updates in flight finish in this run; what
+        # they change travels in the carried state.
+        await self.phases.release()
         await workflow.wait_condition(workflow.all_handlers_finished)
         self._event("continue", f"continuing as new after {workflow.info().get_current_history_length()} events")
         workflow.continue_as_new(self.inp.model_copy(update={"carry": self.state, "continued": True}))
@@ -634,161 +391,6 @@ class SessionWorkflow:
             self.state.prompt_tokens += u.prompt_tokens
             self.state.completion_tokens += u.completion_tokens
             self.state.model_calls += 1
-
-    def _phase(self, phase: str, message: str) -> None:
-        self.state.phase = phase
-        workflow.set_current_details(f"**{phase}** (iteration {self.state.iteration}): {message}")
-
-    def _event(self, phase: str, message: str) -> None:
-        st = self.state
-        st.event_seq += 1
-        st.events.append(SessionEvent(seq=st.event_seq, iteration=st.iteration, phase=phase, message=message[:500]))
-        del st.events[:-MAX_EVENTS_KEPT]
-        self._phase(phase, message)
-
-    def _publish(self) -> None:
-        workflow.upsert_search_attributes(
-            [
-                search.ITEM.value_set(self.state.name),
-                search.PHASE.value_set("done" if self.state.phase == "done" else "session"),
-                search.OUTCOME.value_set(self.state.status),
-            ]
-        )
-
-    def _open(self) -> None:
-        if self.state.phase == "done":
-            raise ToolError(f"session {self.state.name} has ended; `iter build --name {self.state.name}` resumes it")
-
-    # --- updates: the tools ----------------------------------------------------------------------
-
-    @workflow.update
-    def task_add(self, item: NewTask) -> Task:
-        return _applied(lambda: add_tasks(self.state, [item], self.state.iteration, "user")[0])
-
-    @task_add.validator
-    def _check_task_add(self, item: NewTask) -> None:
-        self._open()
-        check_new_tasks(self.state, [item])
-
-    @workflow.update
-    def task_batch_add(self, items: list[NewTask]) -> list[Task]:
-        return _applied(lambda: add_tasks(self.state, items, self.state.iteration, "user"))
-
-    @task_batch_add.validator
-    def _check_task_batch_add(self, items: list[NewTask]) -> None:
-        self._open()
-        if not items:
-            raise ToolError("no tasks given")
-        check_new_tasks(self.state, items)
-
-    @workflow.update
-    def task_status(self, change: TaskStatusChange) -> Task:
-        return _applied(lambda: set_status(self.state, change, self.state.iteration))
-
-    @task_status.validator
-    def _check_task_status(self, change: TaskStatusChange) -> None:
-        self._open()
-        check_status(self.state, change)
-
-    @workflow.update
-    def task_priority(self, change: TaskPriorityChange) -> Task:
-        return _applied(lambda: set_priority(self.state, change, self.state.iteration))
-
-    @task_priority.validator
-    def _check_task_priority(self, change: TaskPriorityChange) -> None:
-        self._open()
-        check_priority(self.state, change)
-
-    @workflow.update
-    def task_depends(self, dep: TaskDependency) -> Task:
-        return _applied(lambda: add_dependency(self.state, dep, self.state.iteration))
-
-    @task_depends.validator
-    def _check_task_depends(self, dep: TaskDependency) -> None:
-        self._open()
-        check_dependency(self.state, dep)
-
-    @workflow.update
-    def note_add(self, note: NewNote) -> Note:
-        return _applied(lambda: add_note(self.state, note, self.state.iteration, "user"))
-
-    @note_add.validator
-    def _check_note_add(self, note: NewNote) -> None:
-        self._open()
-
-    @workflow.update
-    def iteration_summary(self, item: NewSummary) -> IterationSummary:
-        record = IterationSummary(iteration=self.state.iteration, summary=item.summary, source="user")
-        return _applied(lambda: add_summary(self.state, record))
-
-    @iteration_summary.validator
-    def _check_iteration_summary(self, item: NewSummary) -> None:
-        self._open()
-
-    @workflow.update
-    def session_complete(self) -> str:
-        def apply() -> str:
-            check_complete(self.state)
-            self.state.complete = True
-            self._event("iteration", "session-complete accepted; the session ends after the current iteration")
-            return f"session {self.state.name} is complete; it ends after the current iteration"
-
-        return _applied(apply)
-
-    @session_complete.validator
-    def _check_session_complete(self) -> None:
-        self._open()
-        check_complete(self.state)
-
-    # --- signals and queries ---------------------------------------------------------------------
-
-    @workflow.signal
-    def pause(self) -> None:
-        self.state.paused = True
-
-    @workflow.signal
-    def resume(self) -> None:
-        self.state.paused = False
-
-    @workflow.signal
-    def message(self, text: str) -> None:
-        push_bounded(self.state.pending_messages, text[:20_000])
-        self._event("message", f"message queued for iteration {self.state.iteration + 1}")
-
-    @workflow.signal
-    def stop(self) -> None:
-        """No new iteration starts; the current one finishes (a paused session resumes to finish it)."""
-        self.state.stop_requested, self.state.paused = True, False
-        self._event("stop", "stop requested; the session ends after the current iteration")
-
-    @workflow.query
-    def status(self) -> SessionState:
-        return self.state
-
-    @workflow.query
-    def task_list(self) -> list[Task]:
-        return self.state.tasks
-
-    @workflow.query
-    def task_next(self) -> Task | None:
-        return next_task(self.state.tasks)
-
-    @workflow.query
-    def note_list(self, note_type: str = "") -> list[Note]:
-        return [n for n in self.state.notes if not note_type or n.type == note_type]
-
-
-def _applied(apply: Callable[[], T]) -> T:
-    """An update handler's work; a refusal becomes an update failure, never a failed workflow task."""
-    try:
-        return apply()
-    except ToolError as exc:
-        raise ApplicationError(str(exc), type="ToolError", non_retryable=True) from None
-
-
-def _cause(exc: BaseException) -> str:
-    cause = exc.cause if isinstance(exc, ActivityError) and exc.cause else exc
-    return str(cause)
 
 
 def _safe(step_id: str) -> str:
