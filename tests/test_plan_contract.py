@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from models.schemas import json_schema, parse_answer
 
 
@@ -20,8 +22,7 @@ def test_parser_rejects_what_the_contract_forbids_and_says_why() -> None:
     assert "steps" in errors
     _, errors = parse_answer("plan", '{"summary": "x", "steps": [{"id": "a", "type": "shell", "command": "ls"}]}')
     assert "does not match any of the expected tags" in errors or "type" in errors
-    plan, errors = parse_answer(
-        "plan",
-        '{"summary": "x", "steps": [{"id": "d", "type": "file", "path": "old.py", "action": "delete", "content": ""}, {"id": "v", "type": "verify", "command": "true"}]}',
-    )
+    delete = {"id": "d", "type": "file", "path": "old.py", "action": "delete", "content": ""}
+    check = {"id": "v", "type": "verify", "command": "true"}
+    plan, errors = parse_answer("plan", json.dumps({"summary": "x", "steps": [delete, check]}))
     assert plan is not None and errors == ""
