@@ -43,8 +43,10 @@ DESCRIPTION = "Add a multiply function. Answer with exactly this JSON:\n" + json
 TERMINAL = {"passed", "failed", "blocked"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[llama.LlamaServer]:
+    """A fresh server per test (about 1.5 s): a warm prompt cache makes greedy answers differ from
+    a cold one's, so sharing one server made the second test depend on the first."""
     reason = llama.missing()
     if reason:
         pytest.skip(reason)
@@ -61,7 +63,7 @@ def settings(llama_server: llama.LlamaServer, temporal_env: WorkflowEnvironment,
         tmp_path,
         model=llama.ALIAS,
         reviewer_model=llama.ALIAS,
-        max_tokens=512,  # bounds every call to a few seconds at ~70 tokens/s
+        max_tokens=1024,  # room for a whole plan; bounds every call to ~15 s at ~70 tokens/s
         temperature=0.0,
         num_ctx=8192,
     )
