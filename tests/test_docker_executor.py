@@ -18,7 +18,7 @@ import pytest_asyncio
 from temporalio.client import Client
 
 from activities.executor import Executor, ExecutorUnavailable, executor_for
-from activities.executor.base import CommandOutcome
+from activities.executor.base import CommandOutcome, runs_root
 from models.config import ExecutorSettings, Settings
 from tests.docker_env import request_containers
 
@@ -53,7 +53,7 @@ async def executor(docker_image: str, ws: Path) -> AsyncIterator[Executor]:
 
 
 async def sh(ex: Executor, ws: Path, command: str, timeout_s: int = 30) -> CommandOutcome:
-    run_dir = ws / ".iter" / "runs" / "t" / uuid.uuid4().hex[:8]
+    run_dir = runs_root(ws, ex.request_key) / uuid.uuid4().hex[:8]  # type: ignore[attr-defined]
     return await ex.run(command, run_dir, timeout_s, 64_000)
 
 
@@ -166,7 +166,7 @@ async def test_timeout_kills_the_step_and_its_children(executor: Executor, ws: P
 
 @pytest.mark.docker
 async def test_cancelled_step_is_killed(executor: Executor, ws: Path) -> None:
-    run_dir = ws / ".iter" / "runs" / "t" / "cancelled"
+    run_dir = runs_root(ws, executor.request_key) / "cancelled"  # type: ignore[attr-defined]
     task = asyncio.create_task(executor.run("sleep 304", run_dir, 60, 1000))
     for _ in range(100):
         if (run_dir / "pid").exists():
@@ -230,7 +230,7 @@ async def test_container_removed_between_steps_is_recreated(docker_image: str, w
 @pytest.mark.docker
 async def test_retry_adopts_a_running_step_instead_of_starting_it_again(docker_image: str, ws: Path) -> None:
     key = f"adopt-{uuid.uuid4().hex[:8]}.run"
-    run_dir = ws / ".iter" / "runs" / "t" / "s1"
+    run_dir = runs_root(ws, key) / "s1"
     command = "echo ran >> log.txt; sleep 1; echo done"
     dead = executor_for(docker_settings(docker_image), ws, key)
     dead._prepare(run_dir, command)  # type: ignore[attr-defined]
@@ -250,7 +250,7 @@ async def test_retry_adopts_a_running_step_instead_of_starting_it_again(docker_i
 @pytest.mark.docker
 async def test_retry_starts_a_step_whose_exec_never_started(docker_image: str, ws: Path) -> None:
     key = f"unstarted-{uuid.uuid4().hex[:8]}.run"
-    run_dir = ws / ".iter" / "runs" / "t" / "s1"
+    run_dir = runs_root(ws, key) / "s1"
     command = "echo ran >> log.txt"
     dead = executor_for(docker_settings(docker_image), ws, key)
     dead._prepare(run_dir, command)  # type: ignore[attr-defined]
@@ -269,7 +269,7 @@ async def test_retry_starts_a_step_whose_exec_never_started(docker_image: str, w
 @pytest.mark.docker
 async def test_adopted_step_is_killed_at_its_timeout(docker_image: str, ws: Path) -> None:
     key = f"adoptkill-{uuid.uuid4().hex[:8]}.run"
-    run_dir = ws / ".iter" / "runs" / "t" / "s1"
+    run_dir = runs_root(ws, key) / "s1"
     dead = executor_for(docker_settings(docker_image), ws, key)
     dead._prepare(run_dir, "sleep 305")  # type: ignore[attr-defined]
     await asyncio.to_thread(dead._start, run_dir)  # type: ignore[attr-defined]
@@ -373,3 +373,20 @@ async def test_executor_check_fails_when_isolation_is_broken(
     assert checks["no capabilities, no new privileges"] is False
     assert checks["limits and hardening as configured"] is False
     assert checks["no network: 1.1.1.1:443 unreachable"] is True
+
+
+@pytest.mark.docker
+async def test_step_cannot_rewrite_iters_own_files(executor: Executor, ws: Path) -> None:
+    (ws / ".iter").mkdir(exist_ok=True)
+    (ws / ".iter" / "policy.yaml").write_text("deny: []\n")
+    (ws / ".iter" / "runs" / "other.run").mkdir(parents=True)
+
+    out = await sh(
+        executor, ws, "echo hooks > .iter/hooks.yml; echo x > .iter/runs/other.run/rc; echo ok > mine.txt; true"
+    )
+
+    assert out.ok, out.output
+    assert out.output.count("Read-only file system") == 2, out.output
+    assert not (ws / ".iter" / "hooks.yml").exists() and not (ws / ".iter/runs/other.run/rc").exists()
+    assert (ws / ".iter" / "policy.yaml").read_text() == "deny: []\n"
+    assert (ws / "mine.txt").read_text() == "ok\n"  # the rest of the workspace stays writable

@@ -46,6 +46,7 @@ from activities.executor.base import (
     read_rc,
     record_outcome,
     recorded_outcome,
+    runs_root,
 )
 from models.config import ExecutorSettings
 
@@ -153,6 +154,23 @@ def step_container_name(request_key: str, network_step: str | None) -> str:
     return container_name(request_key if network_step is None else f"{request_key}/{network_step}")
 
 
+def workspace_mounts(workspace: Path, target: str, request_key: str) -> list[Mount]:
+    """The workspace read-write, but iter's own files in it (policy, hooks, the project, other
+    runs' journals) read-only: a step cannot rewrite the rules that judge the next one. Only this
+    request's journal directory stays writable, for the step wrapper's pid, out and rc."""
+    source = workspace.resolve()
+    journal = runs_root(source, request_key)
+    journal.mkdir(parents=True, exist_ok=True)
+    owner = workspace_owner(workspace)
+    if os.geteuid() == 0 and owner != (0, 0):
+        os.chown(journal, *owner)
+    return [
+        Mount(target=target, source=str(source), type="bind", read_only=False),
+        Mount(target=f"{target}/.iter", source=str(source / ".iter"), type="bind", read_only=True),
+        Mount(target=str(runs_root(Path(target), request_key)), source=str(journal), type="bind", read_only=False),
+    ]
+
+
 def container_spec(
     settings: ExecutorSettings, workspace: Path, request_key: str, network_step: str | None = None
 ) -> dict[str, Any]:
@@ -174,7 +192,7 @@ def container_spec(
         "user": f"{uid}:{gid}",
         "working_dir": target,
         "environment": CONTAINER_ENV,
-        "mounts": [Mount(target=target, source=str(workspace.resolve()), type="bind", read_only=False)],
+        "mounts": workspace_mounts(workspace, target, request_key),
         "read_only": True,
         "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={TMPFS_MB}m,mode=1777"},
         "network_mode": "none" if network_step is None else settings.network,
@@ -237,6 +255,10 @@ class DockerExecutor:
                 await asyncio.shield(step.close())
 
     def _prepare(self, run_dir: Path, command: str) -> None:
+        journal = runs_root(self.workspace.resolve(), self.request_key)
+        if journal not in run_dir.resolve().parents:
+            # Only this request's journal is writable inside the container (see workspace_mounts).
+            raise ValueError(f"run dir {run_dir} is not under the request's journal {journal}")
         run_dir.mkdir(parents=True, exist_ok=True)
         # The step runs as the workspace owner and writes its journal here; a worker running as
         # root (CI) hands the directory over so that it can.

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from activities.executor.base import runs_root
 from activities.executor.docker import DockerExecutor, container_name, docker_client, preflight
 from models.config import ExecutorSettings
 
@@ -61,7 +62,7 @@ class _Probe:
     async def sh(self, command: str, timeout_s: int = PROBE_TIMEOUT_S) -> tuple[int | None, str, bool]:
         self.n += 1
         out = await self.executor.run(
-            command, self.workspace / ".iter" / "runs" / "check" / str(self.n), timeout_s, 64_000
+            command, runs_root(self.workspace, self.executor.request_key) / str(self.n), timeout_s, 64_000
         )
         return out.exit_code, out.output.strip(), out.timed_out
 

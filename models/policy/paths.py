@@ -30,6 +30,9 @@ SYSTEM_ROOTS = frozenset(
 )
 
 
+ITER_DIR = ".iter"  # iter's own state in the workspace: the rules that judge steps, and their journals
+
+
 def workspace_root(workspace: Path) -> Path:
     return Path(os.path.realpath(workspace))
 
@@ -52,6 +55,8 @@ def check_path(raw: str, workspace: Path) -> str | None:
         return f"path {raw!r} climbs out with '..'"
     if ".git" in parts:
         return f"path {raw!r} writes inside .git/"
+    if parts and parts[0] == ITER_DIR:
+        return f"path {raw!r} writes iter's own files (.iter/: policy, hooks, journals); steps may not"
     if os.path.normpath(raw) == ".":
         return f"path {raw!r} names the workspace itself, not a file"
     root = workspace_root(workspace)
@@ -95,6 +100,8 @@ def path_problem(text: str, cwd: str | None, root: Path, write: bool) -> str | N
         rel = joined
     if write and ".git" in Path(rel).parts:
         return f"{_short(text)}, inside .git/"
+    if write and Path(rel).parts[:1] == (ITER_DIR,):
+        return f"{_short(text)}, inside iter's own .iter/ (policy, hooks, journals)"
     return None
 
 
