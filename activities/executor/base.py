@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -115,7 +114,3 @@ WRAPPER = (
     'echo $? > "$2/rc.tmp" && mv "$2/rc.tmp" "$2/rc"'
 )
 WRAPPER_NAME = "iter-step"
-
-
-def elapsed_since(started_at: float) -> float:
-    return max(0.0, time.time() - started_at)
