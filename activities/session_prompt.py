@@ -17,8 +17,9 @@ from pathlib import Path
 
 from temporalio import activity
 
-from models.session import SessionPlan, cut, render_history, render_lines, render_notes, render_tasks
+from models.session import SessionPlan
 from models.session_io import SessionPromptInput, SessionPromptOutput
+from models.session_text import cut, render_history, render_lines, render_notes, render_tasks
 
 CHARS_PER_TOKEN = 4
 PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")

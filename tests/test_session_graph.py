@@ -18,12 +18,10 @@ from models.session import (
     add_tasks,
     check_complete,
     next_task,
-    render_history,
-    render_notes,
-    render_tasks,
     set_status,
     spec_tasks,
 )
+from models.session_text import render_history, render_notes, render_tasks
 
 
 def state_with(*contents: str, **fields: object) -> SessionState:
