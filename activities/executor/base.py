@@ -79,6 +79,22 @@ def record_outcome(run_dir: Path, outcome: CommandOutcome) -> CommandOutcome:
     return outcome
 
 
+def finish(
+    run_dir: Path, duration_s: float, output_cap: int, *, timed_out: bool = False, note: str = ""
+) -> CommandOutcome:
+    """Record the outcome of a command whose wrapper has ended or was killed at its timeout: its
+    status from ``rc`` (none when it was killed, or died without writing one), its capped output."""
+    rc = None if timed_out else read_rc(run_dir)
+    outcome = CommandOutcome(
+        exit_code=rc,
+        output=read_output(run_dir, output_cap) + note,
+        duration_s=duration_s,
+        timed_out=timed_out,
+        interrupted=rc is None and not timed_out,
+    )
+    return record_outcome(run_dir, outcome)
+
+
 def read_output(run_dir: Path, cap: int) -> str:
     """The command's combined output; when it is too long, its head and tail survive."""
     path = run_dir / "out"

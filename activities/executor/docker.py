@@ -42,9 +42,8 @@ from activities.executor.base import (
     WRAPPER_NAME,
     CommandOutcome,
     ExecutorUnavailable,
-    read_output,
+    finish,
     read_rc,
-    record_outcome,
     recorded_outcome,
     runs_root,
 )
@@ -324,20 +323,11 @@ class DockerExecutor:
         next_liveness = time.monotonic() + LIVENESS_EVERY_S
         try:
             while True:
-                rc = read_rc(run_dir)
-                if rc is not None:
-                    return self._finished(run_dir, rc, started_at, output_cap)
+                if read_rc(run_dir) is not None:
+                    return finish(run_dir, time.time() - started_at, output_cap)
                 if time.time() - started_at > timeout_s:
                     await self._call(self._kill, run_dir)
-                    return record_outcome(
-                        run_dir,
-                        CommandOutcome(
-                            exit_code=None,
-                            output=read_output(run_dir, output_cap),
-                            duration_s=time.time() - started_at,
-                            timed_out=True,
-                        ),
-                    )
+                    return finish(run_dir, time.time() - started_at, output_cap, timed_out=True)
                 if time.monotonic() >= next_liveness:
                     next_liveness = time.monotonic() + LIVENESS_EVERY_S
                     if not await self._call(self._running, exec_id) and read_rc(run_dir) is None:
@@ -350,26 +340,11 @@ class DockerExecutor:
             raise
 
     @staticmethod
-    def _finished(run_dir: Path, rc: int, started_at: float, output_cap: int) -> CommandOutcome:
-        return record_outcome(
-            run_dir,
-            CommandOutcome(exit_code=rc, output=read_output(run_dir, output_cap), duration_s=time.time() - started_at),
-        )
-
-    @staticmethod
     def _lost(run_dir: Path, started_at: float, output_cap: int) -> CommandOutcome:
         """The step's shell is gone without an exit status: killed by the memory limit, or its
         container went away with the host."""
         note = "\n[the step's shell died without an exit status: memory limit, or its container stopped]"
-        return record_outcome(
-            run_dir,
-            CommandOutcome(
-                exit_code=None,
-                output=read_output(run_dir, output_cap) + note,
-                duration_s=time.time() - started_at,
-                interrupted=True,
-            ),
-        )
+        return finish(run_dir, time.time() - started_at, output_cap, note=note)
 
     def _running(self, exec_id: str | None) -> bool:
         if exec_id is None:

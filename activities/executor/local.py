@@ -16,9 +16,8 @@ from activities.executor.base import (
     WRAPPER,
     WRAPPER_NAME,
     CommandOutcome,
-    read_output,
+    finish,
     read_rc,
-    record_outcome,
     recorded_outcome,
 )
 
@@ -108,18 +107,12 @@ class LocalExecutor:
         except TimeoutError:
             _kill_group(proc.pid)
             await proc.wait()
-            return record_outcome(run_dir, self._timed_out(run_dir, time.monotonic() - started, output_cap))
+            return finish(run_dir, time.monotonic() - started, output_cap, timed_out=True)
         except asyncio.CancelledError:
             # The workflow gave up on this step (cancel): the step's processes go with it.
             _kill_group(proc.pid)
             raise
-        rc = read_rc(run_dir)
-        return record_outcome(
-            run_dir,
-            CommandOutcome(
-                exit_code=rc, output=read_output(run_dir, output_cap), duration_s=time.monotonic() - started
-            ),
-        )
+        return finish(run_dir, time.monotonic() - started, output_cap)
 
     async def _adopt(self, pid: int, run_dir: Path, timeout_s: int, output_cap: int) -> CommandOutcome:
         pid_file = run_dir / "pid"
@@ -127,24 +120,9 @@ class LocalExecutor:
         while pid > 0 and _alive(pid, run_dir) and read_rc(run_dir) is None:
             if time.time() - started_at > timeout_s:
                 _kill_group(pid)
-                return record_outcome(run_dir, self._timed_out(run_dir, time.time() - started_at, output_cap))
+                return finish(run_dir, time.time() - started_at, output_cap, timed_out=True)
             await asyncio.sleep(ADOPT_POLL_S)
-        rc = read_rc(run_dir)
-        return record_outcome(
-            run_dir,
-            CommandOutcome(
-                exit_code=rc,
-                output=read_output(run_dir, output_cap),
-                duration_s=time.time() - started_at,
-                interrupted=rc is None,
-            ),
-        )
-
-    @staticmethod
-    def _timed_out(run_dir: Path, elapsed: float, output_cap: int) -> CommandOutcome:
-        return CommandOutcome(
-            exit_code=None, output=read_output(run_dir, output_cap), duration_s=elapsed, timed_out=True
-        )
+        return finish(run_dir, time.time() - started_at, output_cap)  # interrupted if it died without rc
 
     async def close(self) -> None:
         return None
