@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio.common import RetryPolicy
 
@@ -32,6 +33,15 @@ def model_retry(settings: Settings) -> RetryPolicy:
 
 def model_timeout(settings: Settings) -> timedelta:
     return timedelta(seconds=settings.llm.request_timeout_s)
+
+
+def model_call(settings: Settings) -> dict[str, Any]:
+    """The options of every activity that waits on a model: the call itself and both reviews."""
+    return {
+        "start_to_close_timeout": model_timeout(settings),
+        "heartbeat_timeout": HEARTBEAT_TIMEOUT,
+        "retry_policy": model_retry(settings),
+    }
 
 
 def execution_timeout(settings: Settings, timeouts: list[int | None]) -> timedelta:

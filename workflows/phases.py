@@ -60,9 +60,7 @@ class Phases:
             ModelCallInput(
                 role=role, schema_name=schema_name, messages=messages, settings=self.settings, stream_key=self.key
             ),
-            start_to_close_timeout=options.model_timeout(self.settings),
-            heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
-            retry_policy=options.model_retry(self.settings),
+            **options.model_call(self.settings),
             summary=summary,
         )
         self._on_usage([out.usage])
@@ -81,9 +79,7 @@ class Phases:
                 stream_key=self.key,
                 guidance=guidance or [],
             ),
-            start_to_close_timeout=options.model_timeout(self.settings),
-            heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
-            retry_policy=options.model_retry(self.settings),
+            **options.model_call(self.settings),
             summary="safety review",
         )
         self._on_usage(out.usage)
@@ -137,9 +133,7 @@ class Phases:
                 stream_key=self.key,
                 guidance=guidance or [],
             ),
-            start_to_close_timeout=options.model_timeout(self.settings),
-            heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
-            retry_policy=options.model_retry(self.settings),
+            **options.model_call(self.settings),
             summary="post-execution review",
         )
         self._on_usage(out.usage)
