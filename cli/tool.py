@@ -119,6 +119,12 @@ def task_batch_add(
         ok(f"Added {task_line(task.model_dump())}")
 
 
+def _change_task(session: str, update: str, change: BaseModel, as_json: bool) -> None:
+    """One task update; prints the changed task."""
+    task: Task = _update(session, update, change, Task)
+    print_json(task) if as_json else ok(f"Updated {task_line(task.model_dump())}")
+
+
 @tool_app.command("task-status")
 def task_status(
     session: str = SESSION,
@@ -127,8 +133,7 @@ def task_status(
     as_json: bool = JSON,
 ) -> None:
     """Change a task's status."""
-    task: Task = _update(session, "task_status", _contract(TaskStatusChange, id=task_id, status=status), Task)
-    print_json(task) if as_json else ok(f"Updated {task_line(task.model_dump())}")
+    _change_task(session, "task_status", _contract(TaskStatusChange, id=task_id, status=status), as_json)
 
 
 @tool_app.command("task-priority")
@@ -139,9 +144,7 @@ def task_priority(
     as_json: bool = JSON,
 ) -> None:
     """Set a task's priority."""
-    change = _contract(TaskPriorityChange, id=task_id, priority=priority)
-    task: Task = _update(session, "task_priority", change, Task)
-    print_json(task) if as_json else ok(f"Updated {task_line(task.model_dump())}")
+    _change_task(session, "task_priority", _contract(TaskPriorityChange, id=task_id, priority=priority), as_json)
 
 
 @tool_app.command("task-depends")
@@ -152,9 +155,7 @@ def task_depends(
     as_json: bool = JSON,
 ) -> None:
     """Make a task wait for another; a missing task or a cycle is refused."""
-    dep = _contract(TaskDependency, id=task_id, depends_on=on.lstrip("#"))
-    task: Task = _update(session, "task_depends", dep, Task)
-    print_json(task) if as_json else ok(f"Updated {task_line(task.model_dump())}")
+    _change_task(session, "task_depends", _contract(TaskDependency, id=task_id, depends_on=on.lstrip("#")), as_json)
 
 
 @tool_app.command("task-list")
