@@ -12,8 +12,9 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.llm_client import ModelError
 from activities.prompt import read_capped
-from activities.reviewer import ModelError, ask_reviewer
+from activities.reviewer import ask_reviewer
 from models.plan import FileStep, step_to_dict, tree_to_json
 from models.policy import evaluate_steps, load_policy, network_steps
 from models.request import PostReviewInput, PostReviewOutput, SafetyReviewInput, SafetyReviewOutput

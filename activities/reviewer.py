@@ -5,7 +5,6 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from activities.llm import stream_answer
-from activities.llm_client import ModelError
 from models.config import Settings
 from models.request import ChatMessage, ModelCallInput, ModelUsage
 from models.schemas import parse_answer
@@ -38,6 +37,3 @@ async def ask_reviewer(
             ),
         ]
     return None, usages, errors
-
-
-__all__ = ["ModelError", "ask_reviewer"]
