@@ -237,7 +237,15 @@ class DockerExecutor:
             if started:
                 return await self._wait(run_dir, exec_id, self._started_at(run_dir), timeout_s, output_cap)
         self._prepare(run_dir, command)
-        exec_id = await self._call(self._start, run_dir)
+        starting = asyncio.ensure_future(self._call(self._start, run_dir))
+        try:
+            exec_id = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # Cancelled while the step was being started: the start goes on in its thread, so let
+            # it finish, then stop what it started.
+            await starting
+            await asyncio.shield(self._call(self._kill, run_dir))
+            raise
         return await self._wait(run_dir, exec_id, time.time(), timeout_s, output_cap)
 
     async def _run_networked(self, command: str, run_dir: Path, timeout_s: int, output_cap: int) -> CommandOutcome:
