@@ -14,9 +14,9 @@ from activities.prompt import read_capped
 from activities.redact import redact
 from models.config import data_dir
 from models.plan import VerifyStep
-from models.policy import check_path, evaluate_steps, load_policy
 from models.request import Evidence, EvidenceInput, EvidenceOutput
 from models.review import Finding
+from policy import check_path, evaluate_steps, load_policy
 
 EVIDENCE_TIMEOUT_S = 60
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from activities.executor.base import read_json, write_json_atomic
 from models.plan import FileStep
-from models.policy import check_path
+from policy import check_path
 
 ABSENT = "absent"
 

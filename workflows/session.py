@@ -13,7 +13,7 @@ import asyncio
 import re
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 from workflows.phases import Phases, parse_reply, with_repair
 from workflows.session_hooks import SessionHooks, cause
@@ -85,9 +85,12 @@ class SessionWorkflow(SessionHooks):
                     break
                 await self._iteration()
             await self._session_end()
-        except asyncio.CancelledError:
-            self.state.status = "cancelled"
+        except (asyncio.CancelledError, ActivityError) as exc:
+            if not is_cancelled_exception(exc):
+                raise
+            self.state.status, self.state.phase = "cancelled", "done"
             self._event("done", "cancelled by the user")
+            self._publish()
             await self.phases.release()
             raise
         await self.phases.release()
@@ -137,6 +140,8 @@ class SessionWorkflow(SessionHooks):
                 if not changed:
                     reason = "the answer had no steps and changed nothing"
         except (IterationError, ActivityError) as exc:
+            if is_cancelled_exception(exc):
+                raise  # `iter cancel`: the session ends, it is not an iteration that went wrong
             reason = cause(exc)
             if plan is None:  # the model never answered usefully: what it was told goes to the next prompt
                 st.pending_messages = [*self._taken[0], *st.pending_messages]
