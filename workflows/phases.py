@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         StepResult,
     )
     from models.review import PostReview
+    from models.repetition import repeating_pattern
     from models.schemas import parse_answer
     from workflows import options
 
@@ -156,6 +157,9 @@ class Phases:
 def parse_reply(schema_name: SchemaName, out: ModelCallOutput) -> tuple[BaseModel | None, str]:
     """The parsed answer, or None and the errors; an answer cut off by the length limit is invalid
     even where what arrived happens to parse."""
+    if out.usage.done_reason == "repetition":
+        pattern = repeating_pattern(out.text)[:40]
+        return None, f"the answer got stuck repeating {pattern!r} and was cut off; write the plan itself"
     if out.truncated:
         return None, "the answer was cut off by the length limit"
     return parse_answer(schema_name, out.text)
