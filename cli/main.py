@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cancel": ("cli.control:cancel", "Cancel: the current step is stopped, the executor released, the history kept."),
     "message": ("cli.control:message", "Queue guidance; the next model call reads it."),
     "history": ("cli.history:history", "The audit trail of a request or session, from its Temporal history."),
+    "dashboard": ("cli.dashboard:dashboard", "Serve the web dashboard: requests and sessions, live output, checks, controls."),
     "build": ("cli.session:build", "Run the session loop over a spec's tasks, durably: resume it any time, steer it."),
     "stop": ("cli.session:stop", "End a session after its current iteration (session_end hooks run)."),
     "gen-template": ("cli.session:gen_template", "Write the prompt template to edit (`iter build --template`)."),
