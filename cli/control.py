@@ -81,6 +81,7 @@ def status(
     """Show where a request or session stands (or list them all)."""
     from cli import project_store as store
     from cli import session_view
+    from cli.holds import print_held
     from cli.summary import summary_lines, usage_table
 
     if target is None:
@@ -96,6 +97,7 @@ def status(
         console.print(f"[yellow]{line}[/yellow]")
     if "tasks" in state:  # a session: tasks, notes, iterations, tokens
         session_view.print_status(status_name, state)
+        print_held(state)
         return
     console.print(
         f"[bold]{state.get('workflow_id', target)}[/bold]  workflow {status_name}"
@@ -108,7 +110,9 @@ def status(
     if state.get("usage"):
         console.print(usage_table(state))
     for finding in state.get("findings") or []:
-        console.print(f"  [red]blocked[/red] point {finding['point']} step {finding['step_id']}: {finding['reason']}")
+        label = "[yellow]held[/yellow]" if finding.get("verdict") == "hold" else "[red]blocked[/red]"
+        console.print(f"  {label} point {finding['point']} step {finding['step_id']}: {finding['reason']}")
+    print_held(state)
     for event in (state.get("events") or [])[-10:]:
         console.print(f"  [cyan]{event['phase']:>8}[/cyan] {event['message']}")
 

@@ -19,6 +19,8 @@ else
   echo "test.sh: not root and no Docker engine: the Docker tier will be skipped" >&2
 fi
 [ -f .ci/llama.sh ] && bash .ci/llama.sh
+# Debian's chromium for the dashboard's browser tests (Playwright drives it; no browser download).
+[ -f .ci/chromium.sh ] && bash .ci/chromium.sh
 
 .venv/bin/ruff check .
 .venv/bin/mypy .
