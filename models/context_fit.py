@@ -52,7 +52,10 @@ def _shorten(message: dict[str, str]) -> dict[str, str]:
     if len(text) <= ECHO_KEEP_CHARS:
         return message
     half = ECHO_KEEP_CHARS // 2
-    return {**message, "content": f"{text[:half]}\n[... {len(text) - ECHO_KEEP_CHARS} characters left out ...]\n{text[-half:]}"}
+    return {
+        **message,
+        "content": f"{text[:half]}\n[... {len(text) - ECHO_KEEP_CHARS} characters left out ...]\n{text[-half:]}",
+    }
 
 
 def fit(messages: list[dict[str, str]], window: int, max_tokens: int, min_answer: int) -> Fitted:

@@ -118,7 +118,9 @@ class PromptOutput(BaseModel):
     user: str
     context_files: list[str]
     approx_tokens: int
-    test_command: str = Field(default="", description="The project's test command; a plan without a verify step gets it")
+    test_command: str = Field(
+        default="", description="The project's test command; a plan without a verify step gets it"
+    )
 
 
 Role = Literal["coder", "reviewer"]

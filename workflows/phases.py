@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from models import search
     from models.config import Settings
     from models.plan import FileStep, Step, StepNode, iter_nodes
+    from models.repetition import repeating_pattern
     from models.request import (
         ChatMessage,
         Evidence,
@@ -35,7 +36,6 @@ with workflow.unsafe.imports_passed_through():
         StepResult,
     )
     from models.review import PostReview
-    from models.repetition import repeating_pattern
     from models.schemas import parse_answer
     from workflows import options
 
@@ -54,12 +54,21 @@ class Phases:
         self._network: dict[str, Step] = {}  # steps the last safety review approved for network
 
     async def ask_model(
-        self, role: Role, schema_name: SchemaName, messages: list[ChatMessage], summary: str
+        self,
+        role: Role,
+        schema_name: SchemaName,
+        messages: list[ChatMessage],
+        summary: str,
+        temperature: float | None = None,
     ) -> ModelCallOutput:
+        """``temperature`` overrides the configured one for this call (asking again differently)."""
+        settings = self.settings
+        if temperature is not None:
+            settings = settings.model_copy(update={"llm": settings.llm.model_copy(update={"temperature": temperature})})
         out = await workflow.execute_activity(
             call_model,
             ModelCallInput(
-                role=role, schema_name=schema_name, messages=messages, settings=self.settings, stream_key=self.key
+                role=role, schema_name=schema_name, messages=messages, settings=settings, stream_key=self.key
             ),
             **options.model_call(self.settings),
             summary=summary,
