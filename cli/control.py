@@ -14,6 +14,7 @@ from temporalio.service import RPCError
 
 from cli import project_store as store
 from cli import runtime, session_view
+from cli.holds import print_held
 from cli.output import console, fail, ok, print_json
 from cli.summary import summary_lines, usage_table
 from cli.targets import workflow_id_for
@@ -89,6 +90,7 @@ def status(
         console.print(f"[yellow]{line}[/yellow]")
     if "tasks" in state:  # a session: tasks, notes, iterations, tokens
         session_view.print_status(status_name, state)
+        print_held(state)
         return
     console.print(
         f"[bold]{state.get('workflow_id', target)}[/bold]  workflow {status_name}"
@@ -101,7 +103,9 @@ def status(
     if state.get("usage"):
         console.print(usage_table(state))
     for finding in state.get("findings") or []:
-        console.print(f"  [red]blocked[/red] point {finding['point']} step {finding['step_id']}: {finding['reason']}")
+        label = "[yellow]held[/yellow]" if finding.get("verdict") == "hold" else "[red]blocked[/red]"
+        console.print(f"  {label} point {finding['point']} step {finding['step_id']}: {finding['reason']}")
+    print_held(state)
     for event in (state.get("events") or [])[-10:]:
         console.print(f"  [cyan]{event['phase']:>8}[/cyan] {event['message']}")
 

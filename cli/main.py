@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from cli import control, dashboard, history, orchestrate, server, setup
+from cli import control, dashboard, history, holds, orchestrate, server, setup
 from cli import session as session_cli
 from cli.executor import executor_app
 from cli.output import CliError, err_console
@@ -37,6 +37,8 @@ app.command("pause")(control.pause)
 app.command("resume")(control.resume)
 app.command("cancel")(control.cancel)
 app.command("message")(control.message)
+app.command("approve")(holds.approve)
+app.command("deny")(holds.deny)
 app.command("history")(history.history)
 app.command("dashboard")(dashboard.dashboard)
 app.command("server")(server.server)

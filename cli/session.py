@@ -74,6 +74,8 @@ def build(
         settings=cfg,
         template_path=template_path,
         extra=extra,
+        # unattended: a held step is blocked with its reason and the session goes on to the next task
+        hold_mode="block" if (headless or cfg.headless) else None,
     )
     try:
         state = runtime.run(_build(cfg, inp, reset, detach, quiet or as_json))

@@ -8,12 +8,14 @@ import asyncio
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
+from workflows import holds
 from workflows.phases import Phases, parse_reply, publish, with_repair
 
 with workflow.unsafe.imports_passed_through():
     from activities.evidence import gather_evidence
     from activities.prompt import build_prompt
     from models import rounds
+    from models.holds import HoldDecision, effective_mode
     from models.plan import Plan, Step, StepNode, iter_nodes
     from models.request import (
         ChatMessage,
@@ -230,12 +232,18 @@ class RequestWorkflow:
 
     async def _safety(self, steps: list[Step]) -> list[Finding]:
         await self._enter("review", f"8-point safety review of {len(steps)} steps")
+        assert self.inp
         out = await self.phases.review_safety(self._request_description(), steps, self._take_guidance())
         self.state.safety_verdict = out.verdict
         self.state.findings = out.findings
         for f in out.findings:
-            self._note("review", f"BLOCK {f.line()} [{f.source}]")
-        return out.findings
+            self._note("review", f"{f.verdict.upper()} {f.line()} [{f.source}]")
+        mode = effective_mode(out.hold_mode, self.inp.hold_mode)
+        findings = await holds.settle(self.state.holds, out.findings, steps, mode, lambda m: self._note("review", m))
+        if out.verdict == "HOLD":
+            self.state.safety_verdict = "BLOCK" if findings else ("APPROVED" if mode == "ask" else "PASS")
+            self.state.findings = findings
+        return findings
 
     async def _post_review(self, guidance: list[str]) -> PostReview:
         assert self.inp
@@ -338,6 +346,24 @@ class RequestWorkflow:
     @workflow.signal
     def message(self, text: str) -> None:
         self.state.pending_messages.append(text)
+
+    @workflow.update
+    def approve(self, decision: HoldDecision) -> str:
+        """A person lets a held step run (``iter approve ID [STEP]``)."""
+        return holds.apply(self.state.holds, decision, approve=True)
+
+    @approve.validator
+    def _check_approve(self, decision: HoldDecision) -> None:
+        holds.check(self.state.holds, decision)
+
+    @workflow.update
+    def deny(self, decision: HoldDecision) -> str:
+        """A person refuses a held step (``iter deny ID [STEP] --reason TEXT``): the plan goes back."""
+        return holds.apply(self.state.holds, decision, approve=False)
+
+    @deny.validator
+    def _check_deny(self, decision: HoldDecision) -> None:
+        holds.check(self.state.holds, decision)
 
     @workflow.query
     def status(self) -> RequestState:
