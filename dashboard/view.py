@@ -156,6 +156,8 @@ async def act(client: Client, workflow_id: str, action: str, body: dict[str, Any
         step, reason = str(body.get("step_id", "")), str(body.get("reason", ""))[:MAX_REASON_CHARS]
         if not step:
             raise ActionRefused("which step? step_id is missing", status=400)
+        if action == "deny" and not reason.strip():
+            raise ActionRefused("a denial needs a reason: the coder reads it when it plans again", status=400)
         try:
             # The policy's HoldDecision: an empty step would decide every waiting step, so one is required here.
             await handle.execute_update(action, {"step": step, "reason": reason}, rpc_timeout=QUERY_TIMEOUT)
