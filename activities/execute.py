@@ -1,30 +1,69 @@
-"""The execution activity: approved steps, in order, each exactly once."""
+"""The execution activity: approved steps, in order, each exactly once.
+
+Every step's result is journalled (``result.json`` in its run directory, on the worker's machine,
+out of the steps' reach) as soon as it is known, so a retried attempt skips what an earlier one
+completed instead of applying it again."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from pathlib import Path
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities.executor import ExecutorUnavailable, executor_for
-from activities.executor.base import CommandOutcome, Executor, runs_root
+from activities.executor import CommandOutcome, Executor, ExecutorUnavailable, executor_for
+from activities.executor.base import make_private, read_json, runs_root, unavailable_failure, write_json_atomic
 from activities.files import FileStepError, apply_file_step
 from activities.live import LivePublisher, tail_file
 from activities.redact import redact
+from models.config import data_dir
 from models.events import StepFinished, StepStarted
 from models.plan import FileStep, Step
 from models.request import ExecuteInput, ExecuteOutput, StepResult
 
 HEARTBEAT_EVERY_S = 2.0
+RESULT_FILE = "result.json"  # a step's result as the activity returned it: written by the worker only
 
 
 async def _heartbeat(progress: dict[str, str]) -> None:
     while True:
         activity.heartbeat(dict(progress))
         await asyncio.sleep(HEARTBEAT_EVERY_S)
+
+
+def _skipped(step: Step, key: str) -> StepResult:
+    return StepResult(
+        step_id=step.id, run_key=key, kind=step.type, ok=False, skipped=True, output="skipped: an earlier step failed"
+    )
+
+
+def _recorded(run_dir: Path) -> StepResult | None:
+    data = read_json(run_dir / RESULT_FILE)
+    return StepResult.model_validate(data) if data else None
+
+
+def _output_file(executor: Executor, run_dir: Path) -> Path:
+    """Where the running step's wrapper writes its output: the Docker backend's stream directory
+    (its ``streams``), else the run directory."""
+    streams = getattr(executor, "streams", None)
+    return (streams / run_dir.name / "out") if isinstance(streams, Path) else run_dir / "out"
+
+
+async def _streamed(
+    executor: Executor, run_dir: Path, live: LivePublisher, key: str, run: Awaitable[CommandOutcome]
+) -> CommandOutcome:
+    """The command's outcome; its output lines go to the live view while it runs."""
+    done = asyncio.Event()
+    path = _output_file(executor, run_dir)
+    tail = asyncio.create_task(tail_file(path, lambda lines: live.lines("step", key, lines), done))
+    try:
+        return await run
+    finally:
+        done.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(tail, 2.0)
 
 
 def _finished(r: StepResult) -> StepFinished:
@@ -39,72 +78,67 @@ def _finished(r: StepResult) -> StepFinished:
     )
 
 
-def _skipped(step: Step, key: str) -> StepResult:
+async def _run_step(
+    step: Step, key: str, run_dir: Path, inp: ExecuteInput, executor: Executor, network: bool, live: LivePublisher
+) -> StepResult:
+    workspace = Path(inp.workspace)
+    settings = inp.settings.executor
+    if isinstance(step, FileStep):
+        try:
+            change = apply_file_step(step, workspace, run_dir)
+            return StepResult(step_id=step.id, run_key=key, kind="file", ok=True, file_change=change, path=step.path)  # type: ignore[arg-type]
+        except (FileStepError, OSError) as exc:
+            return StepResult(step_id=step.id, run_key=key, kind="file", ok=False, output=str(exc), path=step.path)
+    outcome = await _streamed(
+        executor,
+        run_dir,
+        live,
+        key,
+        executor.run(
+            step.command, run_dir, step.timeout_s or settings.step_timeout_s, settings.output_cap_bytes, network=network
+        ),
+    )
+    note = " [timed out: the step and its processes were killed]" if outcome.timed_out else ""
+    note += " [interrupted: the host stopped while it ran]" if outcome.interrupted else ""
     return StepResult(
-        step_id=step.id, run_key=key, kind=step.type, ok=False, skipped=True, output="skipped: an earlier step failed"
+        step_id=step.id,
+        run_key=key,
+        kind=step.type,
+        ok=outcome.ok,
+        exit_code=outcome.exit_code,
+        output=redact(outcome.output) + note,
+        duration_s=round(outcome.duration_s, 3),
+        timed_out=outcome.timed_out,
     )
 
 
-async def _run_command(
-    executor: Executor, step: Step, key: str, run_dir: Path, inp: ExecuteInput, live: LivePublisher
-) -> CommandOutcome:
-    """The step's command, its output lines streamed to the live view while it runs."""
-    settings = inp.settings.executor
-    done = asyncio.Event()
-    tail = asyncio.create_task(tail_file(run_dir / "out", lambda lines: live.lines("step", key, lines), done))
-    try:
-        return await executor.run(
-            step.command,  # type: ignore[union-attr]
-            run_dir,
-            step.timeout_s or settings.step_timeout_s,  # type: ignore[union-attr]
-            settings.output_cap_bytes,
-            network=step.id in inp.network_steps,
-        )
-    finally:
-        done.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(tail, 2.0)
-
-
-async def run_steps(inp: ExecuteInput, live: LivePublisher | None = None) -> ExecuteOutput:
+async def run_steps(
+    inp: ExecuteInput, progress: dict[str, str] | None = None, live: LivePublisher | None = None
+) -> ExecuteOutput:
+    """Each step starts and ends on the live view (``live``, when given), its output in between."""
+    live = live or LivePublisher()  # not entered: publishes nothing
     workspace = Path(inp.workspace)
-    settings = inp.settings.executor
-    executor = executor_for(settings, workspace, inp.workflow_id)
+    data = data_dir(inp.settings)
+    executor = executor_for(inp.settings.executor, workspace, inp.workflow_id, data)
     results: list[StepResult] = []
+    networked = set(inp.network_steps)
     stop = False
-    live = live or LivePublisher()
     for step, key in zip(inp.steps, inp.run_keys, strict=True):
         if stop:
             results.append(_skipped(step, key))
             live.event(_finished(results[-1]))
             continue
-        run_dir = runs_root(workspace, inp.workflow_id) / key
-        detail = step.path if isinstance(step, FileStep) else step.command
-        live.event(StepStarted(step_id=step.id, run_key=key, step_type=step.type, detail=redact(detail)[:500]))
-        if isinstance(step, FileStep):
-            try:
-                change = apply_file_step(step, workspace, run_dir)
-                result = StepResult(
-                    step_id=step.id, run_key=key, kind="file", ok=True, file_change=change, path=step.path
-                )  # type: ignore[arg-type]
-            except (FileStepError, OSError) as exc:
-                result = StepResult(
-                    step_id=step.id, run_key=key, kind="file", ok=False, output=str(exc), path=step.path
-                )
-        else:
-            outcome = await _run_command(executor, step, key, run_dir, inp, live)
-            note = " [timed out: the step and its processes were killed]" if outcome.timed_out else ""
-            note += " [interrupted: the host stopped while it ran]" if outcome.interrupted else ""
-            result = StepResult(
-                step_id=step.id,
-                run_key=key,
-                kind=step.type,
-                ok=outcome.ok,
-                exit_code=outcome.exit_code,
-                output=redact(outcome.output) + note,
-                duration_s=round(outcome.duration_s, 3),
-                timed_out=outcome.timed_out,
-            )
+        run_dir = make_private(runs_root(data, inp.workflow_id) / key)
+        # Exactly once: a step an earlier attempt completed (file steps as much as commands) is
+        # never applied again; its recorded result stands.
+        result = _recorded(run_dir)
+        if result is None:
+            if progress is not None:
+                progress["step"] = key
+            detail = step.path if isinstance(step, FileStep) else step.command
+            live.event(StepStarted(step_id=step.id, run_key=key, step_type=step.type, detail=redact(detail)[:500]))
+            result = await _run_step(step, key, run_dir, inp, executor, step.id in networked, live)
+            write_json_atomic(run_dir / RESULT_FILE, result.model_dump())
         results.append(result)
         live.event(_finished(result))
         # A failed verify step is evidence for the reviewer; a failed change stops the rest.
@@ -118,9 +152,9 @@ async def execute_steps(inp: ExecuteInput) -> ExecuteOutput:
     beat = asyncio.create_task(_heartbeat(progress))
     try:
         async with LivePublisher() as live:
-            return await run_steps(inp, live)
+            return await run_steps(inp, progress, live)
     except ExecutorUnavailable as exc:
-        raise ApplicationError(str(exc), type="ExecutorUnavailable", non_retryable=True) from None
+        raise unavailable_failure(exc) from None
     finally:
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):

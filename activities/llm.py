@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -12,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 from activities.live import LivePublisher
 from activities.llm_client import ModelError, StreamResult, stream_chat
 from activities.redact import redact
-from models.config import llm_api_key
+from models.config import LLMSettings, llm_api_key
 from models.events import ModelEnded, ModelFailed, ModelStarted
 from models.request import ModelCallInput, ModelCallOutput, ModelUsage
 from models.schemas import json_schema
@@ -35,31 +36,68 @@ def usage_of(role: str, result: StreamResult) -> ModelUsage:
     )
 
 
-async def _heartbeat_forever(progress: list[int]) -> None:
-    # A model can think for a long time before its first token; the heartbeat proves the worker lives.
-    while True:
-        activity.heartbeat({"chunks": progress[0]})
-        await asyncio.sleep(HEARTBEAT_EVERY_S)
+class Progress:
+    """When the model last sent something. The heartbeat carries it (``iter status`` shows a stall as
+    it happens); a stream that sends nothing for too long is stopped: a model call ends on lack of
+    progress, never on the length of a long answer that keeps coming."""
+
+    def __init__(self, llm: LLMSettings) -> None:
+        self.first_token_s, self.idle_s = llm.first_token_timeout_s, llm.idle_timeout_s
+        self.chunks = 0
+        self.last = time.monotonic()
+
+    def token(self) -> None:
+        self.chunks += 1
+        self.last = time.monotonic()
+
+    def restart(self) -> None:
+        """A new model (a fallback) starts reading the prompt."""
+        self.chunks, self.last = 0, time.monotonic()
+
+    def silent_s(self) -> float:
+        return time.monotonic() - self.last
+
+    def limit_s(self) -> float:
+        return self.idle_s if self.chunks else self.first_token_s
+
+    def details(self) -> dict[str, float | int]:
+        return {"chunks": self.chunks, "silent_s": round(self.silent_s(), 1), "limit_s": self.limit_s()}
+
+
+def stalled_message(silent_s: float, chunks: int) -> str:
+    before = "before its first token" if not chunks else f"after {chunks} chunk(s)"
+    return f"the model has sent nothing for {silent_s:.0f} s ({before}); retrying"
+
+
+async def _watch(progress: Progress) -> None:
+    """Heartbeats while the call lives; returns when the stream has stalled."""
+    while progress.silent_s() < progress.limit_s():
+        if activity.in_activity():
+            activity.heartbeat(progress.details())
+        await asyncio.sleep(min(HEARTBEAT_EVERY_S, max(progress.limit_s() - progress.silent_s(), 0.05)))
+
+
+async def _until_stalled(progress: Progress, call: Awaitable[StreamResult]) -> StreamResult:
+    stream = asyncio.ensure_future(call)
+    watch = asyncio.ensure_future(_watch(progress))
+    try:
+        await asyncio.wait([stream, watch], return_when=asyncio.FIRST_COMPLETED)
+        if stream.done():
+            return stream.result()
+        raise ModelError(stalled_message(progress.silent_s(), progress.chunks), kind="ModelStalled", retryable=True)
+    finally:
+        for task in (stream, watch):
+            task.cancel()
+        for task in (stream, watch):
+            with contextlib.suppress(asyncio.CancelledError, ModelError):
+                await task
 
 
 async def stream_answer(inp: ModelCallInput) -> ModelCallOutput:
     """Try the role's models in order; a missing model moves on to the next, anything else raises.
     Tokens go to the workflow's event stream as they come."""
-    progress = [0]
-    beat = asyncio.create_task(_heartbeat_forever(progress)) if activity.in_activity() else None
     async with LivePublisher() as live:
-
-        def on_token(text: str) -> None:
-            progress[0] += 1
-            live.token(inp.role, text)
-
-        try:
-            return await _try_models(inp, live, on_token)
-        finally:
-            if beat:
-                beat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await beat
+        return await _try_models(inp, live)
 
 
 def _loud_attempt() -> bool:
@@ -70,8 +108,14 @@ def _loud_attempt() -> bool:
     return attempt <= LOUD_ATTEMPTS or attempt % 16 == 0
 
 
-async def _try_models(inp: ModelCallInput, live: LivePublisher, on_token: Callable[[str], None]) -> ModelCallOutput:
+async def _try_models(inp: ModelCallInput, live: LivePublisher) -> ModelCallOutput:
     llm = inp.settings.llm
+    progress = Progress(llm)
+
+    def on_token(text: str) -> None:
+        progress.token()
+        live.token(inp.role, text)
+
     messages = [m.model_dump() for m in inp.messages]
     missing: list[str] = []
     loud = _loud_attempt()
@@ -81,9 +125,13 @@ async def _try_models(inp: ModelCallInput, live: LivePublisher, on_token: Callab
             live.event(started)
         else:
             live.before_first_token(started)
+        progress.restart()
         try:
-            result = await stream_chat(
-                llm, model, messages, inp.schema_name, json_schema(inp.schema_name), on_token, llm_api_key()
+            result = await _until_stalled(
+                progress,
+                stream_chat(
+                    llm, model, messages, inp.schema_name, json_schema(inp.schema_name), on_token, llm_api_key()
+                ),
             )
         except ModelError as exc:
             if exc.kind == "ModelNotFound":

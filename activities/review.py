@@ -16,9 +16,9 @@ from activities.llm_client import ModelError
 from activities.prompt import read_capped
 from activities.reviewer import ask_reviewer
 from models.plan import FileStep, step_to_dict, tree_to_json
-from models.policy import evaluate_steps, load_policy, network_steps
 from models.request import PostReviewInput, PostReviewOutput, SafetyReviewInput, SafetyReviewOutput
 from models.review import SAFETY_POINTS, Finding, PostReview, SafetyReview
+from policy import evaluate_steps, load_policy, network_steps
 
 SAFETY_SYSTEM = """You are the safety reviewer of iter. Check every proposed step against the 8
 points and answer JSON only, matching the schema: one check per point (1..8), ok true or false

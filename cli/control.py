@@ -8,7 +8,8 @@ from typing import Any
 
 import typer
 from rich.table import Table
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
 from cli import project_store as store
@@ -19,6 +20,7 @@ from cli.targets import workflow_id_for
 from models import search
 
 QUERY_TIMEOUT = timedelta(seconds=5)
+SHOW_SILENCE_S = 5.0  # a model quiet for less is just thinking
 LIST_LIMIT = 50
 
 
@@ -41,7 +43,32 @@ async def _state(handle: WorkflowHandle[Any, Any]) -> tuple[str, dict[str, Any]]
         state = await handle.query("status", rpc_timeout=QUERY_TIMEOUT)
     except (RPCError, Exception):
         state = {}
-    return status, state if isinstance(state, dict) else {}
+    state = state if isinstance(state, dict) else {}
+    waiting = waiting_lines(desc)
+    return status, {**state, "waiting": waiting} if waiting else state
+
+
+def waiting_lines(desc: WorkflowExecutionDescription) -> list[str]:
+    """What the running activities wait on: a model that has gone quiet (from its heartbeat), or
+    the last failure of an activity being retried."""
+    lines = []
+    for pending in desc.raw_description.pending_activities:
+        name = pending.activity_type.name
+        details = _decoded(pending.heartbeat_details.payloads)
+        silent = details.get("silent_s", 0) if isinstance(details, dict) else 0
+        if silent >= SHOW_SILENCE_S:
+            limit = details.get("limit_s", 0)
+            lines.append(f"{name}: the model has sent nothing for {silent:.0f} s (stopped, retried at {limit:.0f} s)")
+        if pending.attempt > 1 and pending.last_failure.message:
+            lines.append(f"{name}: waiting: {pending.last_failure.message} (attempt {pending.attempt})")
+    return lines
+
+
+def _decoded(payloads: Any) -> Any:
+    try:
+        return pydantic_data_converter.payload_converter.from_payloads(list(payloads))[0] if payloads else None
+    except Exception:  # details of an unknown shape: nothing to show
+        return None
 
 
 def status(
@@ -58,6 +85,8 @@ def status(
     if as_json:
         print_json({"workflow_status": status_name, **state})
         return
+    for line in state.get("waiting") or []:
+        console.print(f"[yellow]{line}[/yellow]")
     if "tasks" in state:  # a session: tasks, notes, iterations, tokens
         session_view.print_status(status_name, state)
         return

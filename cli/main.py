@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from cli import control, history, orchestrate, server, setup
+from cli import control, dashboard, history, orchestrate, server, setup
 from cli import session as session_cli
 from cli.executor import executor_app
 from cli.output import CliError, err_console
@@ -38,6 +38,7 @@ app.command("resume")(control.resume)
 app.command("cancel")(control.cancel)
 app.command("message")(control.message)
 app.command("history")(history.history)
+app.command("dashboard")(dashboard.dashboard)
 app.command("server")(server.server)
 app.command("worker")(server.worker)
 app.command("setup")(setup.setup)

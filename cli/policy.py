@@ -17,8 +17,8 @@ from rich.markup import escape
 
 from cli.output import console, err_console, print_json
 from models.plan import CommandStep, Plan, Step
-from models.policy import evaluate_steps, load_policy, network_steps
 from models.review import SAFETY_POINTS, Finding
+from policy import evaluate_steps, load_policy, network_steps
 
 policy_app = typer.Typer(
     help="The deterministic safety rules (8 points) that no model can overrule: check a command or a plan.",

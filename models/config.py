@@ -30,7 +30,13 @@ class LLMSettings(BaseModel):
     num_ctx: int = 16384
     temperature: float = 0.2
     max_tokens: int = 8192
-    request_timeout_s: float = 600.0
+    request_timeout_s: float = Field(default=600.0, description="HTTP read timeout of one read of the stream")
+    idle_timeout_s: float = Field(
+        default=120.0, gt=0, description="Once tokens arrive: this long without one and the stream has stalled"
+    )
+    first_token_timeout_s: float = Field(
+        default=900.0, gt=0, description="How long the model may read the prompt before its first token"
+    )
 
     def resolved_base_url(self) -> str:
         if self.base_url:
@@ -104,6 +110,8 @@ ENV_KEYS: dict[str, str] = {
     "ITER_MODEL": "llm.model",
     "ITER_REVIEWER_MODEL": "llm.reviewer_model",
     "ITER_NUM_CTX": "llm.num_ctx",
+    "ITER_LLM_IDLE_TIMEOUT": "llm.idle_timeout_s",
+    "ITER_LLM_FIRST_TOKEN_TIMEOUT": "llm.first_token_timeout_s",
     "ITER_EXECUTOR": "executor.backend",
     "ITER_EXECUTOR_IMAGE": "executor.image",
     "ITER_EXECUTOR_NETWORK": "executor.network",

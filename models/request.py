@@ -78,6 +78,7 @@ class RequestState(BaseModel):
     block_replans: int = 0
     fix_rounds: int = 0
     info_rounds: int = 0
+    review_repairs: int = 0  # reviewer answers iter refused: a PASS over a failed step, a taken step id
     pending_messages: list[str] = Field(default_factory=list)
     events: list[PhaseEvent] = Field(default_factory=list)
     error: str = ""

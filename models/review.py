@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from models.plan import Step
+from models.plan import Step, check_unique_ids
 
 SAFETY_POINTS: dict[int, str] = {
     1: "paths stay inside the workspace",
@@ -65,3 +65,8 @@ class PostReview(BaseModel):
     criteria: list[Criterion] = Field(default_factory=list)
     fix_steps: list[Step] = Field(default_factory=list)
     info_requests: list[InfoRequest] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_fix_ids(self) -> PostReview:
+        check_unique_ids(self.fix_steps)
+        return self

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from models.plan import CommandStep, FileStep, Step, VerifyStep
-from models.policy import Policy, evaluate_steps, load_policy, network_steps
-from models.policy import config as config_module
-from models.policy.lexer import tokenize
-from models.policy.shell import parse
 from models.review import Finding
+from policy import Policy, evaluate_steps, load_policy, network_steps
+from policy import config as config_module
+from policy.lexer import tokenize
+from policy.shell import parse
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from workflows.phases import Phases, parse_reply, publish, with_repair
 with workflow.unsafe.imports_passed_through():
     from activities.evidence import gather_evidence
     from activities.prompt import build_prompt
+    from models import rounds
     from models.details import Details
     from models.events import (
         Finished,
@@ -24,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
         post_verdict,
         safety_verdict,
     )
-    from models.plan import Plan, Step, StepNode, VerifyStep, iter_nodes
+    from models.plan import Plan, Step, StepNode, iter_nodes
     from models.request import (
         ChatMessage,
         Evidence,
@@ -183,8 +184,20 @@ class RequestWorkflow:
             self.state.review, self.state.verify_verdict = review, review.verdict
             self._verdict(post_verdict(review))
             if review.verdict == "PASS":
-                self._finish("passed", "acceptance criteria met")
-                return
+                why = rounds.overruled_pass(self._last_results)
+                if not why:
+                    self._finish("passed", "acceptance criteria met")
+                    return
+                # A rule of the workflow, whatever the reviewer says: no PASS over a failed step.
+                self.state.verify_verdict = "FAIL"
+                if not self._review_repair(f"PASS overruled: {why}"):
+                    self._finish("failed", f"the reviewer said PASS, but {why}, and no later round repaired it")
+                    return
+                guidance = [
+                    f"Your PASS cannot stand: {why}. A request passes only when every step of its last round "
+                    "succeeded. Answer FAIL with fix steps, or INFO_NEEDED."
+                ]
+                continue
             if review.verdict == "INFO_NEEDED":
                 if self.state.info_rounds >= bounds.max_info_rounds or not review.info_requests:
                     self._finish("failed", f"the reviewer still lacked evidence after {self.state.info_rounds} rounds")
@@ -197,8 +210,16 @@ class RequestWorkflow:
                 return
             round_no = self.state.fix_rounds + 1
             fixes = [s.model_copy(update={"id": f"f{round_no}-{s.id}"}) for s in review.fix_steps]
-            # The plan's own checks run again after the fixes: fresh evidence for the next verdict.
-            reruns = [n.step for n in self.state.tree if isinstance(n.step, VerifyStep)]
+            taken = rounds.clashing_ids(fixes, self.state.tree)
+            if taken:
+                if not self._review_repair(f"fix step ids already taken: {', '.join(taken)}"):
+                    self._finish("failed", f"the reviewer's fix steps kept reusing step ids ({', '.join(taken)})")
+                    return
+                guidance = [f"Your fix step ids clash with existing steps ({', '.join(taken)}): choose new ids."]
+                continue
+            # What an earlier failure skipped runs after the fixes (it never ran), then the plan's
+            # own checks again: fresh evidence for the next verdict.
+            reruns = [*rounds.skipped_steps(self.state.tree, self._last_results), *rounds.checks(self.state.tree)]
             findings = await self._safety([*fixes, *reruns])
             if findings:
                 if self.state.block_replans >= bounds.max_block_replans:
@@ -214,6 +235,15 @@ class RequestWorkflow:
             await self._execute([*fixes, *reruns], [s.id for s in fixes] + [f"r{round_no}-{s.id}" for s in reruns])
 
     # --- phase helpers ---------------------------------------------------------------------------
+
+    def _review_repair(self, why: str) -> bool:
+        """Count a reviewer answer iter refused; False once the bound is spent."""
+        assert self.inp
+        if self.state.review_repairs >= self.inp.settings.bounds.max_parse_repairs:
+            return False
+        self.state.review_repairs += 1
+        self._note("verify", why)
+        return True
 
     async def _safety(self, steps: list[Step]) -> list[Finding]:
         await self._enter("review", f"8-point safety review of {len(steps)} steps")

@@ -13,7 +13,7 @@ import asyncio
 import re
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 from workflows.live import LiveStream
 from workflows.phases import Phases, parse_reply, with_repair
@@ -21,9 +21,10 @@ from workflows.session_hooks import SessionHooks, cause
 
 with workflow.unsafe.imports_passed_through():
     from activities.session_prompt import render_session_prompt
+    from models import rounds
     from models.details import Details, spec_title
     from models.events import Finished, post_verdict, safety_verdict
-    from models.plan import Step, StepNode, VerifyStep, iter_nodes
+    from models.plan import Step, StepNode, iter_nodes
     from models.request import ChatMessage, ModelUsage, StepResult
     from models.review import Finding, PostReview
     from models.session import (
@@ -90,10 +91,13 @@ class SessionWorkflow(SessionHooks):
                     break
                 await self._iteration()
             await self._session_end()
-        except asyncio.CancelledError:
-            self.state.status = "cancelled"
+        except (asyncio.CancelledError, ActivityError) as exc:
+            if not is_cancelled_exception(exc):
+                raise
+            self.state.status, self.state.phase = "cancelled", "done"
             self._event("done", "cancelled by the user")
             self.live.publish(Finished(outcome="cancelled", message="cancelled by the user"))
+            self._publish()
             await self.phases.release()
             raise
         await self.phases.release()
@@ -143,6 +147,8 @@ class SessionWorkflow(SessionHooks):
                 if not changed:
                     reason = "the answer had no steps and changed nothing"
         except (IterationError, ActivityError) as exc:
+            if is_cancelled_exception(exc):
+                raise  # `iter cancel`: the session ends, it is not an iteration that went wrong
             reason = cause(exc)
             if plan is None:  # the model never answered usefully: what it was told goes to the next prompt
                 st.pending_messages = [*self._taken[0], *st.pending_messages]
@@ -273,23 +279,34 @@ class SessionWorkflow(SessionHooks):
         tree = [StepNode(step=s) for s in plan.steps]
         self.state.current.steps = [f"{s.id} {s.type}" for s in plan.steps]
         results = await self._execute(plan.steps, [f"i{n}-{i}-{_safe(s.id)}" for i, s in enumerate(plan.steps)])
-        checks = [s for s in plan.steps if isinstance(s, VerifyStep)]
+        last_round = results
         for fix_round in range(1, MAX_FIX_ROUNDS + 2):
             review = await self._post_review(desc, task, tree, results)
             self.state.current.verdict = review.verdict
             if review.verdict == "PASS":
-                return "passed", ""
+                # A rule of the workflow, whatever the reviewer says: no PASS over a failed step.
+                why = rounds.overruled_pass(last_round)
+                if not why:
+                    return "passed", ""
+                self.state.current.verdict = "FAIL"
+                return "failed", f"the reviewer said PASS, but {why}, and no later round repaired it"
             failing = "; ".join(c.criterion + ": " + c.evidence for c in review.criteria if not c.met)[:1000]
             if review.verdict != "FAIL" or not review.fix_steps or fix_round > MAX_FIX_ROUNDS:
                 return "failed", f"verification {review.verdict}" + (f" ({failing})" if failing else "")
             fixes = [s.model_copy(update={"id": f"f{fix_round}-{s.id}"}) for s in review.fix_steps]
-            findings = await self._safety([*fixes, *checks], desc)
+            taken = rounds.clashing_ids(fixes, tree)
+            if taken:
+                return "failed", f"the reviewer's fix steps reuse step ids ({', '.join(taken)})"
+            # What a failure skipped runs after the fixes (it never ran), then the checks again.
+            reruns = [*rounds.skipped_steps(tree, last_round), *rounds.checks(tree)]
+            findings = await self._safety([*fixes, *reruns], desc)
             if findings:
                 return "blocked", "the reviewer's fix steps were blocked: " + "; ".join(f.line() for f in findings)
             _parent(tree, results).children.extend(StepNode(step=s, depth=1) for s in fixes)
             keys = [f"i{n}-f{fix_round}-{i}" for i in range(len(fixes))]
-            keys += [f"i{n}-r{fix_round}-{i}" for i in range(len(checks))]
-            results = [*results, *await self._execute([*fixes, *checks], keys)]
+            keys += [f"i{n}-r{fix_round}-{i}" for i in range(len(reruns))]
+            last_round = await self._execute([*fixes, *reruns], keys)
+            results = [*results, *last_round]
         return "failed", "verification failed"  # pragma: no cover - the loop returns
 
     async def _execute(self, steps: list[Step], keys: list[str]) -> list[StepResult]:

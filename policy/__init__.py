@@ -9,8 +9,8 @@ paths and reads the scripts a step runs, so it is called from activities, never 
 
 from __future__ import annotations
 
-from models.policy.config import AllowRule, DenyRule, Policy, load_policy
-from models.policy.engine import evaluate_steps, network_steps
-from models.policy.paths import check_path
+from policy.config import AllowRule, DenyRule, Policy, load_policy
+from policy.engine import evaluate_steps, network_steps
+from policy.paths import check_path
 
 __all__ = ["AllowRule", "DenyRule", "Policy", "check_path", "evaluate_steps", "load_policy", "network_steps"]

@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Callable
 
-from models.policy.interpreters import (
+from policy.interpreters import (
     WRAPPERS,
     exec_commands,
     inline_code,
@@ -30,11 +30,11 @@ from models.policy.interpreters import (
     stdin_script,
     strip_wrapper,
 )
-from models.policy.invocation import Analysis, Invocation, Problem, ScriptInfo
-from models.policy.lexer import find_substitutions
-from models.policy.shell import SimpleCommand, parse
-from models.policy.tokens import ShellSyntaxError, Word
-from models.policy.words import FETCHERS, SHELLS, command_name, is_python
+from policy.invocation import Analysis, Invocation, Problem, ScriptInfo
+from policy.lexer import find_substitutions
+from policy.shell import SimpleCommand, parse
+from policy.tokens import ShellSyntaxError, Word
+from policy.words import FETCHERS, SHELLS, command_name, is_python
 
 MAX_DEPTH = 8
 MAX_CHARS = 100_000  # longer command lines are not plans a person could review either

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.policy.invocation import Invocation
-from models.policy.tokens import Word
-from models.policy.words import is_python
+from policy.invocation import Invocation
+from policy.tokens import Word
+from policy.words import is_python
 
 # manager -> subcommands that download packages ("" means: the bare command installs, as `yarn`)
 _FETCHING: dict[str, frozenset[str]] = {

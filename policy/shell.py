@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from models.policy.lexer import tokenize
-from models.policy.tokens import Op, Redir, ShellSyntaxError, Word
+from policy.lexer import tokenize
+from policy.tokens import Op, Redir, ShellSyntaxError, Word
 
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\[[^\]]*\])?\+?=")
 _RESERVED = frozenset(

@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from models.policy.invocation import Invocation
-from models.policy.paths import looks_like_system_path, path_problem
-from models.policy.rules.base import Context, Hit, hit, stdin_given
-from models.policy.rules.secrets import secret_file
-from models.policy.words import string_literals
+from policy.invocation import Invocation
+from policy.paths import looks_like_system_path, path_problem
+from policy.rules.base import Context, Hit, hit, stdin_given
+from policy.rules.secrets import secret_file
+from policy.words import string_literals
 
 _NETWORK = re.compile(
     r"\b(urllib|requests\.|httpx|http\.client|aiohttp|urlopen|ftplib|smtplib|paramiko|websocket|socket\.|"

@@ -6,7 +6,7 @@ import math
 import os
 import re
 
-from models.policy.tokens import Word
+from policy.tokens import Word
 
 SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "ash", "mksh", "fish", "tcsh", "csh", "busybox"})
 FETCHERS = frozenset({"curl", "wget", "fetch", "aria2c", "http", "https", "xh", "lynx", "w3m", "links"})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from models.policy.shell import Script, SimpleCommand
-from models.policy.tokens import Word
+from policy.shell import Script, SimpleCommand
+from policy.tokens import Word
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ import math
 import re
 from collections.abc import Iterator
 
-from models.policy.interpreters import WRAPPERS, skip_options, stdin_script
-from models.policy.invocation import Invocation, ScriptInfo
-from models.policy.rules.base import Context, Hit, hit, show, stdin_given
-from models.policy.words import SHELLS, is_python, long_flags, operands, parse_duration, short_flags, subcommand
+from policy.interpreters import WRAPPERS, skip_options, stdin_script
+from policy.invocation import Invocation, ScriptInfo
+from policy.rules.base import Context, Hit, hit, show, stdin_given
+from policy.words import SHELLS, is_python, long_flags, operands, parse_duration, short_flags, subcommand
 
 POINT = 7
 _EDITORS = frozenset({"vim", "vi", "nvim", "nano", "pico", "micro", "joe", "ed", "ex", "emacs", "mg", "kak", "helix",

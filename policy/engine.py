@@ -14,11 +14,12 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from models.plan import CommandStep, FileStep, Step, VerifyStep
-from models.policy.commands import Loader, analyze
-from models.policy.config import Policy, load_policy
-from models.policy.invocation import Analysis, Invocation, ScriptInfo
-from models.policy.paths import check_path, is_inside, workspace_root
-from models.policy.rules import (
+from models.review import Finding
+from policy.commands import Loader, analyze
+from policy.config import Policy, load_policy
+from policy.invocation import Analysis, Invocation, ScriptInfo
+from policy.paths import check_path, is_inside, workspace_root
+from policy.rules import (
     consistency,
     content,
     destructive,
@@ -30,8 +31,7 @@ from models.policy.rules import (
     supply,
     workspace,
 )
-from models.policy.rules.base import Context, Hit
-from models.review import Finding
+from policy.rules.base import Context, Hit
 
 InvocationRule = Callable[[Invocation, Context], Iterator[Hit]]
 ScriptRule = Callable[[ScriptInfo, Context], Iterator[Hit]]

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from models.policy.invocation import Invocation
-from models.policy.paths import looks_like_system_path, path_problem
-from models.policy.rules.base import Context, Hit, hit
-from models.policy.tokens import Word
-from models.policy.words import operands, subcommand
+from policy.invocation import Invocation
+from policy.paths import looks_like_system_path, path_problem
+from policy.rules.base import Context, Hit, hit
+from policy.tokens import Word
+from policy.words import operands, subcommand
 
 POINT = 1
 PATH_ARGS = frozenset(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from models.policy.tokens import Op, Redir, ShellSyntaxError, Token, Word
+from policy.tokens import Op, Redir, ShellSyntaxError, Token, Word
 
 # bash's metacharacters end a word unless quoted.
 _METACHARS = frozenset(" \t\n;&|()<>")

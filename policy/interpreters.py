@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import re
 
-from models.policy.invocation import Invocation
-from models.policy.tokens import Word
-from models.policy.words import SHELLS, is_python, parse_duration
+from policy.invocation import Invocation
+from policy.tokens import Word
+from policy.words import SHELLS, is_python, parse_duration
 
 # wrapper -> its options that take a value (the wrapped command follows the options)
 WRAPPERS: dict[str, frozenset[str]] = {

@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from models.policy.invocation import ScriptInfo
-from models.policy.rules.base import Context, Hit, hit
-from models.policy.rules.secrets import scan_text
+from policy.invocation import ScriptInfo
+from policy.rules.base import Context, Hit, hit
+from policy.rules.secrets import scan_text
 
 _COMMENT = re.compile(r"(?:^|\s)(?:#|//|/\*+|<!--|--|;;|\{/\*)\s*(.*)$|^\s*\*\s+(.*)$")
 _PHRASES = re.compile(

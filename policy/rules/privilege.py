@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from models.policy.invocation import Invocation
-from models.policy.paths import is_inside
-from models.policy.rules.base import Context, Hit, hit, show
-from models.policy.rules.packages import SYSTEM_MANAGERS, install
-from models.policy.words import operands, subcommand
+from policy.invocation import Invocation
+from policy.paths import is_inside
+from policy.rules.base import Context, Hit, hit, show
+from policy.rules.packages import SYSTEM_MANAGERS, install
+from policy.words import operands, subcommand
 
 POINT = 6
 _ESCALATE = frozenset({"sudo", "su", "doas", "run0", "pkexec", "runuser", "sg", "newgrp", "chroot", "nsenter",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.policy.config import Policy
-from models.policy.invocation import Invocation
+from policy.config import Policy
+from policy.invocation import Invocation
 
 
 @dataclass(frozen=True)

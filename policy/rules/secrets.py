@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from models.policy.invocation import Invocation
-from models.policy.rules.base import Context, Hit, hit, show
-from models.policy.words import operands
+from policy.invocation import Invocation
+from policy.rules.base import Context, Hit, hit, show
+from policy.words import operands
 
 POINT = 3
 KEY_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from models.policy.invocation import Invocation, ScriptInfo
-from models.policy.rules.base import Context, Hit, hit, show
-from models.policy.words import has_long, long_flags, operands, short_flags, subcommand
+from policy.invocation import Invocation, ScriptInfo
+from policy.rules.base import Context, Hit, hit, show
+from policy.words import has_long, long_flags, operands, short_flags, subcommand
 
 POINT = 2
 _BROAD = frozenset({"/", "/*", ".", "./", "./*", "..", "../", "*", ".*", "~", "~/", "$HOME", "${HOME}", ".git"})

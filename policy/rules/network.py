@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from models.policy.invocation import Invocation
-from models.policy.rules.base import Context, Hit, hit, show
-from models.policy.rules.packages import install
-from models.policy.tokens import Word
-from models.policy.words import FETCHERS, operands, subcommand
+from policy.invocation import Invocation
+from policy.rules.base import Context, Hit, hit, show
+from policy.rules.packages import install
+from policy.tokens import Word
+from policy.words import FETCHERS, operands, subcommand
 
 POINT = 5
 _CLIENTS = frozenset({"nc", "ncat", "netcat", "socat", "ssh", "scp", "sftp", "ftp", "tftp", "telnet", "ping",

@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from models.policy.interpreters import stdin_script
-from models.policy.invocation import Invocation, ScriptInfo
-from models.policy.rules.base import Context, Hit, hit, show
-from models.policy.rules.packages import install
-from models.policy.words import FETCHERS, SHELLS, is_interpreter, is_python, operands
+from policy.interpreters import stdin_script
+from policy.invocation import Invocation, ScriptInfo
+from policy.rules.base import Context, Hit, hit, show
+from policy.rules.packages import install
+from policy.words import FETCHERS, SHELLS, is_interpreter, is_python, operands
 
 POINT = 4
 _SOURCE_OPTIONS = ("--index-url", "-i", "--extra-index-url", "--trusted-host", "--find-links", "-f", "--registry",

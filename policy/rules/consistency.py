@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.plan import FileStep, Step, VerifyStep
-from models.policy.invocation import Analysis, Invocation
-from models.policy.paths import check_path
-from models.policy.rules.base import Hit
-from models.policy.words import short_flags, subcommand
+from policy.invocation import Analysis, Invocation
+from policy.paths import check_path
+from policy.rules.base import Hit
+from policy.words import short_flags, subcommand
 
 POINT = 8
 # Commands that create files whose names they do not mention.
