@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
+from models.holds import HeldStep
 from models.request import ModelUsage
 from models.review import SAFETY_POINTS, Finding, PostReview
 
@@ -216,13 +217,36 @@ def safety_verdict(verdict: str, findings: list[Finding]) -> VerdictGiven:
         )
         for point, name in SAFETY_POINTS.items()
     ]
-    shown = "BLOCK" if findings else verdict
+    shown = "BLOCK" if findings and verdict == "PASS" else verdict
     return VerdictGiven(stage="safety", verdict=shown, checks=checks, findings=[f.line()[:1000] for f in findings])
 
 
 def post_verdict(review: PostReview) -> VerdictGiven:
     checks = [Check(name=c.criterion[:300], ok=c.met, detail=c.evidence[:1000]) for c in review.criteria]
     return VerdictGiven(stage="verify", verdict=review.verdict, checks=checks)
+
+
+def held_events(held: list[HeldStep]) -> list[StepHeld]:
+    return [
+        StepHeld(
+            step_id=h.step_id,
+            reason="; ".join(h.reasons)[:1000],
+            resolved="" if h.decision == "waiting" else h.decision,
+        )
+        for h in held
+    ]
+
+
+def held_line(held: list[HeldStep]) -> str:
+    """The current details' line: what waits for a person, and how to answer."""
+    waiting = [h for h in held if h.decision == "waiting"]
+    if not waiting:
+        return ""
+    first = waiting[0]
+    return (
+        f"step {', '.join(h.step_id for h in waiting)} waits for a person: {first.reasons[0] if first.reasons else ''}"
+        " (`iter approve` / `iter deny`)"
+    )
 
 
 def topic_of(event: BaseModel) -> str:

@@ -35,16 +35,25 @@ class SafetyReview(BaseModel):
     blocked_steps: list[str] = Field(default_factory=list)
 
 
+Verdict = Literal["block", "hold"]
+
+
 class Finding(BaseModel):
-    """One reason a step may not run, from the deterministic rules or from the reviewer model."""
+    """One reason a step may not run, from the deterministic rules or from the reviewer model.
+
+    ``block``: the step never runs as planned. ``hold``: risky but plausibly legitimate (deleting a
+    directory, installing a package, network, code the rules cannot read, weaker tests): a person
+    decides, or the project's hold mode does (see ``models.holds``)."""
 
     point: int = Field(ge=1, le=8)
     step_id: str
     reason: str
-    source: Literal["rules", "reviewer"] = "rules"
+    source: Literal["rules", "reviewer", "user"] = "rules"
+    verdict: Verdict = "block"
 
     def line(self) -> str:
-        return f"point {self.point} ({SAFETY_POINTS[self.point]}), step {self.step_id}: {self.reason}"
+        held = "held: " if self.verdict == "hold" else ""
+        return f"point {self.point} ({SAFETY_POINTS[self.point]}), step {self.step_id}: {held}{self.reason}"
 
 
 class Criterion(BaseModel):

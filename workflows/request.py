@@ -8,6 +8,7 @@ import asyncio
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
+from workflows import holds
 from workflows.live import LiveStream
 from workflows.phases import Phases, parse_reply, publish, with_repair
 
@@ -22,9 +23,12 @@ with workflow.unsafe.imports_passed_through():
         PausedChanged,
         PhaseChanged,
         VerdictGiven,
+        held_events,
+        held_line,
         post_verdict,
         safety_verdict,
     )
+    from models.holds import HeldStep, HoldDecision, effective_mode
     from models.plan import Plan, Step, StepNode, iter_nodes
     from models.request import (
         ChatMessage,
@@ -247,13 +251,21 @@ class RequestWorkflow:
 
     async def _safety(self, steps: list[Step]) -> list[Finding]:
         await self._enter("review", f"8-point safety review of {len(steps)} steps")
+        assert self.inp
         out = await self.phases.review_safety(self._request_description(), steps, self._take_guidance())
         self.state.safety_verdict = out.verdict
         self.state.findings = out.findings
         self._verdict(safety_verdict(out.verdict, out.findings))
         for f in out.findings:
-            self._note("review", f"BLOCK {f.line()} [{f.source}]")
-        return out.findings
+            self._note("review", f"{f.verdict.upper()} {f.line()} [{f.source}]")
+        mode = effective_mode(out.hold_mode, self.inp.hold_mode)
+        findings = await holds.settle(
+            self.state.holds, out.findings, steps, mode, lambda m: self._note("review", m), on_change=self._show_held
+        )
+        if out.verdict == "HOLD":
+            self.state.safety_verdict = "BLOCK" if findings else ("APPROVED" if mode == "ask" else "PASS")
+            self.state.findings = findings
+        return findings
 
     async def _post_review(self, guidance: list[str]) -> PostReview:
         assert self.inp
@@ -338,6 +350,12 @@ class RequestWorkflow:
         self.live.publish(verdict)
         self.details.verdicts[verdict.stage] = verdict.line()
 
+    def _show_held(self, held: list[HeldStep]) -> None:
+        for event in held_events(held):
+            self.live.publish(event)
+        self.details.held = held_line(held)
+        self._show_details()
+
     def _finish(self, outcome: Outcome, message: str) -> None:
         self.state.outcome = outcome
         self.state.phase = "done"
@@ -374,6 +392,24 @@ class RequestWorkflow:
     def message(self, text: str) -> None:
         self.state.pending_messages.append(text)
         self.live.publish(MessageQueued(text=text[:2000]))
+
+    @workflow.update
+    def approve(self, decision: HoldDecision) -> str:
+        """A person lets a held step run (``iter approve ID [STEP]``)."""
+        return holds.apply(self.state.holds, decision, approve=True)
+
+    @approve.validator
+    def _check_approve(self, decision: HoldDecision) -> None:
+        holds.check(self.state.holds, decision)
+
+    @workflow.update
+    def deny(self, decision: HoldDecision) -> str:
+        """A person refuses a held step (``iter deny ID [STEP] --reason TEXT``): the plan goes back."""
+        return holds.apply(self.state.holds, decision, approve=False)
+
+    @deny.validator
+    def _check_deny(self, decision: HoldDecision) -> None:
+        holds.check(self.state.holds, decision)
 
     @workflow.query
     def status(self) -> RequestState:

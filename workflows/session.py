@@ -15,6 +15,7 @@ import re
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
+from workflows import holds
 from workflows.live import LiveStream
 from workflows.phases import Phases, parse_reply, with_repair
 from workflows.session_hooks import SessionHooks, cause
@@ -24,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from models import rounds
     from models.details import Details, spec_title
     from models.events import Finished, post_verdict, safety_verdict
+    from models.holds import HoldDecision, effective_mode
     from models.plan import Step, StepNode, iter_nodes
     from models.request import ChatMessage, ModelUsage, StepResult
     from models.review import Finding, PostReview
@@ -337,10 +339,38 @@ class SessionWorkflow(SessionHooks):
         return results
 
     async def _safety(self, steps: list[Step], desc: str) -> list[Finding]:
+        assert self.inp
         self._phase("review", f"8-point safety review of {len(steps)} step(s)")
         out = await self.phases.review_safety(desc, steps)
         self._verdict(safety_verdict(out.verdict, out.findings))
-        return out.findings
+        mode = effective_mode(out.hold_mode, self.inp.hold_mode)
+        return await holds.settle(
+            self.state.holds,
+            out.findings,
+            steps,
+            mode,
+            lambda m: self._event("review", m),
+            lambda: "the session was stopped" if self.state.stop_requested else "",
+            on_change=self._show_held,
+        )
+
+    @workflow.update
+    def approve(self, decision: HoldDecision) -> str:
+        """A person lets a held step run (``iter approve SESSION [STEP]``)."""
+        return holds.apply(self.state.holds, decision, approve=True)
+
+    @approve.validator
+    def _check_approve(self, decision: HoldDecision) -> None:
+        holds.check(self.state.holds, decision)
+
+    @workflow.update
+    def deny(self, decision: HoldDecision) -> str:
+        """A person refuses a held step: the task is blocked with the reason and the session goes on."""
+        return holds.apply(self.state.holds, decision, approve=False)
+
+    @deny.validator
+    def _check_deny(self, decision: HoldDecision) -> None:
+        holds.check(self.state.holds, decision)
 
     async def _post_review(
         self, desc: str, task: Task | None, tree: list[StepNode], results: list[StepResult]

@@ -19,7 +19,17 @@ from workflows.phases import publish
 
 with workflow.unsafe.imports_passed_through():
     from models.details import Details
-    from models.events import MessageQueued, NoteAdded, PausedChanged, PhaseChanged, TaskChanged, VerdictGiven
+    from models.events import (
+        MessageQueued,
+        NoteAdded,
+        PausedChanged,
+        PhaseChanged,
+        TaskChanged,
+        VerdictGiven,
+        held_events,
+        held_line,
+    )
+    from models.holds import HeldStep
     from models.session import (
         MAX_EVENTS_KEPT,
         IterationSummary,
@@ -83,6 +93,12 @@ class SessionTools:
     def _verdict(self, verdict: VerdictGiven) -> None:
         self.live.publish(verdict)
         self.details.verdicts[verdict.stage] = verdict.line()
+
+    def _show_held(self, held: list[HeldStep]) -> None:
+        for event in held_events(held):
+            self.live.publish(event)
+        self.details.held = held_line(held)
+        self._show_details()
 
     def _sync_view(self) -> None:
         """Tasks and notes that changed since the stream last said: whoever changed them (the

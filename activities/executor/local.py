@@ -18,6 +18,7 @@ import contextlib
 import os
 import secrets
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -34,9 +35,28 @@ PID_GRACE_S = 1.0
 WRAPPER = 'echo $$ >&0; /bin/sh -c "$1" < /dev/null 2>&1; echo $? >&0'
 
 
-def step_env() -> dict[str, str]:
+def _own_bin_dirs() -> set[str]:
+    """iter's own virtualenv: its python must never answer a step's ``python`` (it lacks the
+    project's packages, e.g. pytest)."""
+    dirs = set()
+    if sys.prefix != sys.base_prefix:
+        dirs.add(os.path.realpath(os.path.join(sys.prefix, "bin")))
+    if os.environ.get("VIRTUAL_ENV"):
+        dirs.add(os.path.realpath(os.path.join(os.environ["VIRTUAL_ENV"], "bin")))
+    return dirs
+
+
+def step_env(workspace: Path | None = None) -> dict[str, str]:
+    """The workspace's environment: the user's PATH without iter's virtualenv, and the
+    workspace's own ``.venv`` first when it has one."""
     env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    own = _own_bin_dirs()
+    path = [p for p in env.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(os.pathsep) if p]
+    path = [p for p in path if os.path.realpath(p) not in own]
+    if workspace is not None and (workspace / ".venv" / "bin").is_dir():
+        path.insert(0, str(workspace / ".venv" / "bin"))
+        env["VIRTUAL_ENV"] = str(workspace / ".venv")
+    env["PATH"] = os.pathsep.join(path) or "/usr/local/bin:/usr/bin:/bin"
     env["ITER_STEP"] = "1"
     return env
 
@@ -117,7 +137,7 @@ class LocalExecutor:
                 command,
                 token,
                 cwd=self.workspace,
-                env=step_env(),
+                env=step_env(self.workspace),
                 stdin=status,
                 stdout=out,
                 stderr=out,

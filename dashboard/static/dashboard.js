@@ -116,7 +116,8 @@ function renderDetail(detail) {
   badge(document.getElementById("wf-kind"), detail.kind);
   badge(document.getElementById("wf-status"), detail.status);
   badge(document.getElementById("wf-phase"), state.phase);
-  badge(document.getElementById("wf-outcome"), state.outcome || (detail.kind === "session" ? state.status : ""));
+  const outcome = detail.kind === "session" ? state.status : state.outcome;
+  badge(document.getElementById("wf-outcome"), outcome === "running" ? "" : outcome); // "running" is the status already
   document.getElementById("wf-paused").hidden = !state.paused;
   setLink(document.getElementById("wf-temporal"), detail.temporal_url);
   document.getElementById("wf-summary").textContent = state.summary || state.spec_path || "";
