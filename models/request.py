@@ -163,6 +163,7 @@ class ExecuteInput(BaseModel):
     # Ids of the steps that run with network access: a project allow rule with ``network: true``
     # approved them, in a safety review the whole plan passed. Every other step has none.
     network_steps: list[str] = Field(default_factory=list)
+    journal_seal: str = Field(default="", description="Seals the run's journal entries (see executor.base)")
 
 
 class ExecuteOutput(BaseModel):
@@ -181,6 +182,7 @@ class EvidenceInput(BaseModel):
     requests: list[InfoRequest]
     round: int
     settings: Settings
+    journal_seal: str = ""
 
 
 class EvidenceOutput(BaseModel):

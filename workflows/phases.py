@@ -51,6 +51,8 @@ class Phases:
         self.key = key
         self._on_usage = on_usage
         self._network: dict[str, Step] = {}  # steps the last safety review approved for network
+        # Seals this run's journal entries: a step that reaches the journal cannot forge one.
+        self.journal_seal = workflow.uuid4().hex
 
     async def ask_model(
         self, role: Role, schema_name: SchemaName, messages: list[ChatMessage], summary: str
@@ -99,6 +101,7 @@ class Phases:
                 run_keys=run_keys,
                 settings=self.settings,
                 network_steps=[s.id for s in steps if self._network.get(s.id) == s],
+                journal_seal=self.journal_seal,
             ),
             start_to_close_timeout=options.execution_timeout(
                 self.settings, [getattr(s, "timeout_s", None) for s in steps]
