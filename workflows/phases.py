@@ -41,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
 
 
 class Phases:
-    """One workflow run's activity calls. ``key`` names its journals and live stream; every model
+    """One workflow run's activity calls. ``key`` names its journals; every model
     call's usage goes to ``on_usage``."""
 
     def __init__(
@@ -69,9 +69,7 @@ class Phases:
             settings = settings.model_copy(update={"llm": settings.llm.model_copy(update={"temperature": temperature})})
         out = await workflow.execute_activity(
             call_model,
-            ModelCallInput(
-                role=role, schema_name=schema_name, messages=messages, settings=settings, stream_key=self.key
-            ),
+            ModelCallInput(role=role, schema_name=schema_name, messages=messages, settings=settings),
             **options.model_call(self.settings),
             summary=summary,
         )
@@ -88,7 +86,6 @@ class Phases:
                 request_description=description,
                 steps=steps,
                 settings=self.settings,
-                stream_key=self.key,
                 guidance=guidance or [],
             ),
             **options.model_call(self.settings),
@@ -143,7 +140,6 @@ class Phases:
                 evidence=evidence or [],
                 touched_paths=sorted({n.step.path for n in iter_nodes(tree) if isinstance(n.step, FileStep)}),
                 settings=self.settings,
-                stream_key=self.key,
                 guidance=guidance or [],
             ),
             **options.model_call(self.settings),
