@@ -7,6 +7,7 @@ scripts, and what a project's ``.iter/policy.yaml`` may and may not change.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from models.review import Finding
 from policy import Policy, evaluate_steps, load_policy, network_steps
 from policy import config as config_module
 from policy.commands import analyze
+from policy.digests import reviewed_digests
 from policy.parsers.shell import parse
 
 
@@ -267,3 +269,28 @@ def test_the_documented_example_policy_is_valid(ws: Path) -> None:
     policy = load_policy(ws)
     assert [r.point for r in policy.deny] == [2] and policy.allow[0].network
     assert network_steps([cmd("pip install -r requirements.txt")], policy) == {"s1"}
+
+
+# ---- issue 12: create is for new files; append creates; the review binds a step to its file ------
+def test_create_of_an_existing_file_is_a_finding_and_append_creates(ws: Path) -> None:
+    (ws / "mine.txt").write_text("mine\n")
+    create = FileStep(id="c", type="file", path="mine.txt", action="create", content="x\n")
+    findings = evaluate_steps([create], ws, Policy(), require_verify=False)
+    assert [(f.point, f.verdict) for f in findings] == [(8, "block")] and "already exists" in findings[0].reason
+    append = FileStep(id="a", type="file", path="PROGRESS.md", action="append", content="done\n")
+    assert evaluate_steps([append], ws, Policy(), require_verify=False) == []
+    recreate = [FileStep(id="d", type="file", path="mine.txt", action="delete"), create]
+    assert evaluate_steps(recreate, ws, Policy(), require_verify=False) == []
+
+
+def test_the_review_records_the_files_it_saw_for_the_first_step_on_each_path(ws: Path) -> None:
+    (ws / "mine.txt").write_text("mine\n")
+    steps: list[Step] = [
+        FileStep(id="m", type="file", path="mine.txt", action="modify", content="x\n"),
+        FileStep(id="m2", type="file", path="mine.txt", action="append", content="y\n"),
+        FileStep(id="n", type="file", path="new.txt", action="create", content="z\n"),
+        cmd("touch gen.txt", "t"),
+        FileStep(id="g", type="file", path="gen.txt", action="modify", content="g\n"),
+    ]
+    digests = reviewed_digests(steps, ws)
+    assert digests == {"m": hashlib.sha256(b"mine\n").hexdigest(), "n": "absent"}
