@@ -13,7 +13,14 @@ from pathlib import Path
 from temporalio import activity
 
 from activities.executor import Executor, ExecutorUnavailable, executor_for
-from activities.executor.base import make_private, read_json, runs_root, unavailable_failure, write_json_atomic
+from activities.executor.base import (
+    make_private,
+    read_sealed,
+    runs_root,
+    sealed_with,
+    unavailable_failure,
+    write_sealed,
+)
 from activities.files import FileStepError, apply_file_step
 from activities.redact import redact
 from models.config import data_dir
@@ -24,7 +31,7 @@ HEARTBEAT_EVERY_S = 2.0
 RESULT_FILE = "result.json"  # a step's result as the activity returned it: written by the worker only
 
 
-async def _heartbeat(progress: dict[str, str]) -> None:
+async def _heartbeat(progress: dict[str, object]) -> None:
     while True:
         activity.heartbeat(dict(progress))
         await asyncio.sleep(HEARTBEAT_EVERY_S)
@@ -37,8 +44,29 @@ def _skipped(step: Step, key: str) -> StepResult:
 
 
 def _recorded(run_dir: Path) -> StepResult | None:
-    data = read_json(run_dir / RESULT_FILE)
+    data = read_sealed(run_dir / RESULT_FILE)
     return StepResult.model_validate(data) if data else None
+
+
+def _lost_record(step: Step, key: str) -> StepResult:
+    return StepResult(
+        step_id=step.id,
+        run_key=key,
+        kind=step.type,
+        ok=False,
+        output="its journal entry was removed or altered after it ran, so it is not run again",
+    )
+
+
+def _done_before() -> set[str]:
+    """Run keys an earlier attempt reported done in its heartbeats: Temporal keeps those, out of
+    every step's reach, so an erased journal entry cannot make a step run twice."""
+    if not activity.in_activity():
+        return set()
+    for details in reversed(activity.info().heartbeat_details):
+        if isinstance(details, dict) and isinstance(details.get("done"), list):
+            return {str(k) for k in details["done"]}
+    return set()
 
 
 async def _run_step(
@@ -69,12 +97,20 @@ async def _run_step(
     )
 
 
-async def run_steps(inp: ExecuteInput, progress: dict[str, str] | None = None) -> ExecuteOutput:
+async def run_steps(inp: ExecuteInput, progress: dict[str, object] | None = None) -> ExecuteOutput:
+    with sealed_with(inp.journal_seal):
+        return await _run_steps(inp, progress if progress is not None else {})
+
+
+async def _run_steps(inp: ExecuteInput, progress: dict[str, object]) -> ExecuteOutput:
     workspace = Path(inp.workspace)
     data = data_dir(inp.settings)
     executor = executor_for(inp.settings.executor, workspace, inp.workflow_id, data)
     results: list[StepResult] = []
     networked = set(inp.network_steps)
+    done_before = _done_before()
+    done: list[str] = [k for k in inp.run_keys if k in done_before]
+    progress["done"] = done
     stop = False
     for step, key in zip(inp.steps, inp.run_keys, strict=True):
         if stop:
@@ -84,11 +120,14 @@ async def run_steps(inp: ExecuteInput, progress: dict[str, str] | None = None) -
         # Exactly once: a step an earlier attempt completed (file steps as much as commands) is
         # never applied again; its recorded result stands.
         result = _recorded(run_dir)
+        if result is None and key in done_before:
+            result = _lost_record(step, key)
         if result is None:
-            if progress is not None:
-                progress["step"] = key
+            progress["step"] = key
             result = await _run_step(step, key, run_dir, inp, executor, step.id in networked)
-            write_json_atomic(run_dir / RESULT_FILE, result.model_dump())
+            write_sealed(run_dir / RESULT_FILE, result.model_dump())
+        if key not in done:
+            done.append(key)
         results.append(result)
         # A failed verify step is evidence for the reviewer; a failed change stops the rest.
         stop = not result.ok and step.type != "verify"
@@ -97,7 +136,7 @@ async def run_steps(inp: ExecuteInput, progress: dict[str, str] | None = None) -
 
 @activity.defn
 async def execute_steps(inp: ExecuteInput) -> ExecuteOutput:
-    progress = {"workflow": inp.workflow_id}
+    progress: dict[str, object] = {"workflow": inp.workflow_id}
     beat = asyncio.create_task(_heartbeat(progress))
     try:
         return await run_steps(inp, progress)

@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from activities.executor.base import read_json, write_json_atomic
+from activities.executor.base import read_sealed, write_sealed
 from models.plan import FileStep
 from policy import check_path
 
@@ -93,7 +93,7 @@ def apply_file_step(step: FileStep, workspace: Path, run_dir: Path, reviewed: st
     run_dir.mkdir(parents=True, exist_ok=True)
     intent_file = run_dir / "intent.json"
     current = _read(path)
-    intent = read_json(intent_file)
+    intent = read_sealed(intent_file)
     if intent is not None and _applied(intent, current):
         return str(intent["change"])  # an earlier attempt already applied it
     if intent is not None and not _untouched(intent, current):
@@ -109,7 +109,7 @@ def apply_file_step(step: FileStep, workspace: Path, run_dir: Path, reviewed: st
     )
     if intent is not None:
         change = str(intent["change"])  # what the first attempt found decides the word
-    write_json_atomic(intent_file, _intent(step, current, after, change))
+    write_sealed(intent_file, _intent(step, current, after, change))
     if after is None:
         path.unlink(missing_ok=True)
     else:

@@ -171,6 +171,7 @@ class ExecuteInput(BaseModel):
     # step id -> digest of its file as the safety review saw it (policy.digests): a file step
     # refuses to write over a file that changed since, instead of losing someone's edit.
     reviewed_digests: dict[str, str] = Field(default_factory=dict)
+    journal_seal: str = Field(default="", description="Seals the run's journal entries (see executor.base)")
 
 
 class ExecuteOutput(BaseModel):
@@ -189,6 +190,7 @@ class EvidenceInput(BaseModel):
     requests: list[InfoRequest]
     round: int
     settings: Settings
+    journal_seal: str = ""
 
 
 class EvidenceOutput(BaseModel):

