@@ -74,7 +74,7 @@ async def safety_review(inp: SafetyReviewInput) -> SafetyReviewOutput:
         ]
     )
     try:
-        parsed, usages, errors = await ask_reviewer(inp.settings, "safety_review", SAFETY_SYSTEM, user, inp.stream_key)
+        parsed, usages, errors = await ask_reviewer(inp.settings, "safety_review", SAFETY_SYSTEM, user)
     except ModelError as exc:
         raise _reviewer_unavailable(exc) from None
     if not isinstance(parsed, SafetyReview):
@@ -135,7 +135,7 @@ async def post_review(inp: PostReviewInput) -> PostReviewOutput:
         ]
     )
     try:
-        parsed, usages, errors = await ask_reviewer(inp.settings, "post_review", POST_SYSTEM, user, inp.stream_key)
+        parsed, usages, errors = await ask_reviewer(inp.settings, "post_review", POST_SYSTEM, user)
     except ModelError as exc:
         raise _reviewer_unavailable(exc) from None
     if not isinstance(parsed, PostReview):

@@ -90,7 +90,7 @@ class RequestState(BaseModel):
 
     @property
     def run_key(self) -> str:
-        """Where this run's journals and live stream live: a new run of the same request starts clean."""
+        """Where this run's journals live: a new run of the same request starts clean."""
         return f"{self.workflow_id}.{self.run_id}"
 
 
@@ -130,7 +130,6 @@ class ModelCallInput(BaseModel):
     schema_name: SchemaName
     messages: list[ChatMessage]
     settings: Settings
-    stream_key: str = Field(description="Where the live view finds this call's tokens")
 
 
 class ModelCallOutput(BaseModel):
@@ -144,7 +143,6 @@ class SafetyReviewInput(BaseModel):
     request_description: str
     steps: list[Step]
     settings: Settings
-    stream_key: str
     guidance: list[str] = Field(default_factory=list)
 
 
@@ -206,7 +204,6 @@ class PostReviewInput(BaseModel):
     evidence: list[Evidence] = Field(default_factory=list)
     touched_paths: list[str] = Field(default_factory=list)
     settings: Settings
-    stream_key: str
     guidance: list[str] = Field(default_factory=list)
 
 

@@ -40,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
 
 
 class Phases:
-    """One workflow run's activity calls. ``key`` names its journals and live stream; every model
+    """One workflow run's activity calls. ``key`` names its journals; every model
     call's usage goes to ``on_usage``."""
 
     def __init__(
@@ -61,7 +61,7 @@ class Phases:
         out = await workflow.execute_activity(
             call_model,
             ModelCallInput(
-                role=role, schema_name=schema_name, messages=messages, settings=self.settings, stream_key=self.key
+                role=role, schema_name=schema_name, messages=messages, settings=self.settings
             ),
             **options.model_call(self.settings),
             summary=summary,
@@ -79,7 +79,6 @@ class Phases:
                 request_description=description,
                 steps=steps,
                 settings=self.settings,
-                stream_key=self.key,
                 guidance=guidance or [],
             ),
             **options.model_call(self.settings),
@@ -138,7 +137,6 @@ class Phases:
                 evidence=evidence or [],
                 touched_paths=sorted({n.step.path for n in iter_nodes(tree) if isinstance(n.step, FileStep)}),
                 settings=self.settings,
-                stream_key=self.key,
                 guidance=guidance or [],
             ),
             **options.model_call(self.settings),
