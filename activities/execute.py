@@ -113,7 +113,7 @@ async def _run_step(
     settings = inp.settings.executor
     if isinstance(step, FileStep):
         try:
-            change = apply_file_step(step, workspace, run_dir)
+            change = apply_file_step(step, workspace, run_dir, inp.reviewed_digests.get(step.id))
             return StepResult(step_id=step.id, run_key=key, kind="file", ok=True, file_change=change, path=step.path)  # type: ignore[arg-type]
         except (FileStepError, OSError) as exc:
             return StepResult(step_id=step.id, run_key=key, kind="file", ok=False, output=str(exc), path=step.path)

@@ -150,6 +150,9 @@ class SafetyReviewOutput(BaseModel):
     verdict: Literal["PASS", "BLOCK", "HOLD"]  # HOLD: only held findings, a person or the hold mode decides
     findings: list[Finding]
     hold_mode: HoldMode | None = Field(default=None, description="The project's `hold:` in .iter/policy.yaml")
+    digests: dict[str, str] = Field(
+        default_factory=dict, description="step id -> digest of its file as the review saw it (policy.digests)"
+    )
     usage: list[ModelUsage] = Field(default_factory=list)
     network_steps: list[str] = Field(default_factory=list)
 
@@ -163,6 +166,9 @@ class ExecuteInput(BaseModel):
     # Ids of the steps that run with network access: a project allow rule with ``network: true``
     # approved them, in a safety review the whole plan passed. Every other step has none.
     network_steps: list[str] = Field(default_factory=list)
+    # step id -> digest of its file as the safety review saw it (policy.digests): a file step
+    # refuses to write over a file that changed since, instead of losing someone's edit.
+    reviewed_digests: dict[str, str] = Field(default_factory=dict)
     journal_seal: str = Field(default="", description="Seals the run's journal entries (see executor.base)")
 
 

@@ -51,6 +51,7 @@ class Phases:
         self.key = key
         self._on_usage = on_usage
         self._network: dict[str, Step] = {}  # steps the last safety review approved for network
+        self._digests: dict[str, tuple[Step, str]] = {}  # file steps: their file as the review saw it
         # Seals this run's journal entries: a step that reaches the journal cannot forge one.
         self.journal_seal = workflow.uuid4().hex
 
@@ -88,6 +89,7 @@ class Phases:
         # only as reviewed: the approval is of the step's content, not of its id.
         passed = out.verdict == "PASS" and not out.findings
         self._network = {s.id: s for s in steps if s.id in out.network_steps} if passed else {}
+        self._digests = {s.id: (s, out.digests[s.id]) for s in steps if s.id in out.digests}
         return out
 
     async def execute(self, steps: list[Step], run_keys: list[str]) -> list[StepResult]:
@@ -101,6 +103,9 @@ class Phases:
                 run_keys=run_keys,
                 settings=self.settings,
                 network_steps=[s.id for s in steps if self._network.get(s.id) == s],
+                reviewed_digests={
+                    s.id: seen[1] for s in steps if (seen := self._digests.get(s.id)) is not None and seen[0] == s
+                },
                 journal_seal=self.journal_seal,
             ),
             start_to_close_timeout=options.execution_timeout(
