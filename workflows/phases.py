@@ -90,7 +90,7 @@ class Phases:
                 guidance=guidance or [],
             ),
             **options.model_call(self.settings),
-            summary="safety review",
+            summary=f"8-point safety review of {len(steps)} step(s)",
         )
         self._on_usage(out.usage)
         # Network only for a step a policy rule approved, in a review the whole plan passed, and
@@ -148,7 +148,7 @@ class Phases:
                 guidance=guidance or [],
             ),
             **options.model_call(self.settings),
-            summary="post-execution review",
+            summary=f"post-execution review ({len(results)} result(s))",
         )
         self._on_usage(out.usage)
         return out.review
@@ -161,6 +161,7 @@ class Phases:
             args=[self.key, self.workspace, self.settings],
             start_to_close_timeout=options.CLEANUP_TIMEOUT,
             retry_policy=options.CLEANUP_RETRY,
+            summary="release the executor and the step journals",
         )
 
 
