@@ -29,6 +29,7 @@ from activities.llm import call_model
 from activities.prompt import build_prompt
 from activities.review import post_review, safety_review
 from activities.session_prompt import render_session_prompt
+from activities.worktree import land_workspace, prepare_workspace
 from models.config import Settings, load_settings
 from temporal.client import connect, ensure_search_attributes
 from temporal.redaction import RedactFailures
@@ -46,6 +47,7 @@ ACTIVITIES: list[Any] = [
     release_executor,
 ]
 ACTIVITIES += [load_hooks, run_hooks, git_snapshot, git_commit, render_session_prompt]
+ACTIVITIES += [prepare_workspace, land_workspace]
 MAX_CONCURRENT_ACTIVITIES = 100
 IDLE_CHECK_S = 15.0
 HEARTBEAT_THROTTLE = timedelta(seconds=1)

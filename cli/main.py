@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from cli import control, history, orchestrate, server, setup
+from cli import control, history, orchestrate, server, setup, worktree
 from cli import session as session_cli
 from cli.executor import executor_app
 from cli.output import CliError, err_console
@@ -38,6 +38,9 @@ app.command("resume")(control.resume)
 app.command("cancel")(control.cancel)
 app.command("message")(control.message)
 app.command("history")(history.history)
+app.command("diff")(worktree.diff)
+app.command("apply")(worktree.apply)
+app.command("discard")(worktree.discard)
 app.command("server")(server.server)
 app.command("worker")(server.worker)
 app.command("setup")(setup.setup)

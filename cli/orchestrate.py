@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -9,6 +10,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
+from activities.worktree import earlier_run
 from cli import project_store as store
 from cli import runtime
 from cli.executor import require_executor
@@ -62,6 +64,9 @@ async def _orchestrate(
     wid = request_workflow_id(project.name, request_id)
     attached = await _running(client, wid)
     if not attached:
+        leftover = await earlier_run(Path(workspace), request_id)
+        if leftover:
+            fail(leftover)
         # USE_EXISTING closes the race with a second `iter orchestrate` started at the same moment.
         await client.start_workflow(
             RequestWorkflow.run,

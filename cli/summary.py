@@ -16,6 +16,9 @@ MARK = {
 }
 
 
+LANDED = ("applied", "committed")
+
+
 def _files(results: list[dict[str, Any]], change: str) -> int:
     return len({r["path"] for r in results if r.get("file_change") == change and r.get("ok")})
 
@@ -54,6 +57,9 @@ def summary_lines(state: dict[str, Any]) -> list[str]:
     if state.get("error"):
         end += f" ({state['error']})"
     lines.append(end)
+    landing = state.get("landing") or {}
+    if landing.get("message"):
+        lines.append(f"Landed: {landing['message']}" if landing.get("landing") in LANDED else landing["message"])
     return lines
 
 
