@@ -18,7 +18,7 @@ from models.config import Settings
 from tests import replies as r
 from tests.conftest import REPO
 from tests.fake_llm import FakeModel
-from tests.pipeline import start, wait_for
+from tests.pipeline import start, steps_dir, wait_for
 
 STEP_SECONDS = 3
 RESUME_BOUND_S = 15 + STEP_SECONDS  # the bound, plus the interrupted step's own run time
@@ -62,10 +62,10 @@ async def test_sigkill_mid_request_completes_exactly_once(
     first = spawn_worker(settings, tmp_path / "worker1.log")
     try:
         handle = await start(client, settings, workspace)
-        await wait_for(handle, lambda s: s.phase == kill_in, timeout=60)
+        state = await wait_for(handle, lambda s: s.phase == kill_in, timeout=60)
         if kill_in == "execute":  # kill while the sleep of s1 runs, after it started
             for _ in range(100):
-                if list((workspace / ".iter" / "runs").rglob("r0-s1/pid")):
+                if list((steps_dir(state) / ".iter" / "runs").rglob("r0-s1/pid")):
                     break
                 await asyncio.sleep(0.05)
         kill(first)
