@@ -33,6 +33,7 @@ from activities.worktree import land_workspace, prepare_workspace
 from models.config import Settings, load_settings
 from temporal.client import connect, ensure_search_attributes
 from temporal.redaction import RedactFailures
+from temporal.shutdown import LeaveOnShutdown
 from workflows.request import RequestWorkflow
 from workflows.session import SessionWorkflow
 
@@ -51,6 +52,9 @@ ACTIVITIES += [prepare_workspace, land_workspace]
 MAX_CONCURRENT_ACTIVITIES = 100
 IDLE_CHECK_S = 15.0
 HEARTBEAT_THROTTLE = timedelta(seconds=1)
+# A stopping worker hands its activities back at once (LeaveOnShutdown); this is the time their
+# failures have to reach the server before the SDK would cancel them.
+GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 
 
 def build_worker(client: Client, settings: Settings) -> Worker:
@@ -63,7 +67,9 @@ def build_worker(client: Client, settings: Settings) -> Worker:
         # Heartbeats carry cancellation back to a running step: send them promptly, not every 8 s.
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-        interceptors=[RedactFailures()],  # no secret in a failure message reaches history
+        # No secret in a failure message reaches history; a stopping worker leaves steps running.
+        interceptors=[RedactFailures(), LeaveOnShutdown()],
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
 
 

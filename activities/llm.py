@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Awaitable
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -11,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 from activities.live import LiveWriter
 from activities.llm_client import ModelError, StreamResult, stream_chat
 from activities.redact import redact
-from models.config import llm_api_key
+from models.config import LLMSettings, llm_api_key
 from models.request import ModelCallInput, ModelCallOutput, ModelUsage
 from models.schemas import json_schema
 
@@ -32,22 +34,71 @@ def usage_of(role: str, result: StreamResult) -> ModelUsage:
     )
 
 
-async def _heartbeat_forever(progress: list[int]) -> None:
-    # A model can think for a long time before its first token; the heartbeat proves the worker lives.
-    while True:
-        activity.heartbeat({"chunks": progress[0]})
-        await asyncio.sleep(HEARTBEAT_EVERY_S)
+class Progress:
+    """When the model last sent something. The heartbeat carries it (``iter status`` shows a stall as
+    it happens); a stream that sends nothing for too long is stopped: a model call ends on lack of
+    progress, never on the length of a long answer that keeps coming."""
+
+    def __init__(self, llm: LLMSettings) -> None:
+        self.first_token_s, self.idle_s = llm.first_token_timeout_s, llm.idle_timeout_s
+        self.chunks = 0
+        self.last = time.monotonic()
+
+    def token(self) -> None:
+        self.chunks += 1
+        self.last = time.monotonic()
+
+    def restart(self) -> None:
+        """A new model (a fallback) starts reading the prompt."""
+        self.chunks, self.last = 0, time.monotonic()
+
+    def silent_s(self) -> float:
+        return time.monotonic() - self.last
+
+    def limit_s(self) -> float:
+        return self.idle_s if self.chunks else self.first_token_s
+
+    def details(self) -> dict[str, float | int]:
+        return {"chunks": self.chunks, "silent_s": round(self.silent_s(), 1), "limit_s": self.limit_s()}
+
+
+def stalled_message(silent_s: float, chunks: int) -> str:
+    before = "before its first token" if not chunks else f"after {chunks} chunk(s)"
+    return f"the model has sent nothing for {silent_s:.0f} s ({before}); retrying"
+
+
+async def _watch(progress: Progress) -> None:
+    """Heartbeats while the call lives; returns when the stream has stalled."""
+    while progress.silent_s() < progress.limit_s():
+        if activity.in_activity():
+            activity.heartbeat(progress.details())
+        await asyncio.sleep(min(HEARTBEAT_EVERY_S, max(progress.limit_s() - progress.silent_s(), 0.05)))
+
+
+async def _until_stalled(progress: Progress, call: Awaitable[StreamResult]) -> StreamResult:
+    stream = asyncio.ensure_future(call)
+    watch = asyncio.ensure_future(_watch(progress))
+    try:
+        await asyncio.wait([stream, watch], return_when=asyncio.FIRST_COMPLETED)
+        if stream.done():
+            return stream.result()
+        raise ModelError(stalled_message(progress.silent_s(), progress.chunks), kind="ModelStalled", retryable=True)
+    finally:
+        for task in (stream, watch):
+            task.cancel()
+        for task in (stream, watch):
+            with contextlib.suppress(asyncio.CancelledError, ModelError):
+                await task
 
 
 async def stream_answer(inp: ModelCallInput) -> ModelCallOutput:
     """Try the role's models in order; a missing model moves on to the next, anything else raises."""
     llm = inp.settings.llm
     live = LiveWriter(inp.settings, inp.stream_key)
-    progress = [0]
-    beat = asyncio.create_task(_heartbeat_forever(progress)) if activity.in_activity() else None
+    progress = Progress(llm)
 
     def on_token(text: str) -> None:
-        progress[0] += 1
+        progress.token()
         live.token(text)
 
     messages = [m.model_dump() for m in inp.messages]
@@ -55,9 +106,13 @@ async def stream_answer(inp: ModelCallInput) -> ModelCallOutput:
     try:
         for model in llm.models_for(inp.role):
             live.event("model_start", role=inp.role, model=model, schema=inp.schema_name)
+            progress.restart()
             try:
-                result = await stream_chat(
-                    llm, model, messages, inp.schema_name, json_schema(inp.schema_name), on_token, llm_api_key()
+                result = await _until_stalled(
+                    progress,
+                    stream_chat(
+                        llm, model, messages, inp.schema_name, json_schema(inp.schema_name), on_token, llm_api_key()
+                    ),
                 )
             except ModelError as exc:
                 if exc.kind == "ModelNotFound":
@@ -71,10 +126,6 @@ async def stream_answer(inp: ModelCallInput) -> ModelCallOutput:
         raise ModelError("; ".join(missing), kind="ModelNotFound", retryable=False)
     finally:
         live.close()
-        if beat:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
 
 
 @activity.defn

@@ -53,7 +53,10 @@ def project_show(as_json: bool = JsonFlag) -> None:
 
 
 @feature_app.command("add")
-def feature_add(name: str = typer.Option(..., "--name"), type_: str = typer.Option("feature", "--type")) -> None:
+def feature_add(
+    name: str = typer.Option(..., "--name", help="The feature's name, e.g. Arithmetic."),
+    type_: str = typer.Option("feature", "--type", help="What kind of work: feature, bugfix, refactor..."),
+) -> None:
     """Add a feature; its id is the name in lower-case with dashes."""
     with store.editing() as (_, project):
         fid = slugify(name)
@@ -76,15 +79,17 @@ def show_rows(items: Sequence[BaseModel], columns: tuple[str, ...], as_json: boo
 
 @feature_app.command("list")
 def feature_list(as_json: bool = JsonFlag) -> None:
+    """List the features."""
     show_rows(store.load(store.require_root()).features, ("id", "name", "type"), as_json)
 
 
 @endpoint_app.command("add")
 def endpoint_add(
-    name: str = typer.Option(..., "--name"),
-    path: str = typer.Option(..., "--path"),
-    method: str = typer.Option("GET", "--method"),
+    name: str = typer.Option(..., "--name", help="The endpoint's name, e.g. create-user."),
+    path: str = typer.Option(..., "--path", help="Its URL path, starting with /."),
+    method: str = typer.Option("GET", "--method", help="The HTTP method."),
 ) -> None:
+    """Add an HTTP endpoint of the project."""
     method = method.upper()
     if method not in HTTP_METHODS:
         fail(f"unknown method {method!r}; use one of {', '.join(HTTP_METHODS)}")
@@ -101,6 +106,7 @@ def endpoint_add(
 
 @endpoint_app.command("list")
 def endpoint_list(as_json: bool = JsonFlag) -> None:
+    """List the endpoints."""
     show_rows(store.load(store.require_root()).endpoints, ("method", "path", "name"), as_json)
 
 
@@ -109,13 +115,31 @@ def _relative_file(root: Path, raw: str) -> str:
     if not path.is_file():
         fail(f"file not found: {raw}")
     try:
-        return str(path.relative_to(root.resolve()))
+        rel = str(path.relative_to(root.resolve()))
     except ValueError:
-        fail(f"{raw} is outside the project folder {root}")
+        fail(f"{raw} is outside the project folder {root} (or a symlink that leads out of it)")
+    _refuse_secret(root, raw, rel)
+    return rel
+
+
+def _refuse_secret(root: Path, *names: str) -> None:
+    """Selected and affected files go into every prompt and into workflow history: never a secret."""
+    from policy import load_policy  # the policy is imported only by the commands that need it
+    from policy.rules.secrets import secret_file
+
+    try:
+        extra = load_policy(root).secret_files
+    except ValueError:
+        extra = []
+    for name in names:
+        what = secret_file(name, extra)
+        if what:
+            fail(f"refusing {name}: it is a secret file ({what}); iter never sends those to a model")
 
 
 @files_app.command("select")
 def files_select(paths: list[str] = typer.Argument(..., help="Files to include in every prompt.")) -> None:
+    """Select files as context for every request."""
     with store.editing() as (root, project):
         rels = [_relative_file(root, p) for p in paths]
         added = [r for r in rels if r not in project.selected_files]
@@ -125,6 +149,7 @@ def files_select(paths: list[str] = typer.Argument(..., help="Files to include i
 
 @files_app.command("list")
 def files_list(as_json: bool = JsonFlag) -> None:
+    """List the selected files."""
     project = store.load(store.require_root())
     if as_json:
         print_json(project.selected_files)
@@ -152,6 +177,7 @@ def request_add(
                 fail(f"unknown feature {feature!r} (known: {known})")
             fid = found.id
         affected = [_relative_file(root, f) if (Path.cwd() / f).exists() else f for f in files]
+        _refuse_secret(root, *affected)
         rid = project.next_request_id()
         project.requests.append(
             FeatureRequest(
@@ -163,11 +189,15 @@ def request_add(
 
 @request_app.command("list")
 def request_list(as_json: bool = JsonFlag) -> None:
+    """List the requests and where each stands."""
     show_rows(store.load(store.require_root()).requests, ("id", "status", "feature", "description"), as_json)
 
 
 @request_app.command("show")
-def request_show(request_id: str = typer.Argument(...), as_json: bool = JsonFlag) -> None:
+def request_show(
+    request_id: str = typer.Argument(..., help="The request id, e.g. req_01."), as_json: bool = JsonFlag
+) -> None:
+    """Show a request: description, criteria, files, status."""
     project = store.load(store.require_root())
     req = project.request(request_id)
     if req is None:

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Coroutine
-from typing import Any, TypeVar
-
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cli.output import err_console, fail
-from models.config import ConfigError, Settings, data_dir, load_settings
-from temporal.client import connect, ensure_search_attributes
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+
+    from models.config import Settings
 
 T = TypeVar("T")
 POLLER_FRESH_S = 75  # a live worker long-polls at least once a minute
@@ -26,6 +23,8 @@ WORKER_START_TIMEOUT_S = 30
 
 
 def settings(**overrides: Any) -> Settings:
+    from models.config import ConfigError, load_settings
+
     try:
         return load_settings(overrides=overrides)
     except ConfigError as exc:
@@ -33,6 +32,8 @@ def settings(**overrides: Any) -> Settings:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
+    import asyncio
+
     return asyncio.run(coro)
 
 
@@ -41,6 +42,8 @@ def say(message: str) -> None:
 
 
 async def client_for(cfg: Settings, start_server: bool = True) -> Client:
+    from temporal.client import connect, ensure_search_attributes
+
     try:
         client = await connect(cfg, start_server=start_server, say=say)
         if start_server:
@@ -51,6 +54,10 @@ async def client_for(cfg: Settings, start_server: bool = True) -> Client:
 
 
 async def worker_polling(client: Client, cfg: Settings) -> bool:
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
     now = time.time()
     for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
         resp = await client.workflow_service.describe_task_queue(
@@ -65,6 +72,8 @@ async def worker_polling(client: Client, cfg: Settings) -> bool:
 
 def spawn_worker(cfg: Settings) -> str:
     """A worker in its own process, detached, that leaves after a while with nothing to do."""
+    from models.config import data_dir
+
     folder = data_dir(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "worker.log"
@@ -90,6 +99,8 @@ async def ensure_worker(client: Client, cfg: Settings) -> None:
         return
     log = spawn_worker(cfg)
     say(f"Started a background worker (log {log}); `iter worker` runs one in the foreground")
+    import asyncio
+
     deadline = time.monotonic() + WORKER_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if await worker_polling(client, cfg):

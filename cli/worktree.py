@@ -50,9 +50,9 @@ def diff(
 def apply(
     target: str = typer.Argument(..., help="A request id (req_01) or a session name."),
     commit: bool = typer.Option(False, "--commit", help="Also commit the change on your current branch."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ) -> None:
-    """Land the change of iter/<ID> in your checkout; refuses, changing nothing, where you edited the same files."""
+    """Land the change of iter/<ID> in your checkout; refused, changing nothing, where you edited its files."""
     out = _run(apply_branch(_origin(), target, "commit" if commit else "apply"))
     if as_json:
         print_json(out)

@@ -5,6 +5,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends git && rm -rf /
 WORKDIR /opt/iter
 COPY pyproject.toml README.md worker.py ./
 COPY models models
+COPY policy policy
 COPY workflows workflows
 COPY activities activities
 COPY cli cli

@@ -18,13 +18,17 @@ from typing import Any
 @dataclass
 class Reply:
     """One scripted answer. ``status`` != 200 answers an error; ``break_after`` drops the
-    connection after that many chunks; ``truncate`` ends with the length limit."""
+    connection after that many chunks; ``stall_after`` goes silent there for ``stall_s``;
+    ``truncate`` ends with the length limit."""
 
     body: Any = None
     status: int = 200
     truncate: bool = False
     break_after: int | None = None
     error_body: str = ""
+    stall_after: int | None = None  # send this many chunks, then nothing for ``stall_s``
+    stall_s: float = 0.0
+    delay_s: float | None = None  # this answer's pause before each chunk (default: the model's)
 
     def text(self) -> str:
         return self.body if isinstance(self.body, str) else json.dumps(self.body)
@@ -136,8 +140,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
             return False
-        if self.fake.token_delay_s:
-            time.sleep(self.fake.token_delay_s)
+        if reply.stall_after is not None and n == reply.stall_after:
+            time.sleep(reply.stall_s)
+        delay = self.fake.token_delay_s if reply.delay_s is None else reply.delay_s
+        if delay:
+            time.sleep(delay)
         return True
 
     def _stream_ollama(self, body: dict[str, Any], reply: Reply) -> None:

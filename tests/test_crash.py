@@ -18,7 +18,7 @@ from models.config import Settings
 from tests import replies as r
 from tests.conftest import REPO
 from tests.fake_llm import FakeModel
-from tests.pipeline import start, steps_dir, wait_for
+from tests.pipeline import start, wait_for
 
 STEP_SECONDS = 3
 RESUME_BOUND_S = 15 + STEP_SECONDS  # the bound, plus the interrupted step's own run time
@@ -65,7 +65,7 @@ async def test_sigkill_mid_request_completes_exactly_once(
         state = await wait_for(handle, lambda s: s.phase == kill_in, timeout=60)
         if kill_in == "execute":  # kill while the sleep of s1 runs, after it started
             for _ in range(100):
-                if list((steps_dir(state) / ".iter" / "runs").rglob("r0-s1/pid")):
+                if any(f.read_text() for f in (Path(settings.data_dir) / "journals").rglob("r0-s1/status")):
                     break
                 await asyncio.sleep(0.05)
         kill(first)

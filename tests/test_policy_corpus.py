@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from models.plan import STEP_ADAPTER, CommandStep, FileStep, Step, VerifyStep
-from models.policy import Policy, evaluate_steps
 from models.review import Finding
+from policy import Policy, evaluate_steps
 
 CORPUS = Path(__file__).parent / "policy_corpus"
 BAD: list[dict[str, Any]] = yaml.safe_load((CORPUS / "bad.yaml").read_text())

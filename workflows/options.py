@@ -20,6 +20,12 @@ FAST_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=10
 )
 CLEANUP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)
+# Step execution never runs out of attempts: a retried attempt adopts the step's process instead of
+# starting it again, the heartbeat timeout notices a dead worker, and an outage (Docker away) is
+# waited out. Counting attempts would end a request while its step still runs.
+EXECUTE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=0
+)
 
 
 def model_retry(settings: Settings) -> RetryPolicy:
@@ -32,14 +38,17 @@ def model_retry(settings: Settings) -> RetryPolicy:
     )
 
 
-def model_timeout(settings: Settings) -> timedelta:
-    return timedelta(seconds=settings.llm.request_timeout_s)
+# A model call ends on lack of progress, never on its length: the activity stops a stream that
+# sends nothing for ``llm.idle_timeout_s`` (``first_token_timeout_s`` before the first token) and a
+# dead worker is noticed within HEARTBEAT_TIMEOUT. This is only a backstop for a runaway answer.
+MODEL_CALL_BACKSTOP = timedelta(hours=24)
 
 
 def model_call(settings: Settings) -> dict[str, Any]:
-    """The options of every activity that waits on a model: the call itself and both reviews."""
+    """The options of every activity that waits on a model: the call itself and both reviews. Each
+    model call inside a review (the reviewer's repairs) has its own no-progress budget."""
     return {
-        "start_to_close_timeout": model_timeout(settings),
+        "start_to_close_timeout": MODEL_CALL_BACKSTOP,
         "heartbeat_timeout": HEARTBEAT_TIMEOUT,
         "retry_policy": model_retry(settings),
     }

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 from workflows.phases import Phases
 from workflows.session_tools import SessionTools
@@ -104,6 +104,8 @@ class SessionHooks(SessionTools):
                 summary=f"hooks {point}",
             )
         except ActivityError as exc:
+            if is_cancelled_exception(exc):
+                raise  # a cancelled session stops here, not at the next hook
             self._event("hooks", f"{point} hooks could not run: {cause(exc)}")
             return ""
         for report in out.reports:
