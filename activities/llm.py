@@ -91,15 +91,34 @@ async def _until_stalled(progress: Progress, call: Awaitable[StreamResult]) -> S
                 await task
 
 
+class _AnswerTooLong(Exception):
+    """Raised from the token callback: the stream stops reading there."""
+
+
+def cut_answer(pieces: list[str], cap: int) -> str:
+    text = "".join(pieces).encode()[:cap].decode(errors="ignore")
+    return text
+
+
 async def stream_answer(inp: ModelCallInput) -> ModelCallOutput:
-    """Try the role's models in order; a missing model moves on to the next, anything else raises."""
+    """Try the role's models in order; a missing model moves on to the next, anything else raises.
+
+    An answer is cut off at ``bounds.max_answer_bytes`` (and marked truncated, so it is invalid):
+    bad model output stays bounded before it reaches history."""
     llm = inp.settings.llm
+    cap = inp.settings.bounds.max_answer_bytes
     live = LiveWriter(inp.settings, inp.stream_key)
     progress = Progress(llm)
+    pieces: list[str] = []
+    size = [0]
 
     def on_token(text: str) -> None:
         progress.token()
         live.token(text)
+        pieces.append(text)
+        size[0] += len(text.encode())
+        if size[0] > cap:
+            raise _AnswerTooLong
 
     messages = [m.model_dump() for m in inp.messages]
     missing: list[str] = []
@@ -107,6 +126,9 @@ async def stream_answer(inp: ModelCallInput) -> ModelCallOutput:
         for model in llm.models_for(inp.role):
             live.event("model_start", role=inp.role, model=model, schema=inp.schema_name)
             progress.restart()
+            pieces.clear()
+            size[0] = 0
+            started = time.monotonic()
             try:
                 result = await _until_stalled(
                     progress,
@@ -114,6 +136,17 @@ async def stream_answer(inp: ModelCallInput) -> ModelCallOutput:
                         llm, model, messages, inp.schema_name, json_schema(inp.schema_name), on_token, llm_api_key()
                     ),
                 )
+            except _AnswerTooLong:
+                usage = ModelUsage(
+                    role=inp.role,
+                    model=model,
+                    host=llm.base_url,
+                    completion_tokens=progress.chunks,
+                    duration_s=round(time.monotonic() - started, 3),
+                    done_reason=f"cut off at {cap} bytes",
+                )
+                live.event("model_end", role=inp.role, usage=usage.model_dump())
+                return ModelCallOutput(text=cut_answer(pieces, cap), usage=usage, truncated=True)
             except ModelError as exc:
                 if exc.kind == "ModelNotFound":
                     missing.append(str(exc))
