@@ -77,8 +77,11 @@ class FileStepError(Exception):
     pass
 
 
-def apply_file_step(step: FileStep, workspace: Path, run_dir: Path) -> str:
+def apply_file_step(step: FileStep, workspace: Path, run_dir: Path, reviewed: str | None = None) -> str:
     """Apply ``step`` once; returns the change made: created, modified, appended or deleted.
+
+    ``reviewed``: the file's digest when the plan was reviewed (``policy.digests``, same format as
+    the intent's). A file that changed since is left alone: someone's edit would be lost unseen.
 
     ``run_dir`` is the step's directory in the request's journal (outside the workspace). The
     activity also journals the step's result once this returns, so a retry only ever gets here for
@@ -95,6 +98,9 @@ def apply_file_step(step: FileStep, workspace: Path, run_dir: Path) -> str:
         return str(intent["change"])  # an earlier attempt already applied it
     if intent is not None and not _untouched(intent, current):
         raise FileStepError(f"{step.path} changed under the step (not by it); refusing to guess")
+    if intent is None and reviewed is not None and _digest(current) != reviewed:
+        now = "was deleted" if current is None else ("was created" if reviewed == ABSENT else "was edited")
+        raise FileStepError(f"{step.path} {now} after the plan was reviewed; not overwriting what the review never saw")
     if step.action in ("modify", "delete") and current is None:
         raise FileStepError(f"{step.path} does not exist, so it cannot be {step.action}d")
     after = _target(step, current)
