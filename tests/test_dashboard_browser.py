@@ -97,6 +97,10 @@ async def test_a_running_request_is_shown_live_and_steered_from_the_page(
     await expect(page.locator("#wf-phase")).to_have_text("execute", timeout=UI_TIMEOUT_MS)
     await expect(page.locator("#checks li .mark.ok")).to_have_count(8, timeout=UI_TIMEOUT_MS)
     await expect(page.locator("#tree li[data-step]")).to_have_count(3, timeout=UI_TIMEOUT_MS)
+    # The live stream: the coder's tokens, then s2 started (marked running in the tree) and its first line.
+    await expect(page.locator("#live")).to_contain_text('"summary": "Add multiply to calc.ops', timeout=UI_TIMEOUT_MS)
+    await expect(page.locator('#tree li[data-step="s2"] .mark.run')).to_be_visible(timeout=UI_TIMEOUT_MS)
+    await expect(page.locator("#live")).to_contain_text("building", timeout=UI_TIMEOUT_MS)
     await expect(page.locator("#usage tbody tr")).to_have_count(2, timeout=UI_TIMEOUT_MS)  # coder, reviewer
     assert "Add multiply" in await text_of(page, "#wf-summary")
     shot = os.environ.get("ITER_DASHBOARD_SCREENSHOT")
