@@ -11,7 +11,7 @@ from models.schemas import parse_answer
 
 
 async def ask_reviewer(
-    settings: Settings, schema_name: str, system: str, user: str, stream_key: str
+    settings: Settings, schema_name: str, system: str, user: str
 ) -> tuple[BaseModel | None, list[ModelUsage], str]:
     """The parsed verdict (None if every repair failed), the usage of each call, the last error."""
     messages = [ChatMessage(role="system", content=system), ChatMessage(role="user", content=user)]
@@ -19,9 +19,7 @@ async def ask_reviewer(
     errors = ""
     for _ in range(settings.bounds.max_parse_repairs + 1):
         out = await stream_answer(
-            ModelCallInput(
-                role="reviewer", schema_name=schema_name, messages=messages, settings=settings, stream_key=stream_key
-            )  # type: ignore[arg-type]
+            ModelCallInput(role="reviewer", schema_name=schema_name, messages=messages, settings=settings)  # type: ignore[arg-type]
         )
         usages.append(out.usage)
         if out.truncated:

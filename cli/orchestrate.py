@@ -81,7 +81,7 @@ async def _orchestrate(
     if detach:
         out.print(f"Follow it with `iter orchestrate --request {request_id}` or `iter status {request_id}`")
         return None
-    status = await follow(client, cfg, wid, show_tokens=not quiet, show_phases=not as_json)
+    status = await follow(client, wid, show_tokens=not quiet, show_phases=not as_json)
     return await final_state(client, wid, status)
 
 
