@@ -203,10 +203,14 @@ async def test_a_session_shows_its_tasks_and_resumes_from_the_page(
     from workflows.session import SessionWorkflow
 
     s.reviewers_pass(fake)
+    # One iteration does both tasks (the plan completes #2 and the session): a short session.
     fake.script(
         "session_plan",
-        s.append_plan("a.txt", "one\n", action="create"),
-        s.append_plan("a.txt", "two\n", session_complete=True),
+        {
+            **s.append_plan("a.txt", "one two\n", action="create"),
+            "task_updates": [{"id": "1", "status": "completed"}, {"id": "2", "status": "completed"}],
+            "session_complete": True,
+        },
     )
     spec = s.write_spec(workspace, "# Two\n- [ ] write one\n- [ ] write two\n")
     inp = s.session_input(settings, workspace, spec)
