@@ -125,6 +125,7 @@ class RequestWorkflow:
                     charter=self.inp.charter,
                 ),
                 start_to_close_timeout=options.PROMPT_TIMEOUT,
+                summary=f"build the prompt for {self.inp.request_id}",
             )
             self.state.prompt_tokens, self.state.context_files = prompt.approx_tokens, len(prompt.context_files)
             self._test_command = prompt.test_command
