@@ -11,17 +11,21 @@ from models.schemas import parse_answer
 
 
 async def ask_reviewer(
-    settings: Settings, schema_name: str, system: str, user: str, stream_key: str
+    settings: Settings, schema_name: str, system: str, user: str
 ) -> tuple[BaseModel | None, list[ModelUsage], str]:
     """The parsed verdict (None if every repair failed), the usage of each call, the last error."""
     messages = [ChatMessage(role="system", content=system), ChatMessage(role="user", content=user)]
     usages: list[ModelUsage] = []
     errors = ""
-    for _ in range(settings.bounds.max_parse_repairs + 1):
+    for repair in range(settings.bounds.max_parse_repairs + 1):
         out = await stream_answer(
             ModelCallInput(
-                role="reviewer", schema_name=schema_name, messages=messages, settings=settings, stream_key=stream_key
-            )  # type: ignore[arg-type]
+                role="reviewer",
+                schema_name=schema_name,  # type: ignore[arg-type]
+                messages=messages,
+                settings=settings,
+                repair=repair,  # the live view labels it "(repair N)"
+            )
         )
         usages.append(out.usage)
         if out.truncated:

@@ -124,7 +124,7 @@ async def _orchestrate(
             soft_wrap=True,
         )
         return None
-    final = await follow(client, cfg, wid, show_tokens=not quiet, show_phases=not as_json, attached=attached)
+    final = await follow(client, wid, show_tokens=not quiet, show_phases=not as_json, attached=attached)
     return await final_state(client, wid, final)
 
 

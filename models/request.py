@@ -90,7 +90,7 @@ class RequestState(BaseModel):
 
     @property
     def run_key(self) -> str:
-        """Where this run's journals and live stream live: a new run of the same request starts clean."""
+        """Where this run's journals live: a new run of the same request starts clean."""
         return f"{self.workflow_id}.{self.run_id}"
 
 
@@ -130,7 +130,7 @@ class ModelCallInput(BaseModel):
     schema_name: SchemaName
     messages: list[ChatMessage]
     settings: Settings
-    stream_key: str = Field(description="Where the live view finds this call's tokens")
+    repair: int = 0  # which repair of an unreadable answer this call is (0: the first answer)
 
 
 class ModelCallOutput(BaseModel):
@@ -144,7 +144,6 @@ class SafetyReviewInput(BaseModel):
     request_description: str
     steps: list[Step]
     settings: Settings
-    stream_key: str
     guidance: list[str] = Field(default_factory=list)
 
 
@@ -152,6 +151,9 @@ class SafetyReviewOutput(BaseModel):
     verdict: Literal["PASS", "BLOCK", "HOLD"]  # HOLD: only held findings, a person or the hold mode decides
     findings: list[Finding]
     hold_mode: HoldMode | None = Field(default=None, description="The project's `hold:` in .iter/policy.yaml")
+    digests: dict[str, str] = Field(
+        default_factory=dict, description="step id -> digest of its file as the review saw it (policy.digests)"
+    )
     usage: list[ModelUsage] = Field(default_factory=list)
     network_steps: list[str] = Field(default_factory=list)
 
@@ -165,6 +167,10 @@ class ExecuteInput(BaseModel):
     # Ids of the steps that run with network access: a project allow rule with ``network: true``
     # approved them, in a safety review the whole plan passed. Every other step has none.
     network_steps: list[str] = Field(default_factory=list)
+    # step id -> digest of its file as the safety review saw it (policy.digests): a file step
+    # refuses to write over a file that changed since, instead of losing someone's edit.
+    reviewed_digests: dict[str, str] = Field(default_factory=dict)
+    journal_seal: str = Field(default="", description="Seals the run's journal entries (see executor.base)")
 
 
 class ExecuteOutput(BaseModel):
@@ -183,6 +189,7 @@ class EvidenceInput(BaseModel):
     requests: list[InfoRequest]
     round: int
     settings: Settings
+    journal_seal: str = ""
 
 
 class EvidenceOutput(BaseModel):
@@ -198,7 +205,6 @@ class PostReviewInput(BaseModel):
     evidence: list[Evidence] = Field(default_factory=list)
     touched_paths: list[str] = Field(default_factory=list)
     settings: Settings
-    stream_key: str
     guidance: list[str] = Field(default_factory=list)
 
 

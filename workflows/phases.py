@@ -40,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
 
 
 class Phases:
-    """One workflow run's activity calls. ``key`` names its journals and live stream; every model
+    """One workflow run's activity calls. ``key`` names its journals; every model
     call's usage goes to ``on_usage``."""
 
     def __init__(
@@ -51,6 +51,9 @@ class Phases:
         self.key = key
         self._on_usage = on_usage
         self._network: dict[str, Step] = {}  # steps the last safety review approved for network
+        self._digests: dict[str, tuple[Step, str]] = {}  # file steps: their file as the review saw it
+        # Seals this run's journal entries: a step that reaches the journal cannot forge one.
+        self.journal_seal = workflow.uuid4().hex
 
     async def ask_model(
         self, role: Role, schema_name: SchemaName, messages: list[ChatMessage], summary: str
@@ -58,7 +61,7 @@ class Phases:
         out = await workflow.execute_activity(
             call_model,
             ModelCallInput(
-                role=role, schema_name=schema_name, messages=messages, settings=self.settings, stream_key=self.key
+                role=role, schema_name=schema_name, messages=messages, settings=self.settings
             ),
             **options.model_call(self.settings),
             summary=summary,
@@ -76,7 +79,6 @@ class Phases:
                 request_description=description,
                 steps=steps,
                 settings=self.settings,
-                stream_key=self.key,
                 guidance=guidance or [],
             ),
             **options.model_call(self.settings),
@@ -87,6 +89,7 @@ class Phases:
         # only as reviewed: the approval is of the step's content, not of its id.
         passed = out.verdict == "PASS" and not out.findings
         self._network = {s.id: s for s in steps if s.id in out.network_steps} if passed else {}
+        self._digests = {s.id: (s, out.digests[s.id]) for s in steps if s.id in out.digests}
         return out
 
     async def execute(self, steps: list[Step], run_keys: list[str]) -> list[StepResult]:
@@ -100,6 +103,10 @@ class Phases:
                 run_keys=run_keys,
                 settings=self.settings,
                 network_steps=[s.id for s in steps if self._network.get(s.id) == s],
+                reviewed_digests={
+                    s.id: seen[1] for s in steps if (seen := self._digests.get(s.id)) is not None and seen[0] == s
+                },
+                journal_seal=self.journal_seal,
             ),
             start_to_close_timeout=options.execution_timeout(
                 self.settings, [getattr(s, "timeout_s", None) for s in steps]
@@ -130,7 +137,6 @@ class Phases:
                 evidence=evidence or [],
                 touched_paths=sorted({n.step.path for n in iter_nodes(tree) if isinstance(n.step, FileStep)}),
                 settings=self.settings,
-                stream_key=self.key,
                 guidance=guidance or [],
             ),
             **options.model_call(self.settings),

@@ -9,13 +9,26 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows import holds
+from workflows.live import LiveStream
 from workflows.phases import Phases, parse_reply, publish, with_repair
 
 with workflow.unsafe.imports_passed_through():
     from activities.evidence import gather_evidence
     from activities.prompt import build_prompt
     from models import rounds
-    from models.holds import HoldDecision, effective_mode
+    from models.details import Details
+    from models.events import (
+        Finished,
+        MessageQueued,
+        PausedChanged,
+        PhaseChanged,
+        VerdictGiven,
+        held_events,
+        held_line,
+        post_verdict,
+        safety_verdict,
+    )
+    from models.holds import HeldStep, HoldDecision, effective_mode
     from models.plan import Plan, Step, StepNode, iter_nodes
     from models.request import (
         ChatMessage,
@@ -51,6 +64,8 @@ class RequestWorkflow:
         self._messages: list[ChatMessage] = []
         self._last_results: list[StepResult] = []
         self._last_fix: StepNode | None = None
+        self.live = LiveStream()  # the event stream every viewer reads (models/events.py)
+        self.details = Details()  # the web UI's current details
 
     # --- the process -----------------------------------------------------------------------------
 
@@ -67,6 +82,7 @@ class RequestWorkflow:
         self.phases = Phases(
             inp.settings, inp.workspace, self.state.run_key, lambda usage: self.state.usage.extend(usage)
         )
+        self.details.title = self._request_description()
         try:
             plan = await self._plan()
             plan = await self._review(plan) if plan else None
@@ -152,8 +168,10 @@ class RequestWorkflow:
         return None
 
     async def _execute(self, steps: list[Step], run_keys: list[str]) -> list[StepResult]:
+        self.details.step = ", ".join(run_keys)
         await self._enter("execute", f"running {len(steps)} steps")
         results = await self.phases.execute(steps, run_keys)
+        self.details.step = ""
         self.state.results.extend(results)
         self._last_results = results
         return results
@@ -168,6 +186,7 @@ class RequestWorkflow:
             review = await self._post_review(guidance)
             guidance = []
             self.state.review, self.state.verify_verdict = review, review.verdict
+            self._verdict(post_verdict(review))
             if review.verdict == "PASS":
                 why = rounds.overruled_pass(self._last_results)
                 if not why:
@@ -236,10 +255,13 @@ class RequestWorkflow:
         out = await self.phases.review_safety(self._request_description(), steps, self._take_guidance())
         self.state.safety_verdict = out.verdict
         self.state.findings = out.findings
+        self._verdict(safety_verdict(out.verdict, out.findings))
         for f in out.findings:
             self._note("review", f"{f.verdict.upper()} {f.line()} [{f.source}]")
         mode = effective_mode(out.hold_mode, self.inp.hold_mode)
-        findings = await holds.settle(self.state.holds, out.findings, steps, mode, lambda m: self._note("review", m))
+        findings = await holds.settle(
+            self.state.holds, out.findings, steps, mode, lambda m: self._note("review", m), on_change=self._show_held
+        )
         if out.verdict == "HOLD":
             self.state.safety_verdict = "BLOCK" if findings else ("APPROVED" if mode == "ask" else "PASS")
             self.state.findings = findings
@@ -268,6 +290,7 @@ class RequestWorkflow:
                 requests=review.info_requests,
                 round=self.state.info_rounds,
                 settings=self.inp.settings,
+                journal_seal=self.phases.journal_seal,
             ),
             start_to_close_timeout=options.EVIDENCE_TIMEOUT,
             heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
@@ -316,7 +339,23 @@ class RequestWorkflow:
     def _note(self, phase: Phase, message: str) -> None:
         self.state.events.append(PhaseEvent(phase=phase, message=message))
         del self.state.events[:-MAX_EVENTS_KEPT]
-        workflow.set_current_details(f"**{self.state.phase}**: {message}")
+        self.live.publish(PhaseChanged(phase=phase, message=message))
+        self.details.phase, self.details.message = self.state.phase, message
+        self._show_details()
+
+    def _show_details(self) -> None:
+        self.details.paused = self.state.paused
+        workflow.set_current_details(self.details.markdown())
+
+    def _verdict(self, verdict: VerdictGiven) -> None:
+        self.live.publish(verdict)
+        self.details.verdicts[verdict.stage] = verdict.line()
+
+    def _show_held(self, held: list[HeldStep]) -> None:
+        for event in held_events(held):
+            self.live.publish(event)
+        self.details.held = held_line(held)
+        self._show_details()
 
     def _finish(self, outcome: Outcome, message: str) -> None:
         self.state.outcome = outcome
@@ -324,6 +363,7 @@ class RequestWorkflow:
         if outcome != "passed":
             self.state.error = message
         self._note("done", f"{outcome}: {message}")
+        self.live.publish(Finished(outcome=outcome, message=message))
         self._publish()
 
     def _publish(self) -> None:
@@ -337,15 +377,22 @@ class RequestWorkflow:
 
     @workflow.signal
     def pause(self) -> None:
-        self.state.paused = True
+        self._paused(True)
 
     @workflow.signal
     def resume(self) -> None:
-        self.state.paused = False
+        self._paused(False)
+
+    def _paused(self, paused: bool) -> None:
+        if paused != self.state.paused:
+            self.state.paused = paused
+            self.live.publish(PausedChanged(paused=paused))
+            self._show_details()
 
     @workflow.signal
     def message(self, text: str) -> None:
         self.state.pending_messages.append(text)
+        self.live.publish(MessageQueued(text=text[:2000]))
 
     @workflow.update
     def approve(self, decision: HoldDecision) -> str:
