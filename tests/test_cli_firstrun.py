@@ -60,6 +60,8 @@ def test_a_finished_request_is_shown_and_again_runs_it_anew(
     assert len(fake.received) == calls  # no model was asked: nothing ran
     assert ops.read_text() == edited
 
+    # A new run plans afresh (creating test_mul.py again would be refused: it exists now).
+    fake.default("plan", r.plan(r.write("s1", "src/calc/ops.py", "\n# again\n", "append"), r.verify("s2")))
     again = iter_cmd(workspace, cli_env, "orchestrate", "--request", "req_01", "--again", "--quiet")
     assert again.returncode == 0, again.stderr
     assert f"Started {wid}" in again.stdout and len(fake.received) > calls
