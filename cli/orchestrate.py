@@ -105,6 +105,7 @@ async def _orchestrate(
         require_executor(cfg)  # no Docker: say so now, before a workflow starts
     await runtime.ensure_worker(client, cfg)
     if not attached:
+        summary, details = _ui_summary(project, request_id)
         # USE_EXISTING closes the race with a second `iter orchestrate` started at the same moment.
         await client.start_workflow(
             RequestWorkflow.run,
@@ -113,6 +114,8 @@ async def _orchestrate(
             task_queue=cfg.temporal.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             memo={"folder": workspace},
+            static_summary=summary,
+            static_details=details,
         )
         store.record_run(request_id, options)
     ui = f"http://localhost:{cfg.temporal.ui_port}/namespaces/{cfg.temporal.namespace}/workflows/{wid}"
@@ -126,6 +129,17 @@ async def _orchestrate(
         return None
     final = await follow(client, wid, show_tokens=not quiet, show_phases=not as_json, attached=attached)
     return await final_state(client, wid, final)
+
+
+def _ui_summary(project: Project, request_id: str) -> tuple[str, str]:
+    """What the Temporal web UI shows for the workflow: the request's description in the list,
+    and its criteria on the workflow's page."""
+    from models.details import request_details, static_summary
+
+    request = project.request(request_id)
+    description = request.description if request else request_id
+    criteria = list(request.criteria) if request else []
+    return static_summary(request_id, description), request_details(project.name, request_id, description, criteria)
 
 
 async def _status(client: Client, wid: str) -> WorkflowExecutionStatus | None:
