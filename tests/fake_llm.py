@@ -44,6 +44,15 @@ class FakeModel:
     defaults: dict[str, Reply] = field(default_factory=dict)
     received: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # When each content chunk left the server (time.time(), text): latency benchmarks match them
+    # to when the text reached a viewer. Off by default: tests need no clock.
+    record_sends: bool = False
+    sends: list[tuple[float, str]] = field(default_factory=list)
+
+    def sent(self, piece: str) -> None:
+        if self.record_sends:
+            with self.lock:
+                self.sends.append((time.time(), piece))
 
     def script(self, schema: str, *replies: Reply | dict[str, Any] | str) -> None:
         with self.lock:
@@ -161,6 +170,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             chunk = {"model": body["model"], "message": {"role": "assistant", "content": piece}, "done": False}
             self._chunk((json.dumps(chunk) + "\n").encode())
+            self.fake.sent(piece)
         final = {
             "model": body["model"],
             "message": {"role": "assistant", "content": ""},
@@ -180,6 +190,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             chunk = {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
             self._chunk(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.fake.sent(piece)
         done = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "length" if reply.truncate else "stop"}]}
         self._chunk(f"data: {json.dumps(done)}\n\n".encode())
         if body.get("stream_options", {}).get("include_usage"):
