@@ -16,7 +16,9 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from cli.output import err_console, fail
-from models.config import ConfigError, Settings, data_dir, load_settings
+from models.config import ENV_KEYS, ConfigError, Settings, data_dir, load_settings
+from models.ownership import owner
+from models.queues import ROLES, queue_name
 from temporal.client import connect, ensure_search_attributes
 
 T = TypeVar("T")
@@ -51,34 +53,49 @@ async def client_for(cfg: Settings, start_server: bool = True) -> Client:
 
 
 async def worker_polling(client: Client, cfg: Settings) -> bool:
+    """A live worker polls each queue a request needs: workflows, model calls, execution."""
     now = time.time()
-    for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
+    needed = [(queue_name(cfg.temporal.task_queue, "workflows"), TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW)]
+    needed += [(queue_name(cfg.temporal.task_queue, role), TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY) for role in ROLES]
+    for name, kind in needed:
         resp = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace=client.namespace, task_queue=TaskQueue(name=cfg.temporal.task_queue), task_queue_type=kind
-            )
+            DescribeTaskQueueRequest(namespace=client.namespace, task_queue=TaskQueue(name=name), task_queue_type=kind)
         )
         if not any(p.last_access_time.ToSeconds() > now - POLLER_FRESH_S for p in resp.pollers):
             return False
     return True
 
 
+def worker_env(cfg: Settings) -> dict[str, str]:
+    """The spawned worker's environment: this shell's, plus what this command resolved for the
+    worker's own keys (flags and ./iter.yml included), since the worker runs elsewhere than here."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
+    for var, dotted in ENV_KEYS.items():
+        if owner(dotted) == "worker":
+            value: Any = cfg
+            for part in dotted.split("."):
+                value = getattr(value, part)
+            if value not in ("", None):
+                env[var] = str(value).lower() if isinstance(value, bool) else str(value)
+    env["ITER_DATA_DIR"] = str(data_dir(cfg))
+    return env
+
+
 def spawn_worker(cfg: Settings) -> str:
-    """A worker in its own process, detached, that leaves after a while with nothing to do."""
+    """A worker in its own process, detached, that leaves after a while with nothing to do. It
+    starts with ``python -P`` in the data directory: nothing in the user's directory (a project's
+    own ``worker.py`` or ``models/``) can shadow iter's modules."""
     folder = data_dir(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "worker.log"
-    env = dict(os.environ)
-    env.update({"ITER_DATA_DIR": str(folder), "ITER_TASK_QUEUE": cfg.temporal.task_queue})
-    if cfg.temporal.address:
-        env["ITER_TEMPORAL_ADDRESS"] = cfg.temporal.address
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "worker", "--idle-exit", str(WORKER_IDLE_EXIT_S)],
+            [sys.executable, "-P", "-m", "worker", "--idle-exit", str(WORKER_IDLE_EXIT_S)],
+            cwd=folder,
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=env,
+            env=worker_env(cfg),
             start_new_session=True,
         )
     (folder / "worker.pid").write_text(str(proc.pid))
