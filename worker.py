@@ -34,6 +34,7 @@ from models.queues import ROLES, QueueRole, parse_roles, queue_name
 from temporal.client import connect, ensure_search_attributes
 from temporal.own_settings import WorkerOwnsSettings
 from temporal.redaction import RedactFailures
+from temporal.shutdown import LeaveOnShutdown
 from workflows.request import RequestWorkflow
 from workflows.session import SessionWorkflow
 
@@ -57,6 +58,9 @@ ACTIVITIES: list[Any] = [a for acts in ACTIVITIES_BY_ROLE.values() for a in acts
 MAX_CONCURRENT_ACTIVITIES = 100
 IDLE_CHECK_S = 15.0
 HEARTBEAT_THROTTLE = timedelta(seconds=1)
+# A stopping worker hands its activities back at once (LeaveOnShutdown); this is the time their
+# failures have to reach the server before the SDK would cancel them.
+GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 
 
 class Workers:
@@ -81,7 +85,9 @@ class Workers:
 def build_worker(client: Client, settings: Settings, roles: Sequence[QueueRole] = ROLES) -> Workers:
     """Workers for ``roles`` (all by default). ``settings`` are the worker's own: its keys
     (models/ownership.py) win over what a workflow's input carries."""
-    interceptors = [RedactFailures(), WorkerOwnsSettings(settings)]  # no secret in a failure reaches history
+    # No secret in a failure message reaches history; a stopping worker leaves steps running;
+    # the worker's own settings win over the input's for the keys it owns.
+    interceptors = [RedactFailures(), LeaveOnShutdown(), WorkerOwnsSettings(settings)]
     workers = []
     for role in roles:
         workers.append(
@@ -95,6 +101,7 @@ def build_worker(client: Client, settings: Settings, roles: Sequence[QueueRole] 
                 max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
                 default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
                 interceptors=interceptors,
+                graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
             )
         )
     return Workers(workers)

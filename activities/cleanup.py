@@ -9,15 +9,18 @@ from pathlib import Path
 from temporalio import activity
 
 from activities.executor import ExecutorUnavailable, executor_for
-from activities.executor.base import runs_root
-from models.config import Settings
+from activities.executor.base import runs_root, streams_root
+from models.config import Settings, data_dir
 
 
 @activity.defn
 async def release_executor(run_key: str, workspace: str, settings: Settings) -> None:
+    data = data_dir(settings)
     try:
-        executor = executor_for(settings.executor, Path(workspace), run_key)
+        # Its steps' processes and containers go first: nothing of it runs once its journal is gone.
+        executor = executor_for(settings.executor, Path(workspace), run_key, data)
         await executor.close()
     except ExecutorUnavailable:
         activity.logger.warning("executor unavailable at release; the worker's sweep removes what is left")
-    shutil.rmtree(runs_root(Path(workspace), run_key), ignore_errors=True)
+    shutil.rmtree(runs_root(data, run_key), ignore_errors=True)
+    shutil.rmtree(streams_root(data, run_key), ignore_errors=True)

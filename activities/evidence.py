@@ -7,12 +7,12 @@ import shlex
 from pathlib import Path
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities.executor import ExecutorUnavailable, executor_for
-from activities.executor.base import runs_root
+from activities.executor.base import runs_root, unavailable_failure
 from activities.prompt import read_capped
 from activities.redact import redact
+from models.config import data_dir
 from models.plan import VerifyStep
 from models.request import Evidence, EvidenceInput, EvidenceOutput
 from models.review import Finding
@@ -26,13 +26,13 @@ async def gather_evidence(inp: EvidenceInput) -> EvidenceOutput:
     try:
         return await _gather(inp)
     except ExecutorUnavailable as exc:
-        raise ApplicationError(str(exc), type="ExecutorUnavailable", non_retryable=True) from None
+        raise unavailable_failure(exc) from None
 
 
 async def _gather(inp: EvidenceInput) -> EvidenceOutput:
     workspace = Path(inp.workspace)
     policy = load_policy(workspace)
-    executor = executor_for(inp.settings.executor, workspace, inp.workflow_id)
+    executor = executor_for(inp.settings.executor, workspace, inp.workflow_id, data_dir(inp.settings))
     items: list[Evidence] = []
     for n, req in enumerate(inp.requests):
         activity.heartbeat(n)
@@ -53,7 +53,7 @@ async def _gather(inp: EvidenceInput) -> EvidenceOutput:
             text = read_capped(workspace, req.target, inp.settings.bounds.max_file_bytes)
             content = text if text is not None else "(does not exist)"
         else:
-            run_dir = runs_root(workspace, inp.workflow_id) / f"info-{inp.round}-{n}"
+            run_dir = runs_root(data_dir(inp.settings), inp.workflow_id) / f"info-{inp.round}-{n}"
             outcome = await executor.run(command, run_dir, EVIDENCE_TIMEOUT_S, inp.settings.executor.output_cap_bytes)
             content = f"exit {outcome.exit_code}\n{outcome.output}"
         items.append(Evidence(kind=req.kind, target=req.target, content=redact(content)))

@@ -1,9 +1,10 @@
 """File steps, applied exactly once.
 
-A change is computed from the file as it was before the first attempt, recorded as an intent
-(before and after digests), then written atomically. A retried attempt compares the file with the
-intent: already the "after" means done, still the "before" means apply, anything else means
-someone else changed the file and the step fails instead of guessing."""
+A change is computed from the file as it is, recorded as an intent (before and after digests) in
+the step's journal, then written atomically. A retried attempt compares the file with the intent:
+already the "after" means done, still the "before" means apply, anything else means someone else
+changed the file and the step fails instead of guessing. An append is judged by the file's head:
+other requests may append behind it in the meantime."""
 
 from __future__ import annotations
 
@@ -77,7 +78,11 @@ class FileStepError(Exception):
 
 
 def apply_file_step(step: FileStep, workspace: Path, run_dir: Path) -> str:
-    """Apply ``step`` once; returns the change made: created, modified, appended or deleted."""
+    """Apply ``step`` once; returns the change made: created, modified, appended or deleted.
+
+    ``run_dir`` is the step's directory in the request's journal (outside the workspace). The
+    activity also journals the step's result once this returns, so a retry only ever gets here for
+    a step whose attempt died between its intent and its result."""
     reason = check_path(step.path, workspace)  # defence in depth: the gate already checked it
     if reason:
         raise FileStepError(reason)
@@ -86,24 +91,47 @@ def apply_file_step(step: FileStep, workspace: Path, run_dir: Path) -> str:
     intent_file = run_dir / "intent.json"
     current = _read(path)
     intent = read_json(intent_file)
-    if intent is None:
-        if step.action in ("modify", "delete") and current is None:
-            raise FileStepError(f"{step.path} does not exist, so it cannot be {step.action}d")
-        after = _target(step, current)
-        change = {"delete": "deleted", "append": "appended"}.get(step.action) or (
-            "created" if current is None else "modified"
-        )
-        intent = {"before": _digest(current), "after": _digest(after), "change": change}
-        write_json_atomic(intent_file, intent)
-    else:
-        after = _target(step, current) if _digest(current) == intent["before"] else None
-    now = _digest(current)
-    if now == intent["after"]:
+    if intent is not None and _applied(intent, current):
         return str(intent["change"])  # an earlier attempt already applied it
-    if now != intent["before"]:
+    if intent is not None and not _untouched(intent, current):
         raise FileStepError(f"{step.path} changed under the step (not by it); refusing to guess")
+    if step.action in ("modify", "delete") and current is None:
+        raise FileStepError(f"{step.path} does not exist, so it cannot be {step.action}d")
+    after = _target(step, current)
+    change = {"delete": "deleted", "append": "appended"}.get(step.action) or (
+        "created" if current is None else "modified"
+    )
+    if intent is not None:
+        change = str(intent["change"])  # what the first attempt found decides the word
+    write_json_atomic(intent_file, _intent(step, current, after, change))
     if after is None:
         path.unlink(missing_ok=True)
     else:
         _write_atomic(path, after, _owner(path, workspace))
-    return str(intent["change"])
+    return change
+
+
+def _intent(step: FileStep, before: bytes | None, after: bytes | None, change: str) -> dict[str, object]:
+    """What the step is about to do, recorded before it does it. An append records sizes too: what
+    it wrote is a prefix of the file even after another request appended behind it."""
+    intent: dict[str, object] = {"before": _digest(before), "after": _digest(after), "change": change}
+    if step.action == "append" and after is not None:
+        intent |= {"before_size": len(before or b""), "after_size": len(after)}
+    return intent
+
+
+def _prefix(data: bytes | None, size: object) -> bytes | None:
+    return None if data is None or not isinstance(size, int) or len(data) < size else data[:size]
+
+
+def _applied(intent: dict[str, object], current: bytes | None) -> bool:
+    if "after_size" in intent:
+        return _digest(_prefix(current, intent["after_size"])) == intent["after"]
+    return _digest(current) == intent["after"]
+
+
+def _untouched(intent: dict[str, object], current: bytes | None) -> bool:
+    """The file is as the step found it (an append: its old text still leads the file)."""
+    if "before_size" in intent:
+        return intent["before_size"] == 0 or _digest(_prefix(current, intent["before_size"])) == intent["before"]
+    return _digest(current) == intent["before"]

@@ -1,8 +1,9 @@
 """The two reviews: the 8-point safety review before execution, the verdict after it.
 
 The safety review runs the deterministic rules first; whatever they block stays blocked, and the
-reviewer model is asked only about plans the rules allow. A reviewer answer that cannot be read
-blocks the plan: unknown means blocked."""
+reviewer model is asked only about plans the rules allow or hold. A reviewer answer that cannot be
+read blocks the plan: unknown means blocked. Held findings (HOLD) go back to the workflow, which
+settles them by the hold mode (``workflows.holds``)."""
 
 from __future__ import annotations
 
@@ -54,8 +55,9 @@ async def safety_review(inp: SafetyReviewInput) -> SafetyReviewOutput:
     except ValueError as exc:
         raise ApplicationError(str(exc), type="PolicyInvalid", non_retryable=True) from None
     findings = evaluate_steps(inp.steps, workspace, policy)
-    if findings:
-        return SafetyReviewOutput(verdict="BLOCK", findings=findings)
+    holds = [f for f in findings if f.verdict == "hold"]
+    if len(holds) < len(findings):
+        return SafetyReviewOutput(verdict="BLOCK", findings=findings, hold_mode=policy.hold)
     touched = [s.path for s in inp.steps if isinstance(s, FileStep)]
     user = "\n\n".join(
         [
@@ -73,7 +75,10 @@ async def safety_review(inp: SafetyReviewInput) -> SafetyReviewOutput:
     if not isinstance(parsed, SafetyReview):
         reason = f"the reviewer's answer could not be read ({errors.splitlines()[0] if errors else 'invalid'})"
         return SafetyReviewOutput(
-            verdict="BLOCK", findings=[Finding(point=8, step_id="*", reason=reason, source="reviewer")], usage=usages
+            verdict="BLOCK",
+            findings=[*holds, Finding(point=8, step_id="*", reason=reason, source="reviewer")],
+            usage=usages,
+            hold_mode=policy.hold,
         )
     findings = [
         Finding(point=c.point, step_id=",".join(parsed.blocked_steps) or "*", reason=c.reason, source="reviewer")
@@ -89,9 +94,13 @@ async def safety_review(inp: SafetyReviewInput) -> SafetyReviewOutput:
                 source="reviewer",
             )
         ]
-    verdict = "BLOCK" if findings else "PASS"
+    verdict = "BLOCK" if findings else ("HOLD" if holds else "PASS")
     return SafetyReviewOutput(
-        verdict=verdict, findings=findings, usage=usages, network_steps=sorted(network_steps(inp.steps, policy))
+        verdict=verdict,
+        findings=[*holds, *findings],
+        usage=usages,
+        network_steps=sorted(network_steps(inp.steps, policy)),
+        hold_mode=policy.hold,
     )
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from activities.executor.base import Executor
+from activities.executor.base import Executor, runs_root
 from activities.executor.docker import DockerExecutor
 from activities.executor.local import LocalExecutor
 from models.config import ExecutorSettings
@@ -42,8 +42,8 @@ async def timed(fn: Callable[[], Awaitable[object]]) -> float:
     return time.perf_counter() - started
 
 
-async def steps(executor: Executor, workspace: Path, n: int) -> list[float]:
-    runs = workspace / ".iter" / "runs" / executor.name
+async def steps(executor: Executor, data: Path, key: str, n: int) -> list[float]:
+    runs = runs_root(data, key)
     await executor.run("true", runs / "warmup", 30, 1000)  # the first step pays for the container
     samples = []
     for i in range(n):
@@ -52,15 +52,18 @@ async def steps(executor: Executor, workspace: Path, n: int) -> list[float]:
     return samples
 
 
-async def container_starts(settings: ExecutorSettings, workspace: Path, n: int) -> tuple[list[float], list[float]]:
+async def container_starts(
+    settings: ExecutorSettings, workspace: Path, data: Path, n: int
+) -> tuple[list[float], list[float]]:
     """Per new request: creating and starting its container, and its whole first step."""
     starts, first_steps = [], []
-    for i in range(n):
-        executor = DockerExecutor(settings, workspace, f"bench-{uuid.uuid4().hex[:8]}.run")
+    for _ in range(n):
+        key = f"bench-{uuid.uuid4().hex[:8]}.run"
+        executor = DockerExecutor(settings, workspace, key, data)
         try:
             starts.append(await timed(lambda ex=executor: asyncio.to_thread(ex._ensure_container)))  # type: ignore[misc]
             await executor.close()
-            run_dir = workspace / ".iter" / "runs" / "first" / str(i)
+            run_dir = runs_root(data, key) / "first"
             first_steps.append(await timed(lambda ex=executor, d=run_dir: ex.run("true", d, 30, 1000)))  # type: ignore[misc]
         finally:
             await executor.close()
@@ -70,14 +73,16 @@ async def container_starts(settings: ExecutorSettings, workspace: Path, n: int) 
 async def main(n_steps: int, n_starts: int) -> dict[str, object]:
     settings = ExecutorSettings(backend="docker")
     with tempfile.TemporaryDirectory(prefix="iter-bench-") as tmp:
-        workspace = Path(tmp)
-        local = summary(await steps(LocalExecutor(workspace), workspace, n_steps))
-        docker_executor = DockerExecutor(settings, workspace, f"bench-{uuid.uuid4().hex[:8]}.run")
+        workspace, data = Path(tmp) / "ws", Path(tmp) / "data"
+        workspace.mkdir()
+        local = summary(await steps(LocalExecutor(workspace, runs_root(data, "local")), data, "local", n_steps))
+        key = f"bench-{uuid.uuid4().hex[:8]}.run"
+        docker_executor = DockerExecutor(settings, workspace, key, data)
         try:
-            docker = summary(await steps(docker_executor, workspace, n_steps))
+            docker = summary(await steps(docker_executor, data, key, n_steps))
         finally:
             await docker_executor.close()
-        starts, first_steps = await container_starts(settings, workspace, n_starts)
+        starts, first_steps = await container_starts(settings, workspace, data, n_starts)
     return {
         "steps": n_steps,
         "local": local,

@@ -4,20 +4,15 @@ id (req_01), a session name, or a workflow id."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError
 
-from cli import project_store as store
-from cli import runtime, session_view
+from cli import runtime
 from cli.output import console, fail, ok, print_json
-from cli.summary import summary_lines, usage_table
-from cli.targets import workflow_id_for
-from models import search
+
+if TYPE_CHECKING:
+    from temporalio.client import Client, WorkflowExecutionDescription, WorkflowHandle
 
 QUERY_TIMEOUT = timedelta(seconds=5)
 SHOW_SILENCE_S = 5.0  # a model quiet for less is just thinking
@@ -25,6 +20,10 @@ LIST_LIMIT = 50
 
 
 async def _handle(target: str) -> tuple[Client, WorkflowHandle[Any, Any]]:
+    from temporalio.service import RPCError
+
+    from cli.targets import workflow_id_for
+
     cfg = runtime.settings()
     client = await runtime.client_for(cfg)
     wid = workflow_id_for(target)
@@ -37,6 +36,8 @@ async def _handle(target: str) -> tuple[Client, WorkflowHandle[Any, Any]]:
 
 
 async def _state(handle: WorkflowHandle[Any, Any]) -> tuple[str, dict[str, Any]]:
+    from temporalio.service import RPCError
+
     desc = await handle.describe()
     status = desc.status.name.lower() if desc.status else "unknown"
     try:
@@ -65,6 +66,8 @@ def waiting_lines(desc: WorkflowExecutionDescription) -> list[str]:
 
 
 def _decoded(payloads: Any) -> Any:
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
     try:
         return pydantic_data_converter.payload_converter.from_payloads(list(payloads))[0] if payloads else None
     except Exception:  # details of an unknown shape: nothing to show
@@ -73,9 +76,14 @@ def _decoded(payloads: Any) -> Any:
 
 def status(
     target: str | None = typer.Argument(None, help="A request id, session name or workflow id; none lists all."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
 ) -> None:
     """Show where a request or session stands (or list them all)."""
+    from cli import project_store as store
+    from cli import session_view
+    from cli.holds import print_held
+    from cli.summary import summary_lines, usage_table
+
     if target is None:
         runtime.run(_list(as_json))
         return
@@ -89,6 +97,7 @@ def status(
         console.print(f"[yellow]{line}[/yellow]")
     if "tasks" in state:  # a session: tasks, notes, iterations, tokens
         session_view.print_status(status_name, state)
+        print_held(state)
         return
     console.print(
         f"[bold]{state.get('workflow_id', target)}[/bold]  workflow {status_name}"
@@ -101,7 +110,9 @@ def status(
     if state.get("usage"):
         console.print(usage_table(state))
     for finding in state.get("findings") or []:
-        console.print(f"  [red]blocked[/red] point {finding['point']} step {finding['step_id']}: {finding['reason']}")
+        label = "[yellow]held[/yellow]" if finding.get("verdict") == "hold" else "[red]blocked[/red]"
+        console.print(f"  {label} point {finding['point']} step {finding['step_id']}: {finding['reason']}")
+    print_held(state)
     for event in (state.get("events") or [])[-10:]:
         console.print(f"  [cyan]{event['phase']:>8}[/cyan] {event['message']}")
 
@@ -112,6 +123,11 @@ async def _status(target: str) -> tuple[str, dict[str, Any]]:
 
 
 async def _list(as_json: bool) -> None:
+    from rich.table import Table
+
+    from cli import project_store as store
+    from models import search
+
     cfg = runtime.settings()
     client = await runtime.client_for(cfg)
     root = store.find_root()
@@ -141,6 +157,8 @@ async def _list(as_json: bool) -> None:
 
 def _signal(target: str, name: str, *args: Any) -> str:
     async def go() -> str:
+        from temporalio.client import WorkflowExecutionStatus
+
         _, handle = await _handle(target)
         if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
             fail(f"{handle.id} is not running; nothing to {name}")
@@ -150,18 +168,19 @@ def _signal(target: str, name: str, *args: Any) -> str:
     return runtime.run(go())
 
 
-def pause(target: str = typer.Argument(...)) -> None:
+def pause(target: str = typer.Argument(..., help="A request id (req_01), a session name or a workflow id.")) -> None:
     """Pause at the next phase boundary; nothing in flight is lost."""
     ok(f"Pause requested for {_signal(target, 'pause')}; it takes effect at the next phase boundary")
 
 
-def resume(target: str = typer.Argument(...)) -> None:
+def resume(target: str = typer.Argument(..., help="A request id (req_01), a session name or a workflow id.")) -> None:
     """Resume a paused request or session."""
     ok(f"Resumed {_signal(target, 'resume')}")
 
 
 def message(
-    target: str = typer.Argument(...), text: str = typer.Argument(..., help="Guidance for the next model call.")
+    target: str = typer.Argument(..., help="A request id (req_01), a session name or a workflow id."),
+    text: str = typer.Argument(..., help="Guidance for the next model call."),
 ) -> None:
     """Queue guidance; the next model call reads it."""
     if not text.strip():
@@ -169,10 +188,12 @@ def message(
     ok(f"Message queued for {_signal(target, 'message', text)}")
 
 
-def cancel(target: str = typer.Argument(...)) -> None:
+def cancel(target: str = typer.Argument(..., help="A request id (req_01), a session name or a workflow id.")) -> None:
     """Cancel: the current step is stopped, the executor released, the history kept."""
 
     async def go() -> str:
+        from temporalio.client import WorkflowExecutionStatus
+
         _, handle = await _handle(target)
         if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
             fail(f"{handle.id} is not running; nothing to cancel")

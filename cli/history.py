@@ -129,7 +129,10 @@ def _decode_single(payload: Any) -> Any:
     return value[0] if isinstance(value, list) and value else value
 
 
-def history(target: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+def history(
+    target: str = typer.Argument(..., help="A request id (req_01), a session name or a workflow id."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
+) -> None:
     """The audit trail of a request or session, from its Temporal history."""
 
     async def go() -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from temporalio.service import RPCError
 from cli import project_store as store
 from cli import runtime
 from cli.executor import require_executor
-from cli.output import console, err_console, fail, print_json
+from cli.output import console, err_console, explain_interrupt, fail, print_json
 from cli.summary import print_summary
 from cli.watch import follow
 from models.config import Settings
@@ -41,7 +41,10 @@ def orchestrate(
     try:
         state = runtime.run(_orchestrate(cfg, project, request, str(root), detach, quiet or as_json, as_json))
     except KeyboardInterrupt:
-        err_console.print(f"\nDetached; the request goes on. Attach again with `iter orchestrate --request {request}`")
+        explain_interrupt(
+            f"Detached; the request goes on. Attach again with `iter orchestrate --request {request}`; "
+            f"`iter cancel {request}` stops it"
+        )
         raise typer.Exit(130) from None
     if state is None:
         return

@@ -1,16 +1,39 @@
-"""How the CLI speaks: Rich for people, JSON for programs, one line and an exit code for errors."""
+"""How the CLI speaks: Rich for people, JSON for programs, one line and an exit code for errors.
+
+Rich is imported when something is first printed, not when the CLI starts."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import typer
-from pydantic import BaseModel
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+
+class _LazyConsole:
+    """A rich Console made on first use (importing rich costs start-up time `iter --help` need not pay)."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def _get(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr, highlight=False)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get(), name)
+
+
+console: Console = _LazyConsole(stderr=False)  # type: ignore[assignment]
+err_console: Console = _LazyConsole(stderr=True)  # type: ignore[assignment]
+# Set once a command has told the user what a Ctrl-C did (detached, and how to attach again), so
+# main() does not add its generic "interrupted" line.
+interrupt_explained = False
 
 
 class CliError(Exception):
@@ -25,10 +48,17 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise CliError(message, code)
 
 
+def explain_interrupt(message: str) -> None:
+    """Print what Ctrl-C did, on a line of its own."""
+    global interrupt_explained
+    interrupt_explained = True
+    err_console.print(f"\n{message}", markup=False, soft_wrap=True)
+
+
 def print_json(data: Any) -> None:
-    if isinstance(data, BaseModel):
+    if hasattr(data, "model_dump"):
         data = data.model_dump(mode="json")
-    typer.echo(json.dumps(data, indent=2, default=str))
+    print(json.dumps(data, indent=2, default=str), flush=True)
 
 
 def ok(message: str) -> None:

@@ -2,7 +2,8 @@
 
 The same rules the workflow applies before any step runs, without Temporal or a model: useful to
 see why a plan was blocked, to try a ``.iter/policy.yaml`` change, or in a pre-commit hook.
-Exit codes: 0 PASS, 1 BLOCK, 2 the input (command, plan file, policy file) could not be read.
+Exit codes: 0 PASS (allow), 1 BLOCK, 2 the input (command, plan file, policy file) could not be read,
+3 HOLD (only findings a person would be asked about; see ``models.holds``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def check(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the verdict and findings as JSON."),
 ) -> None:
-    """Check COMMAND, or the steps of --plan, against the 8 points. Exit 0 PASS, 1 BLOCK, 2 bad input."""
+    """Check COMMAND, or the steps of --plan, against the 8 points. Exit 0 PASS, 1 BLOCK, 2 bad input, 3 HOLD."""
     root = (workspace or Path.cwd()).resolve()
     if not root.is_dir():
         _bad_input(f"workspace {root} is not a directory")
@@ -55,18 +56,28 @@ def check(
         _bad_input(f"{exc}; fix the file or move it away")
     steps: list[Step] = _plan_steps(plan) if plan is not None else _command_steps(command or "")
     findings = evaluate_steps(steps, root, policy, require_verify=plan is not None)
-    verdict = "BLOCK" if findings else "PASS"
+    verdict = verdict_of(findings)
     if as_json:
         print_json(
             {
                 "verdict": verdict,
+                "hold_mode": policy.hold,
                 "findings": [f.model_dump() for f in findings],
                 "network_steps": sorted(network_steps(steps, policy)) if not findings else [],
             }
         )
     else:
         _print_human(verdict, findings, len(steps))
-    raise typer.Exit(1 if findings else 0)
+    raise typer.Exit(EXIT_CODES[verdict])
+
+
+EXIT_CODES = {"PASS": 0, "BLOCK": 1, "HOLD": 3}
+
+
+def verdict_of(findings: list[Finding]) -> str:
+    if not findings:
+        return "PASS"
+    return "HOLD" if all(f.verdict == "hold" for f in findings) else "BLOCK"
 
 
 def _command_steps(command: str) -> list[Step]:
@@ -94,10 +105,14 @@ def _print_human(verdict: str, findings: list[Finding], n_steps: int) -> None:
     if not findings:
         console.print(f"[bold green]PASS[/bold green]  {n_steps} step(s), no rule broken")
         return
-    console.print(f"[bold red]BLOCK[/bold red]  {len(findings)} finding(s)")
+    if verdict == "HOLD":
+        console.print(f"[bold yellow]HOLD[/bold yellow]  {len(findings)} finding(s) a person would be asked about")
+    else:
+        console.print(f"[bold red]BLOCK[/bold red]  {len(findings)} finding(s)")
     for f in findings:
+        color, tag = ("yellow", "hold ") if f.verdict == "hold" else ("red", "")
         console.print(
-            f"  [red]point {f.point}[/red] [dim]({SAFETY_POINTS[f.point]})[/dim]  "
+            f"  [{color}]{tag}point {f.point}[/{color}] [dim]({SAFETY_POINTS[f.point]})[/dim]  "
             f"step [bold]{escape(f.step_id)}[/bold]: {escape(f.reason)}",
             soft_wrap=True,
         )

@@ -53,7 +53,10 @@ def project_show(as_json: bool = JsonFlag) -> None:
 
 
 @feature_app.command("add")
-def feature_add(name: str = typer.Option(..., "--name"), type_: str = typer.Option("feature", "--type")) -> None:
+def feature_add(
+    name: str = typer.Option(..., "--name", help="The feature's name, e.g. Arithmetic."),
+    type_: str = typer.Option("feature", "--type", help="What kind of work: feature, bugfix, refactor..."),
+) -> None:
     """Add a feature; its id is the name in lower-case with dashes."""
     with store.editing() as (_, project):
         fid = slugify(name)
@@ -76,15 +79,17 @@ def show_rows(items: Sequence[BaseModel], columns: tuple[str, ...], as_json: boo
 
 @feature_app.command("list")
 def feature_list(as_json: bool = JsonFlag) -> None:
+    """List the features."""
     show_rows(store.load(store.require_root()).features, ("id", "name", "type"), as_json)
 
 
 @endpoint_app.command("add")
 def endpoint_add(
-    name: str = typer.Option(..., "--name"),
-    path: str = typer.Option(..., "--path"),
-    method: str = typer.Option("GET", "--method"),
+    name: str = typer.Option(..., "--name", help="The endpoint's name, e.g. create-user."),
+    path: str = typer.Option(..., "--path", help="Its URL path, starting with /."),
+    method: str = typer.Option("GET", "--method", help="The HTTP method."),
 ) -> None:
+    """Add an HTTP endpoint of the project."""
     method = method.upper()
     if method not in HTTP_METHODS:
         fail(f"unknown method {method!r}; use one of {', '.join(HTTP_METHODS)}")
@@ -101,6 +106,7 @@ def endpoint_add(
 
 @endpoint_app.command("list")
 def endpoint_list(as_json: bool = JsonFlag) -> None:
+    """List the endpoints."""
     show_rows(store.load(store.require_root()).endpoints, ("method", "path", "name"), as_json)
 
 
@@ -116,6 +122,7 @@ def _relative_file(root: Path, raw: str) -> str:
 
 @files_app.command("select")
 def files_select(paths: list[str] = typer.Argument(..., help="Files to include in every prompt.")) -> None:
+    """Select files as context for every request."""
     with store.editing() as (root, project):
         rels = [_relative_file(root, p) for p in paths]
         added = [r for r in rels if r not in project.selected_files]
@@ -125,6 +132,7 @@ def files_select(paths: list[str] = typer.Argument(..., help="Files to include i
 
 @files_app.command("list")
 def files_list(as_json: bool = JsonFlag) -> None:
+    """List the selected files."""
     project = store.load(store.require_root())
     if as_json:
         print_json(project.selected_files)
@@ -163,11 +171,15 @@ def request_add(
 
 @request_app.command("list")
 def request_list(as_json: bool = JsonFlag) -> None:
+    """List the requests and where each stands."""
     show_rows(store.load(store.require_root()).requests, ("id", "status", "feature", "description"), as_json)
 
 
 @request_app.command("show")
-def request_show(request_id: str = typer.Argument(...), as_json: bool = JsonFlag) -> None:
+def request_show(
+    request_id: str = typer.Argument(..., help="The request id, e.g. req_01."), as_json: bool = JsonFlag
+) -> None:
+    """Show a request: description, criteria, files, status."""
     project = store.load(store.require_root())
     req = project.request(request_id)
     if req is None:

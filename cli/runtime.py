@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Coroutine
-from typing import Any, TypeVar
-
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cli.output import err_console, fail
-from models.config import ENV_KEYS, ConfigError, Settings, data_dir, load_settings
-from models.ownership import owner
-from models.queues import ROLES, queue_name
-from temporal.client import connect, ensure_search_attributes
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+
+    from models.config import Settings
 
 T = TypeVar("T")
 POLLER_FRESH_S = 75  # a live worker long-polls at least once a minute
@@ -28,6 +23,8 @@ WORKER_START_TIMEOUT_S = 30
 
 
 def settings(**overrides: Any) -> Settings:
+    from models.config import ConfigError, load_settings
+
     try:
         return load_settings(overrides=overrides)
     except ConfigError as exc:
@@ -35,6 +32,8 @@ def settings(**overrides: Any) -> Settings:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
+    import asyncio
+
     return asyncio.run(coro)
 
 
@@ -43,6 +42,8 @@ def say(message: str) -> None:
 
 
 async def client_for(cfg: Settings, start_server: bool = True) -> Client:
+    from temporal.client import connect, ensure_search_attributes
+
     try:
         client = await connect(cfg, start_server=start_server, say=say)
         if start_server:
@@ -54,6 +55,12 @@ async def client_for(cfg: Settings, start_server: bool = True) -> Client:
 
 async def worker_polling(client: Client, cfg: Settings) -> bool:
     """A live worker polls each queue a request needs: workflows, model calls, execution."""
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    from models.queues import ROLES, queue_name
+
     now = time.time()
     needed = [(queue_name(cfg.temporal.task_queue, "workflows"), TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW)]
     needed += [(queue_name(cfg.temporal.task_queue, role), TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY) for role in ROLES]
@@ -69,6 +76,9 @@ async def worker_polling(client: Client, cfg: Settings) -> bool:
 def worker_env(cfg: Settings) -> dict[str, str]:
     """The spawned worker's environment: this shell's, plus what this command resolved for the
     worker's own keys (flags and ./iter.yml included), since the worker runs elsewhere than here."""
+    from models.config import ENV_KEYS, data_dir
+    from models.ownership import owner
+
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
     for var, dotted in ENV_KEYS.items():
         if owner(dotted) == "worker":
@@ -85,6 +95,8 @@ def spawn_worker(cfg: Settings) -> str:
     """A worker in its own process, detached, that leaves after a while with nothing to do. It
     starts with ``python -P`` in the data directory: nothing in the user's directory (a project's
     own ``worker.py`` or ``models/``) can shadow iter's modules."""
+    from models.config import data_dir
+
     folder = data_dir(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "worker.log"
@@ -107,6 +119,8 @@ async def ensure_worker(client: Client, cfg: Settings) -> None:
         return
     log = spawn_worker(cfg)
     say(f"Started a background worker (log {log}); `iter worker` runs one in the foreground")
+    import asyncio
+
     deadline = time.monotonic() + WORKER_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if await worker_polling(client, cfg):

@@ -15,7 +15,13 @@ def server() -> None:
     if cfg.temporal.address:
         fail(f"ITER_TEMPORAL_ADDRESS is set ({cfg.temporal.address}); iter uses that cluster and starts no server")
     if devserver.port_open(devserver.DEV_HOST, devserver.DEV_PORT):
-        fail(f"something already listens on {devserver.DEV_HOST}:{devserver.DEV_PORT}; iter will use it as it is")
+        # Not an error: what the user wants (a server here) is already true.
+        console.print(
+            f"A Temporal server already listens on {devserver.DEV_HOST}:{devserver.DEV_PORT}; "
+            "iter uses it as it is, nothing to start",
+            soft_wrap=True,
+        )
+        return
     console.print(
         f"Temporal dev server on {devserver.DEV_HOST}:{devserver.DEV_PORT}, "
         f"web UI http://localhost:{cfg.temporal.ui_port}, data {devserver.db_path(cfg)}"

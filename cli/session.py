@@ -16,7 +16,7 @@ from temporalio.service import RPCError
 
 from cli import project_store as store
 from cli import runtime
-from cli.output import console, err_console, fail, ok, print_json
+from cli.output import console, err_console, explain_interrupt, fail, ok, print_json
 from cli.session_view import print_end, print_event
 from cli.watch import LiveTail
 from models.config import Settings
@@ -74,12 +74,14 @@ def build(
         settings=cfg,
         template_path=template_path,
         extra=extra,
+        # unattended: a held step is blocked with its reason and the session goes on to the next task
+        hold_mode="block" if (headless or cfg.headless) else None,
     )
     try:
         state = runtime.run(_build(cfg, inp, reset, detach, quiet or as_json))
     except KeyboardInterrupt:
-        err_console.print(
-            f"\nDetached; the session goes on. Attach again with `iter build --name {session}`; "
+        explain_interrupt(
+            f"Detached; the session goes on. Attach again with `iter build --name {session} --spec {spec_rel}`; "
             f"`iter status {session}` shows it, `iter stop {session}` ends it"
         )
         raise typer.Exit(130) from None

@@ -184,7 +184,7 @@ def task_next(session: str = SESSION, as_json: bool = JSON) -> None:
 def note_add(
     session: str = SESSION,
     note_type: str = typer.Option(..., "--type", "-t", help="/".join(NOTE_TYPES)),
-    content: str = typer.Option(..., "--content", "-c"),
+    content: str = typer.Option(..., "--content", "-c", help="The note's text."),
     as_json: bool = JSON,
 ) -> None:
     """Record a note for the coming iterations."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 Provider = Literal["ollama", "openai"]
 Backend = Literal["local", "docker"]
@@ -37,6 +37,24 @@ class LLMSettings(BaseModel):
     first_token_timeout_s: float = Field(
         default=900.0, gt=0, description="How long the model may read the prompt before its first token"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_from_url(cls, data: Any) -> Any:
+        """No provider given: the URL says which (``/v1`` is how OpenAI-compatible servers are
+        addressed). A provider that contradicts its URL is named now, not as a 404 later."""
+        if not isinstance(data, dict) or not data.get("base_url"):
+            return data
+        path = str(data["base_url"]).rstrip("/")
+        openai_like = path.endswith("/v1")
+        if not data.get("provider"):
+            return {**data, "provider": "openai" if openai_like else "ollama"}
+        if data["provider"] == "ollama" and openai_like:
+            raise ValueError(
+                f"llm.provider is ollama but llm.base_url {path} ends with /v1, the address of an "
+                "OpenAI-compatible server: set ITER_LLM_PROVIDER=openai (or llm.provider: openai), or drop /v1"
+            )
+        return data
 
     def resolved_base_url(self) -> str:
         if self.base_url:
@@ -77,7 +95,6 @@ class RetrySettings(BaseModel):
 
     initial_interval_s: float = 1.0
     max_interval_s: float = 30.0
-    heartbeat_timeout_s: float = 30.0
 
 
 class TemporalSettings(BaseModel):
@@ -203,7 +220,39 @@ def load_settings(
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "value_error":  # our own validators say what is wrong and what to do
+            raise ConfigError(str(err["ctx"]["error"])) from exc
         raise ConfigError(f"setting {where}: {err['msg']} (got {err.get('input')!r})") from exc
+
+
+def _flatten(layer: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in layer.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def setting_sources(
+    cwd: Path | None = None, env: dict[str, str] | None = None, overrides: dict[str, Any] | None = None
+) -> dict[str, str]:
+    """Where each setting that is not a default comes from (dotted key -> layer), the same layers
+    in the same order as ``load_settings``."""
+    env = dict(os.environ) if env is None else env
+    by_key = {dotted: var for var, dotted in ENV_KEYS.items()}
+    sources: dict[str, str] = {}
+    for key in _flatten(_read_yaml(global_config_path())):
+        sources[key] = str(global_config_path())
+    for key in _flatten(_read_yaml(project_config_path(cwd))):
+        sources[key] = "./iter.yml"
+    for key in _flatten(env_layer(env)):
+        sources[key] = f"env {by_key[key]}"
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            sources[key] = "flag"
+    return sources
 
 
 def llm_api_key() -> str:

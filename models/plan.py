@@ -12,18 +12,27 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 FileAction = Literal["create", "modify", "append", "delete"]
 
+# A step id names journal entries and run keys, so only safe characters; the model chooses at most
+# MODEL_ID_CHARS of them (checked where its answers are parsed), iter's fix-round prefix (``f12-``)
+# makes room for itself under the pattern's longer limit.
+STEP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+MODEL_ID_CHARS = 40
+# A command reaches the executor as one argument of exec (Linux caps one at 128 KiB), and lives in
+# history: long scripts belong in a file step.
+MAX_COMMAND_CHARS = 16_000
+
 
 class _StepBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, max_length=64, description="Unique step id, e.g. s1")
+    id: str = Field(pattern=STEP_ID_PATTERN, description="Unique step id: letters, digits, _ or -, at most 40, e.g. s1")
 
 
 class CommandStep(_StepBase):
     """A shell command run in the workspace."""
 
     type: Literal["command"]
-    command: str = Field(min_length=1)
+    command: str = Field(min_length=1, max_length=MAX_COMMAND_CHARS)
     timeout_s: int | None = Field(default=None, ge=1, le=3600)
 
 
@@ -60,7 +69,7 @@ class VerifyStep(_StepBase):
     """A read-only check, such as a test run; its output is evidence for the reviewer."""
 
     type: Literal["verify"]
-    command: str = Field(min_length=1)
+    command: str = Field(min_length=1, max_length=MAX_COMMAND_CHARS)
     timeout_s: int | None = Field(default=None, ge=1, le=3600)
 
 
@@ -78,12 +87,20 @@ class Plan(BaseModel):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Plan:
-        seen: set[str] = set()
-        for step in self.steps:
-            if step.id in seen:
-                raise ValueError(f"duplicate step id {step.id!r}")
-            seen.add(step.id)
+        check_unique_ids(self.steps)
         return self
+
+
+def check_unique_ids(steps: list[CommandStep | FileStep | VerifyStep]) -> None:
+    """The ids a model chose: short, and unique (two steps with one id would share a journal entry,
+    so the second would never run)."""
+    seen: set[str] = set()
+    for step in steps:
+        if len(step.id) > MODEL_ID_CHARS:
+            raise ValueError(f"step id {step.id[:50]!r} is longer than {MODEL_ID_CHARS} characters")
+        if step.id in seen:
+            raise ValueError(f"duplicate step id {step.id!r}: every step needs an id of its own")
+        seen.add(step.id)
 
 
 class StepNode(BaseModel):

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from models.config import Settings
+from models.holds import HoldMode, HoldState
 from models.plan import Step, StepNode
 from models.project import Project
 from models.review import Finding, InfoRequest, PostReview
@@ -22,6 +23,9 @@ class RequestInput(BaseModel):
     workspace: str
     settings: Settings
     charter: str = ""
+    hold_mode: HoldMode | None = Field(
+        default=None, description="How held steps are settled when the project says nothing"
+    )
 
 
 class ModelUsage(BaseModel):
@@ -69,6 +73,7 @@ class RequestState(BaseModel):
     results: list[StepResult] = Field(default_factory=list)
     usage: list[ModelUsage] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list)
+    holds: HoldState = Field(default_factory=HoldState)
     review: PostReview | None = None
     safety_verdict: str = ""
     verify_verdict: str = ""
@@ -78,6 +83,7 @@ class RequestState(BaseModel):
     block_replans: int = 0
     fix_rounds: int = 0
     info_rounds: int = 0
+    review_repairs: int = 0  # reviewer answers iter refused: a PASS over a failed step, a taken step id
     pending_messages: list[str] = Field(default_factory=list)
     events: list[PhaseEvent] = Field(default_factory=list)
     error: str = ""
@@ -143,8 +149,9 @@ class SafetyReviewInput(BaseModel):
 
 
 class SafetyReviewOutput(BaseModel):
-    verdict: Literal["PASS", "BLOCK"]
+    verdict: Literal["PASS", "BLOCK", "HOLD"]  # HOLD: only held findings, a person or the hold mode decides
     findings: list[Finding]
+    hold_mode: HoldMode | None = Field(default=None, description="The project's `hold:` in .iter/policy.yaml")
     usage: list[ModelUsage] = Field(default_factory=list)
     network_steps: list[str] = Field(default_factory=list)
 

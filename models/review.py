@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from models.plan import Step
+from models.plan import Step, check_unique_ids
 
 SAFETY_POINTS: dict[int, str] = {
     1: "paths stay inside the workspace",
@@ -35,16 +35,25 @@ class SafetyReview(BaseModel):
     blocked_steps: list[str] = Field(default_factory=list)
 
 
+Verdict = Literal["block", "hold"]
+
+
 class Finding(BaseModel):
-    """One reason a step may not run, from the deterministic rules or from the reviewer model."""
+    """One reason a step may not run, from the deterministic rules or from the reviewer model.
+
+    ``block``: the step never runs as planned. ``hold``: risky but plausibly legitimate (deleting a
+    directory, installing a package, network, code the rules cannot read, weaker tests): a person
+    decides, or the project's hold mode does (see ``models.holds``)."""
 
     point: int = Field(ge=1, le=8)
     step_id: str
     reason: str
-    source: Literal["rules", "reviewer"] = "rules"
+    source: Literal["rules", "reviewer", "user"] = "rules"
+    verdict: Verdict = "block"
 
     def line(self) -> str:
-        return f"point {self.point} ({SAFETY_POINTS[self.point]}), step {self.step_id}: {self.reason}"
+        held = "held: " if self.verdict == "hold" else ""
+        return f"point {self.point} ({SAFETY_POINTS[self.point]}), step {self.step_id}: {held}{self.reason}"
 
 
 class Criterion(BaseModel):
@@ -65,3 +74,8 @@ class PostReview(BaseModel):
     criteria: list[Criterion] = Field(default_factory=list)
     fix_steps: list[Step] = Field(default_factory=list)
     info_requests: list[InfoRequest] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_fix_ids(self) -> PostReview:
+        check_unique_ids(self.fix_steps)
+        return self

@@ -13,6 +13,7 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from models.holds import HoldState
 from models.plan import Plan, Step
 
 TaskStatus = Literal["remaining", "in_progress", "completed", "blocked", "cancelled"]
@@ -243,6 +244,7 @@ class SessionState(BaseModel):
     commits: int = 0
     consecutive_errors: int = 0
     current: IterationView = Field(default_factory=IterationView)
+    holds: HoldState = Field(default_factory=HoldState)
     events: list[SessionEvent] = Field(default_factory=list)
     event_seq: int = 0
     error: str = ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from models.config import Settings
+from models.holds import HoldMode
 from models.session import HookPoint, HookReport, HooksConfig, IterationSummary, Note, SessionState, Task
 
 DEFAULT_HISTORY_LIMIT = 5000  # events per run before continue_as_new; Temporal's hard limit is 51,200
@@ -22,6 +23,9 @@ class SessionInput(BaseModel):
     carry: SessionState | None = Field(default=None, description="The state to go on from")
     continued: bool = Field(default=False, description="True after continue_as_new: no session_start again")
     history_limit: int = Field(default=DEFAULT_HISTORY_LIMIT, ge=200)
+    hold_mode: HoldMode | None = Field(
+        default=None, description="How held steps are settled when the project says nothing (`--headless`: block)"
+    )
 
 
 # --- hooks -------------------------------------------------------------------------------------

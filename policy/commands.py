@@ -124,7 +124,9 @@ class _Walker:
                 break  # arithmetic: its substitutions were walked already
             if w0.dynamic or (w0.glob and w0.text not in ("[", "[[")) or w0.brace:
                 self.out.problems.append(
-                    Problem(7, f"the command name {w0.raw!r} is only known at run time, so it cannot be checked")
+                    Problem(
+                        7, f"the command name {w0.raw!r} is only known at run time, so it cannot be checked", hold=True
+                    )
                 )
                 made.append(Invocation("", w0, words[1:], cmd, tuple(wrappers), timeout, at.via, at.cwds))
                 break
@@ -212,7 +214,9 @@ class _Walker:
                 self._code(" ".join(i.texts), shell, lang, inv, at, f"{i.name} | {inv.name}")
         else:
             source = f"`{upstream[0].normalized[:40]}`" if upstream else "another command"
-            self.out.problems.append(Problem(7, f"`{inv.name}` runs code piped from {source}, which cannot be checked"))
+            self.out.problems.append(
+                Problem(7, f"`{inv.name}` runs code piped from {source}, which cannot be checked", hold=True)
+            )
 
     def _code(self, text: str, shell: bool, lang: str, inv: Invocation, at: _Where, label: str) -> None:
         if shell:
@@ -225,7 +229,8 @@ class _Walker:
             # the code itself comes from a variable or a command's output: nothing to check
             fetched = any(re.search(r"\b(curl|wget|fetch|aria2c|http|https)\b", s) for s in code.subs)
             point, what = (4, "downloaded") if fetched else (7, "only known at run time")
-            self.out.problems.append(Problem(point, f"{label} runs code that is {what}: {code.raw[:80]}"))
+            problem = Problem(point, f"{label} runs code that is {what}: {code.raw[:80]}", hold=not fetched)
+            self.out.problems.append(problem)
             return
         self.walk(code.text, at.inner(label, inv.cwds, at.timeout))
 
@@ -244,7 +249,7 @@ class _Walker:
                 self.walk(text, at.inner(path, inv.cwds, at.timeout, script_dir))
                 return
         if not path.endswith(("/activate", "/activate.sh")):  # a virtualenv made by an earlier step
-            self.out.problems.append(Problem(7, f"runs the script {path!r}, which the rules cannot read"))
+            self.out.problems.append(Problem(7, f"runs the script {path!r}, which the rules cannot read", hold=True))
 
     def _remember_writes(self, made: list[Invocation], cwds: Cwds) -> None:
         inv = made[-1] if made else None

@@ -1,6 +1,7 @@
 """A project's own rules: ``.iter/policy.yaml``.
 
 ```yaml
+hold: ask                    # held steps: ask a person (default), block them, or allow them
 max_timeout_s: 1200          # steps may not ask for longer timeouts (point 7)
 max_sleep_s: 120             # `sleep N` above this is a stall (point 7)
 deny:                        # extra rules, never overruled
@@ -38,6 +39,8 @@ from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from models.holds import HoldMode
 
 POLICY_FILE = Path(".iter") / "policy.yaml"
 EXEMPTABLE_POINTS = frozenset({4, 5, 7})
@@ -84,6 +87,7 @@ class AllowRule(_Rule):
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    hold: HoldMode | None = None  # None: the run decides (ask; block for --headless sessions)
     max_timeout_s: int = Field(default=1800, ge=1, le=3600)
     max_sleep_s: int = Field(default=300, ge=0, le=3600)
     deny: list[DenyRule] = Field(default_factory=list)

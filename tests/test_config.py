@@ -70,3 +70,30 @@ def test_iter_config_shows_the_merged_result(layers: Path, cli_env: dict[str, st
 
     assert shown["llm"]["model"] == "project-model" and shown["llm"]["num_ctx"] == 4096
     assert shown["executor"]["backend"] == "local"
+    assert shown["sources"]["llm.model"] == "./iter.yml"
+    assert shown["sources"]["temporal.address"] == "env ITER_TEMPORAL_ADDRESS"
+    assert shown["sources"]["llm.temperature"] == "default"
+    assert "retry.heartbeat_timeout_s" not in shown["sources"]  # nothing reads it
+
+
+def test_iter_config_names_each_source_and_real_defaults(tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "c"), "COLUMNS": "200"}
+    env["ITER_LLM_BASE_URL"] = "http://127.0.0.1:9/v1"
+    done = iter_cmd(tmp_path, env, "config")
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[0]: line for line in done.stdout.splitlines() if line and not line.startswith("#")}
+    assert "env ITER_LLM_BASE_URL" in lines["llm.base_url"]
+    assert "openai" in lines["llm.provider"] and "inferred from llm.base_url" in lines["llm.provider"]
+    env.pop("ITER_LLM_BASE_URL")
+    done = iter_cmd(tmp_path, env, "config")
+    base = next(line for line in done.stdout.splitlines() if line.startswith("llm.base_url"))
+    assert "http://localhost:11434" in base and "default" in base, base
+
+
+def test_a_provider_that_contradicts_its_url_is_named(tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "c")}
+    env.update({"ITER_LLM_PROVIDER": "ollama", "ITER_LLM_BASE_URL": "http://127.0.0.1:9/v1"})
+    done = iter_cmd(tmp_path, env, "config")
+    assert done.returncode != 0
+    assert "ends with /v1" in done.stderr and "ITER_LLM_PROVIDER=openai" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

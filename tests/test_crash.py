@@ -65,7 +65,7 @@ async def test_sigkill_mid_request_completes_exactly_once(
         await wait_for(handle, lambda s: s.phase == kill_in, timeout=60)
         if kill_in == "execute":  # kill while the sleep of s1 runs, after it started
             for _ in range(100):
-                if list((workspace / ".iter" / "runs").rglob("r0-s1/pid")):
+                if any(f.read_text() for f in (Path(settings.data_dir) / "journals").rglob("r0-s1/status")):
                     break
                 await asyncio.sleep(0.05)
         kill(first)

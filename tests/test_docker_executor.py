@@ -47,13 +47,13 @@ def ws(tmp_path: Path) -> Path:
 
 @pytest_asyncio.fixture
 async def executor(docker_image: str, ws: Path) -> AsyncIterator[Executor]:
-    ex = executor_for(docker_settings(docker_image), ws, f"test-{uuid.uuid4().hex[:8]}.run")
+    ex = executor_for(docker_settings(docker_image), ws, f"test-{uuid.uuid4().hex[:8]}.run", ws.parent / "data")
     yield ex
     await ex.close()
 
 
 async def sh(ex: Executor, ws: Path, command: str, timeout_s: int = 30) -> CommandOutcome:
-    run_dir = runs_root(ws, ex.request_key) / uuid.uuid4().hex[:8]  # type: ignore[attr-defined]
+    run_dir = runs_root(ws.parent / "data", ex.request_key) / uuid.uuid4().hex[:8]  # type: ignore[attr-defined]
     return await ex.run(command, run_dir, timeout_s, 64_000)
 
 
@@ -118,7 +118,9 @@ async def test_step_has_no_capabilities_and_no_new_privileges(executor: Executor
 
 @pytest.mark.docker
 async def test_step_cannot_exceed_its_memory_limit(docker_image: str, ws: Path) -> None:
-    ex = executor_for(docker_settings(docker_image, memory_mb=96), ws, f"mem-{uuid.uuid4().hex[:8]}.run")
+    ex = executor_for(
+        docker_settings(docker_image, memory_mb=96), ws, f"mem-{uuid.uuid4().hex[:8]}.run", ws.parent / "data"
+    )
     alloc = "python3 -c \"b = bytearray({mb} * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); print('allocated')\""
     try:
         small = await sh(ex, ws, alloc.format(mb=32))
@@ -134,7 +136,9 @@ async def test_step_cannot_exceed_its_memory_limit(docker_image: str, ws: Path) 
 
 @pytest.mark.docker
 async def test_step_cannot_exceed_its_pids_limit(docker_image: str, ws: Path) -> None:
-    ex = executor_for(docker_settings(docker_image, pids_limit=24), ws, f"pids-{uuid.uuid4().hex[:8]}.run")
+    ex = executor_for(
+        docker_settings(docker_image, pids_limit=24), ws, f"pids-{uuid.uuid4().hex[:8]}.run", ws.parent / "data"
+    )
     spawn = (
         'python3 -c "import subprocess\n'
         "procs = []\n"
@@ -166,10 +170,10 @@ async def test_timeout_kills_the_step_and_its_children(executor: Executor, ws: P
 
 @pytest.mark.docker
 async def test_cancelled_step_is_killed(executor: Executor, ws: Path) -> None:
-    run_dir = runs_root(ws, executor.request_key) / "cancelled"  # type: ignore[attr-defined]
+    run_dir = runs_root(ws.parent / "data", executor.request_key) / "cancelled"  # type: ignore[attr-defined]
     task = asyncio.create_task(executor.run("sleep 304", run_dir, 60, 1000))
     for _ in range(100):
-        if (run_dir / "pid").exists():
+        if (executor.streams / run_dir.name / "pid").exists():  # type: ignore[attr-defined]
             break
         await asyncio.sleep(0.05)
     task.cancel()
@@ -186,7 +190,7 @@ async def test_cancelled_step_is_killed(executor: Executor, ws: Path) -> None:
 async def test_files_written_belong_to_the_workspace_owner(docker_image: str, ws: Path) -> None:
     owner = (1000, 1000) if os.geteuid() == 0 else (os.getuid(), os.getgid())
     os.chown(ws, *owner)
-    ex = executor_for(docker_settings(docker_image), ws, f"own-{uuid.uuid4().hex[:8]}.run")
+    ex = executor_for(docker_settings(docker_image), ws, f"own-{uuid.uuid4().hex[:8]}.run", ws.parent / "data")
     try:
         out = await sh(ex, ws, "id -u; id -g; echo hi > made.txt; mkdir -p sub && touch sub/inner")
     finally:
@@ -200,10 +204,10 @@ async def test_files_written_belong_to_the_workspace_owner(docker_image: str, ws
 @pytest.mark.docker
 async def test_one_container_per_request_reused_and_removed_on_close(docker_image: str, ws: Path) -> None:
     key = f"reuse-{uuid.uuid4().hex[:8]}.run"
-    ex = executor_for(docker_settings(docker_image), ws, key)
+    ex = executor_for(docker_settings(docker_image), ws, key, ws.parent / "data")
     first = await sh(ex, ws, "echo one > /tmp/kept; cut -d' ' -f22 /proc/1/stat")
     # A second executor for the same request (a retried activity, another worker) finds it.
-    again = executor_for(docker_settings(docker_image), ws, key)
+    again = executor_for(docker_settings(docker_image), ws, key, ws.parent / "data")
     second = await sh(again, ws, "cat /tmp/kept; cut -d' ' -f22 /proc/1/stat")
     assert second.output.split() == ["one", first.output.strip()]
     assert len(request_containers(key)) == 1
@@ -215,7 +219,7 @@ async def test_one_container_per_request_reused_and_removed_on_close(docker_imag
 @pytest.mark.docker
 async def test_container_removed_between_steps_is_recreated(docker_image: str, ws: Path) -> None:
     key = f"gone-{uuid.uuid4().hex[:8]}.run"
-    ex = executor_for(docker_settings(docker_image), ws, key)
+    ex = executor_for(docker_settings(docker_image), ws, key, ws.parent / "data")
     assert (await sh(ex, ws, "true")).ok
     request_containers(key)[0].remove(force=True)
     try:
@@ -230,13 +234,13 @@ async def test_container_removed_between_steps_is_recreated(docker_image: str, w
 @pytest.mark.docker
 async def test_retry_adopts_a_running_step_instead_of_starting_it_again(docker_image: str, ws: Path) -> None:
     key = f"adopt-{uuid.uuid4().hex[:8]}.run"
-    run_dir = runs_root(ws, key) / "s1"
+    run_dir = runs_root(ws.parent / "data", key) / "s1"
     command = "echo ran >> log.txt; sleep 1; echo done"
-    dead = executor_for(docker_settings(docker_image), ws, key)
+    dead = executor_for(docker_settings(docker_image), ws, key, ws.parent / "data")
     dead._prepare(run_dir, command)  # type: ignore[attr-defined]
-    await asyncio.to_thread(dead._start, run_dir)  # type: ignore[attr-defined]
+    await asyncio.to_thread(dead._start, run_dir, command)  # type: ignore[attr-defined]
     # The attempt that started it is gone; the next one finds the step running and waits for it.
-    retry = executor_for(docker_settings(docker_image), ws, key)
+    retry = executor_for(docker_settings(docker_image), ws, key, ws.parent / "data")
     try:
         out = await retry.run(command, run_dir, 30, 1000)
         again = await retry.run(command, run_dir, 30, 1000)
@@ -250,14 +254,14 @@ async def test_retry_adopts_a_running_step_instead_of_starting_it_again(docker_i
 @pytest.mark.docker
 async def test_retry_starts_a_step_whose_exec_never_started(docker_image: str, ws: Path) -> None:
     key = f"unstarted-{uuid.uuid4().hex[:8]}.run"
-    run_dir = runs_root(ws, key) / "s1"
+    run_dir = runs_root(ws.parent / "data", key) / "s1"
     command = "echo ran >> log.txt"
-    dead = executor_for(docker_settings(docker_image), ws, key)
+    dead = executor_for(docker_settings(docker_image), ws, key, ws.parent / "data")
     dead._prepare(run_dir, command)  # type: ignore[attr-defined]
     cid = await asyncio.to_thread(dead._ensure_container)  # type: ignore[attr-defined]
     exec_id = await asyncio.to_thread(dead._exec_create, cid, ["true"])  # type: ignore[attr-defined]
     (run_dir / "exec").write_text(exec_id)  # died between recording the exec and starting it
-    retry = executor_for(docker_settings(docker_image), ws, key)
+    retry = executor_for(docker_settings(docker_image), ws, key, ws.parent / "data")
     try:
         out = await retry.run(command, run_dir, 30, 1000)
     finally:
@@ -269,11 +273,11 @@ async def test_retry_starts_a_step_whose_exec_never_started(docker_image: str, w
 @pytest.mark.docker
 async def test_adopted_step_is_killed_at_its_timeout(docker_image: str, ws: Path) -> None:
     key = f"adoptkill-{uuid.uuid4().hex[:8]}.run"
-    run_dir = runs_root(ws, key) / "s1"
-    dead = executor_for(docker_settings(docker_image), ws, key)
+    run_dir = runs_root(ws.parent / "data", key) / "s1"
+    dead = executor_for(docker_settings(docker_image), ws, key, ws.parent / "data")
     dead._prepare(run_dir, "sleep 305")  # type: ignore[attr-defined]
-    await asyncio.to_thread(dead._start, run_dir)  # type: ignore[attr-defined]
-    retry = executor_for(docker_settings(docker_image), ws, key)
+    await asyncio.to_thread(dead._start, run_dir, "sleep 305")  # type: ignore[attr-defined]
+    retry = executor_for(docker_settings(docker_image), ws, key, ws.parent / "data")
     try:
         out = await retry.run("sleep 305", run_dir, 1, 1000)
         after = await sh(retry, ws, PROCESSES)
@@ -293,7 +297,7 @@ def test_no_daemon_is_one_line_that_says_how_to_fix_it(monkeypatch: pytest.Monke
     monkeypatch.setattr(backend, "_client", None)
     monkeypatch.setenv("DOCKER_HOST", f"unix://{ws}/no-docker.sock")
     with pytest.raises(ExecutorUnavailable) as caught:
-        executor_for(ExecutorSettings(backend="docker"), ws, "k.r")
+        executor_for(ExecutorSettings(backend="docker"), ws, "k.r", ws.parent / "data")
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith(f"Docker is not reachable at unix://{ws}/no-docker.sock (nothing answers there)")
@@ -324,7 +328,9 @@ async def test_orchestrate_without_docker_fails_fast_and_starts_nothing(
 
 @pytest.mark.docker
 async def test_missing_image_is_one_line(docker_image: str, ws: Path) -> None:
-    ex = executor_for(docker_settings("iter-no-such-image:latest"), ws, f"noimg-{uuid.uuid4().hex[:8]}.run")
+    ex = executor_for(
+        docker_settings("iter-no-such-image:latest"), ws, f"noimg-{uuid.uuid4().hex[:8]}.run", ws.parent / "data"
+    )
     expected = r"iter-no-such-image:latest does not exist; build it with `iter executor build`"
     with pytest.raises(ExecutorUnavailable, match=expected):
         await sh(ex, ws, "true")

@@ -204,7 +204,8 @@ def docker_executor(image: str, network: str, workspace: Path) -> Any:
     from activities.executor.docker import DockerExecutor
 
     settings = ExecutorSettings(image=image, network=network, step_timeout_s=60)
-    return DockerExecutor(settings, workspace, f"iter-net-test-{uuid.uuid4().hex[:8]}.{uuid.uuid4()}")
+    key = f"iter-net-test-{uuid.uuid4().hex[:8]}.{uuid.uuid4()}"
+    return DockerExecutor(settings, workspace, key, workspace.parent / f"{workspace.name}-data")
 
 
 @pytest.mark.docker
@@ -214,7 +215,7 @@ async def test_executor_gives_network_to_the_approved_step_only_in_its_own_conta
     from activities.executor.docker import LABEL_STEP
 
     ex = docker_executor(docker_image, host_network, tmp_path)
-    root = runs_root(tmp_path, ex.request_key)
+    root = runs_root(ex.data, ex.request_key)
     try:
         denied = await ex.run(server.fetch("plain"), root / "k1", 60, 10_000)
         assert not denied.ok and "Connection refused" in denied.output, denied
@@ -239,13 +240,13 @@ async def test_a_retried_attempt_adopts_the_network_step_a_dead_one_started(
     from activities.executor.docker import LABEL_STEP, DockerExecutor
 
     ex = docker_executor(docker_image, host_network, tmp_path)
-    run_dir = runs_root(tmp_path, ex.request_key) / "i1-s1"
+    run_dir = runs_root(ex.data, ex.request_key) / "i1-s1"
     command = f"echo once >> {tmp_path}/count.txt; sleep 1; {server.fetch('approved')}"
     # The dead attempt: it made the step's container and started the step, then vanished.
-    dead = DockerExecutor(ex.settings, tmp_path, ex.request_key, network_step=run_dir.name)
+    dead = DockerExecutor(ex.settings, tmp_path, ex.request_key, ex.data, network_step=run_dir.name)
     try:
         dead._prepare(run_dir, command)
-        await asyncio.to_thread(dead._start, run_dir)
+        await asyncio.to_thread(dead._start, run_dir, command)
         [box] = [c for c in request_containers(ex.request_key) if LABEL_STEP in c.labels]
         assert box.labels[LABEL_STEP] == "i1-s1" and box.attrs["HostConfig"]["NetworkMode"] == "host"
         outcome = await ex.run(command, run_dir, 60, 10_000, network=True)
@@ -266,7 +267,7 @@ async def test_left_step_containers_go_with_the_request_and_with_the_sweep(
 
     ex = docker_executor(docker_image, host_network, tmp_path)
     try:
-        left = DockerExecutor(ex.settings, tmp_path, ex.request_key, network_step="i1-s1")
+        left = DockerExecutor(ex.settings, tmp_path, ex.request_key, ex.data, network_step="i1-s1")
         await asyncio.to_thread(left._ensure_container)
         await asyncio.to_thread(ex._ensure_container)
         assert len(request_containers(ex.request_key)) == 2
@@ -275,7 +276,7 @@ async def test_left_step_containers_go_with_the_request_and_with_the_sweep(
 
         # A worker died with a step container of a request this Temporal service does not know. The
         # sweep sees only this test's containers: other idle ones on this engine are not its business.
-        left = DockerExecutor(ex.settings, tmp_path, ex.request_key, network_step="i1-s1")
+        left = DockerExecutor(ex.settings, tmp_path, ex.request_key, ex.data, network_step="i1-s1")
         await asyncio.to_thread(left._ensure_container)
         monkeypatch.setattr(sweep, "_request_containers", lambda: request_containers(ex.request_key))
         removed = await sweep.sweep_containers(client, say=lambda _: None)
@@ -290,7 +291,7 @@ async def test_a_network_docker_does_not_have_fails_in_one_line(tmp_path: Path, 
     ex = docker_executor(docker_image, "iter-no-such-network", tmp_path)
     try:
         with pytest.raises(ExecutorUnavailable, match="the executor network 'iter-no-such-network' does not exist"):
-            await ex.run("true", runs_root(tmp_path, ex.request_key) / "k1", 60, 10_000, network=True)
+            await ex.run("true", runs_root(ex.data, ex.request_key) / "k1", 60, 10_000, network=True)
         assert request_containers(ex.request_key) == []
     finally:
         await ex.close()

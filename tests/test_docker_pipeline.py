@@ -83,8 +83,9 @@ def workers(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
     pool.stop_all()
 
 
-def run_dir(workspace: Path, state: RequestState, key: str) -> Path:
-    return workspace / ".iter" / "runs" / state.run_key / key
+def started(settings: Settings, state: RequestState, key: str) -> bool:
+    """The step's wrapper is running in the container (it wrote its pid)."""
+    return (Path(settings.data_dir) / "streams" / state.run_key / key / "pid").exists()
 
 
 async def test_steps_run_in_the_container_which_is_gone_after_pass(
@@ -142,7 +143,7 @@ async def test_worker_sigkill_mid_step_loses_nothing_and_repeats_nothing_on_dock
     first = workers.start()
     handle = await start(client, on_docker(settings, docker_image), workspace)
     state = await wait_for(handle, lambda s: s.phase == "execute")
-    await until(lambda: (run_dir(workspace, state, "r0-s1") / "pid").exists(), 30, "the step is running")
+    await until(lambda: started(settings, state, "r0-s1"), 30, "the step is running")
     first.send_signal(signal.SIGKILL)
     first.wait()
     assert len(request_containers(state.run_key)) == 1  # the step goes on in its container
@@ -164,7 +165,7 @@ async def test_sweep_at_worker_start_removes_the_container_of_a_request_that_end
     first = workers.start()
     handle = await start(client, on_docker(settings, docker_image), workspace)
     state = await wait_for(handle, lambda s: s.phase == "execute")
-    await until(lambda: (run_dir(workspace, state, "r0-s1") / "pid").exists(), 30, "the step is running")
+    await until(lambda: started(settings, state, "r0-s1"), 30, "the step is running")
     first.send_signal(signal.SIGKILL)
     first.wait()
     await handle.terminate("gone while no worker ran")  # nothing will release its container
@@ -172,4 +173,3 @@ async def test_sweep_at_worker_start_removes_the_container_of_a_request_that_end
     workers.start()
     await until(lambda: request_containers(state.run_key) == [], 30, "the sweep removed the container")
     assert "of requests that had ended" in workers.logs() and container.name in workers.logs()
-

@@ -44,12 +44,14 @@ def test_an_unsafe_command_is_blocked_with_exit_1_and_its_reasons(tmp_path: Path
 def test_json_output_is_the_verdict_and_the_findings(tmp_path: Path) -> None:
     code, out = run("rm -rf build", "--json", "-w", str(tmp_path))
     data = json.loads(out)
-    assert code == 1
-    assert data["verdict"] == "BLOCK"
+    assert code == 3, "a narrow recursive delete is held for a person, not blocked"
+    assert data["verdict"] == "HOLD"
     assert data["findings"] == [
-        {"point": 2, "step_id": "command", "source": "rules",
+        {"point": 2, "step_id": "command", "source": "rules", "verdict": "hold",
          "reason": "`rm -rf build` deletes recursively and without asking (rm -rf)"}
     ]
+    code, out = run("rm -rf ~", "--json", "-w", str(tmp_path))
+    assert code == 1 and json.loads(out)["verdict"] == "BLOCK"
 
 
 def test_a_plan_file_is_checked_as_a_whole(tmp_path: Path) -> None:
@@ -73,7 +75,7 @@ def test_the_workspace_policy_applies_and_names_network_steps(tmp_path: Path) ->
     ])
     code, out = run("--plan", plan, "-w", str(tmp_path), "--json")
     assert code == 0
-    assert json.loads(out) == {"verdict": "PASS", "findings": [], "network_steps": ["deps"]}
+    assert json.loads(out) == {"verdict": "PASS", "hold_mode": None, "findings": [], "network_steps": ["deps"]}
 
 
 @pytest.mark.parametrize(
@@ -129,3 +131,15 @@ def test_iter_policy_check_works_from_the_real_entry_point(tmp_path: Path) -> No
     passed = subprocess.run([*command, "policy", "check", "git status", "-w", str(tmp_path)],
                             capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
     assert passed.returncode == 0, passed.stderr
+
+
+def test_a_held_command_exits_3_and_the_project_hold_mode_is_shown(tmp_path: Path) -> None:
+    code, out = run("pip install requests", "-w", str(tmp_path))
+    assert code == 3 and "HOLD" in out and "hold point 5" in out
+    (tmp_path / ".iter").mkdir()
+    (tmp_path / ".iter" / "policy.yaml").write_text("hold: block\n")
+    code, out = run("pip install requests", "-w", str(tmp_path), "--json")
+    assert code == 3 and json.loads(out)["hold_mode"] == "block"
+    (tmp_path / ".iter" / "policy.yaml").write_text("hold: sometimes\n")
+    code, out = run("ls", "-w", str(tmp_path))
+    assert code == 2 and "hold" in out

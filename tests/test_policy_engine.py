@@ -52,9 +52,12 @@ def test_finding_names_point_step_and_a_one_line_reason(ws: Path) -> None:
     steps: list[Step] = [cmd("ls", "a"), cmd("rm -rf build\n", "b"), verify]
     findings = evaluate_steps(steps, ws, Policy())
     assert findings == [
-        Finding(point=2, step_id="b", reason="`rm -rf build` deletes recursively and without asking (rm -rf)")
+        Finding(
+            point=2, step_id="b", verdict="hold",
+            reason="`rm -rf build` deletes recursively and without asking (rm -rf)",
+        )
     ]
-    assert "point 2 (no destructive operations), step b: `rm -rf build`" in findings[0].line()
+    assert "point 2 (no destructive operations), step b: held: `rm -rf build`" in findings[0].line()
 
 
 def test_a_plan_needs_a_verify_step_only_when_asked(ws: Path) -> None:

@@ -39,7 +39,7 @@ async def test_pass_first_time_applies_the_plan(
     assert [u.role for u in state.usage] == ["coder", "reviewer", "reviewer"]
     assert all(u.completion_tokens > 0 and u.tokens_per_s > 0 for u in state.usage)
     assert state.safety_verdict == "PASS" and state.verify_verdict == "PASS"
-    assert list((workspace / ".iter" / "runs").glob("*")) == []  # journals go when the request ends
+    assert list((Path(settings.data_dir) / "journals").glob("*")) == []  # journals go when the request ends
 
 
 async def test_fail_then_fixed_injects_fix_under_failing_step_once(

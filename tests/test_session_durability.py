@@ -70,7 +70,7 @@ async def test_long_session_continues_as_new_with_bounded_history_and_intact_sta
     assert [x.iteration for x in state.summaries] == list(range(1, n + 1))
     assert state.commits == n // WORK_EVERY
     assert (workspace / "log.txt").read_text() == "".join(f"line {i}\n" for i in range(WORK_EVERY, n + 1, WORK_EVERY))
-    assert not (workspace / ".iter" / "runs" / state.journal_key).exists()  # journals go with each run
+    assert not (Path(inp.settings.data_dir) / "journals" / state.journal_key).exists()  # journals go with each run
     prompts = [c["messages"][1]["content"] for c in fake.calls("session_plan")]
     assert sum("halfway message" in p for p in prompts) == 1
     runs = await run_ids(client, session_workflow_id(inp.name))

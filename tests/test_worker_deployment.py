@@ -112,7 +112,7 @@ async def test_a_worker_with_only_its_own_environment_runs_a_request(
     state = (await handle.result()).state
     assert state.outcome == "passed", state.error
     assert {c["model"] for c in fake.calls()} == {"coder", "reviewer"}  # the worker's models, not the default
-    assert [u.host for u in state.usage][0] == f"127.0.0.1:{model_server.port}"
+    assert state.usage[0].host == f"127.0.0.1:{model_server.port}"
     assert (workspace / "notes.txt").read_text() == "hello\n"  # the worker's executor (local), not docker
     assert not (tmp_path / "laptop-data").exists()  # the worker's data directory
 

@@ -21,6 +21,12 @@ FAST_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=10
 )
 CLEANUP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)
+# Step execution never runs out of attempts: a retried attempt adopts the step's process instead of
+# starting it again, the heartbeat timeout notices a dead worker, and an outage (Docker away) is
+# waited out. Counting attempts would end a request while its step still runs.
+EXECUTE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=0
+)
 
 
 def model_retry(settings: Settings) -> RetryPolicy:

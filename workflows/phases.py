@@ -105,7 +105,7 @@ class Phases:
                 self.settings, [getattr(s, "timeout_s", None) for s in steps]
             ),
             heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
-            retry_policy=options.FAST_RETRY,
+            retry_policy=options.EXECUTE_RETRY,
             task_queue=options.exec_queue(),
             summary=f"execute {', '.join(run_keys)}"[:200],
         )

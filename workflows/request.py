@@ -8,12 +8,15 @@ import asyncio
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
+from workflows import holds
 from workflows.phases import Phases, parse_reply, publish, with_repair
 
 with workflow.unsafe.imports_passed_through():
     from activities.evidence import gather_evidence
     from activities.prompt import build_prompt
-    from models.plan import Plan, Step, StepNode, VerifyStep, iter_nodes
+    from models import rounds
+    from models.holds import HoldDecision, effective_mode
+    from models.plan import Plan, Step, StepNode, iter_nodes
     from models.request import (
         ChatMessage,
         Evidence,
@@ -166,8 +169,20 @@ class RequestWorkflow:
             guidance = []
             self.state.review, self.state.verify_verdict = review, review.verdict
             if review.verdict == "PASS":
-                self._finish("passed", "acceptance criteria met")
-                return
+                why = rounds.overruled_pass(self._last_results)
+                if not why:
+                    self._finish("passed", "acceptance criteria met")
+                    return
+                # A rule of the workflow, whatever the reviewer says: no PASS over a failed step.
+                self.state.verify_verdict = "FAIL"
+                if not self._review_repair(f"PASS overruled: {why}"):
+                    self._finish("failed", f"the reviewer said PASS, but {why}, and no later round repaired it")
+                    return
+                guidance = [
+                    f"Your PASS cannot stand: {why}. A request passes only when every step of its last round "
+                    "succeeded. Answer FAIL with fix steps, or INFO_NEEDED."
+                ]
+                continue
             if review.verdict == "INFO_NEEDED":
                 if self.state.info_rounds >= bounds.max_info_rounds or not review.info_requests:
                     self._finish("failed", f"the reviewer still lacked evidence after {self.state.info_rounds} rounds")
@@ -180,8 +195,16 @@ class RequestWorkflow:
                 return
             round_no = self.state.fix_rounds + 1
             fixes = [s.model_copy(update={"id": f"f{round_no}-{s.id}"}) for s in review.fix_steps]
-            # The plan's own checks run again after the fixes: fresh evidence for the next verdict.
-            reruns = [n.step for n in self.state.tree if isinstance(n.step, VerifyStep)]
+            taken = rounds.clashing_ids(fixes, self.state.tree)
+            if taken:
+                if not self._review_repair(f"fix step ids already taken: {', '.join(taken)}"):
+                    self._finish("failed", f"the reviewer's fix steps kept reusing step ids ({', '.join(taken)})")
+                    return
+                guidance = [f"Your fix step ids clash with existing steps ({', '.join(taken)}): choose new ids."]
+                continue
+            # What an earlier failure skipped runs after the fixes (it never ran), then the plan's
+            # own checks again: fresh evidence for the next verdict.
+            reruns = [*rounds.skipped_steps(self.state.tree, self._last_results), *rounds.checks(self.state.tree)]
             findings = await self._safety([*fixes, *reruns])
             if findings:
                 if self.state.block_replans >= bounds.max_block_replans:
@@ -198,14 +221,29 @@ class RequestWorkflow:
 
     # --- phase helpers ---------------------------------------------------------------------------
 
+    def _review_repair(self, why: str) -> bool:
+        """Count a reviewer answer iter refused; False once the bound is spent."""
+        assert self.inp
+        if self.state.review_repairs >= self.inp.settings.bounds.max_parse_repairs:
+            return False
+        self.state.review_repairs += 1
+        self._note("verify", why)
+        return True
+
     async def _safety(self, steps: list[Step]) -> list[Finding]:
         await self._enter("review", f"8-point safety review of {len(steps)} steps")
+        assert self.inp
         out = await self.phases.review_safety(self._request_description(), steps, self._take_guidance())
         self.state.safety_verdict = out.verdict
         self.state.findings = out.findings
         for f in out.findings:
-            self._note("review", f"BLOCK {f.line()} [{f.source}]")
-        return out.findings
+            self._note("review", f"{f.verdict.upper()} {f.line()} [{f.source}]")
+        mode = effective_mode(out.hold_mode, self.inp.hold_mode)
+        findings = await holds.settle(self.state.holds, out.findings, steps, mode, lambda m: self._note("review", m))
+        if out.verdict == "HOLD":
+            self.state.safety_verdict = "BLOCK" if findings else ("APPROVED" if mode == "ask" else "PASS")
+            self.state.findings = findings
+        return findings
 
     async def _post_review(self, guidance: list[str]) -> PostReview:
         assert self.inp
@@ -309,6 +347,24 @@ class RequestWorkflow:
     @workflow.signal
     def message(self, text: str) -> None:
         self.state.pending_messages.append(text)
+
+    @workflow.update
+    def approve(self, decision: HoldDecision) -> str:
+        """A person lets a held step run (``iter approve ID [STEP]``)."""
+        return holds.apply(self.state.holds, decision, approve=True)
+
+    @approve.validator
+    def _check_approve(self, decision: HoldDecision) -> None:
+        holds.check(self.state.holds, decision)
+
+    @workflow.update
+    def deny(self, decision: HoldDecision) -> str:
+        """A person refuses a held step (``iter deny ID [STEP] --reason TEXT``): the plan goes back."""
+        return holds.apply(self.state.holds, decision, approve=False)
+
+    @deny.validator
+    def _check_deny(self, decision: HoldDecision) -> None:
+        holds.check(self.state.holds, decision)
 
     @workflow.query
     def status(self) -> RequestState:

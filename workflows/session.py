@@ -15,12 +15,15 @@ import re
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
+from workflows import holds
 from workflows.phases import Phases, parse_reply, with_repair
 from workflows.session_hooks import SessionHooks, cause
 
 with workflow.unsafe.imports_passed_through():
     from activities.session_prompt import render_session_prompt
-    from models.plan import Step, StepNode, VerifyStep, iter_nodes
+    from models import rounds
+    from models.holds import HoldDecision, effective_mode
+    from models.plan import Step, StepNode, iter_nodes
     from models.request import ChatMessage, ModelUsage, StepResult
     from models.review import Finding, PostReview
     from models.session import (
@@ -271,23 +274,34 @@ class SessionWorkflow(SessionHooks):
         tree = [StepNode(step=s) for s in plan.steps]
         self.state.current.steps = [f"{s.id} {s.type}" for s in plan.steps]
         results = await self._execute(plan.steps, [f"i{n}-{i}-{_safe(s.id)}" for i, s in enumerate(plan.steps)])
-        checks = [s for s in plan.steps if isinstance(s, VerifyStep)]
+        last_round = results
         for fix_round in range(1, MAX_FIX_ROUNDS + 2):
             review = await self._post_review(desc, task, tree, results)
             self.state.current.verdict = review.verdict
             if review.verdict == "PASS":
-                return "passed", ""
+                # A rule of the workflow, whatever the reviewer says: no PASS over a failed step.
+                why = rounds.overruled_pass(last_round)
+                if not why:
+                    return "passed", ""
+                self.state.current.verdict = "FAIL"
+                return "failed", f"the reviewer said PASS, but {why}, and no later round repaired it"
             failing = "; ".join(c.criterion + ": " + c.evidence for c in review.criteria if not c.met)[:1000]
             if review.verdict != "FAIL" or not review.fix_steps or fix_round > MAX_FIX_ROUNDS:
                 return "failed", f"verification {review.verdict}" + (f" ({failing})" if failing else "")
             fixes = [s.model_copy(update={"id": f"f{fix_round}-{s.id}"}) for s in review.fix_steps]
-            findings = await self._safety([*fixes, *checks], desc)
+            taken = rounds.clashing_ids(fixes, tree)
+            if taken:
+                return "failed", f"the reviewer's fix steps reuse step ids ({', '.join(taken)})"
+            # What a failure skipped runs after the fixes (it never ran), then the checks again.
+            reruns = [*rounds.skipped_steps(tree, last_round), *rounds.checks(tree)]
+            findings = await self._safety([*fixes, *reruns], desc)
             if findings:
                 return "blocked", "the reviewer's fix steps were blocked: " + "; ".join(f.line() for f in findings)
             _parent(tree, results).children.extend(StepNode(step=s, depth=1) for s in fixes)
             keys = [f"i{n}-f{fix_round}-{i}" for i in range(len(fixes))]
-            keys += [f"i{n}-r{fix_round}-{i}" for i in range(len(checks))]
-            results = [*results, *await self._execute([*fixes, *checks], keys)]
+            keys += [f"i{n}-r{fix_round}-{i}" for i in range(len(reruns))]
+            last_round = await self._execute([*fixes, *reruns], keys)
+            results = [*results, *last_round]
         return "failed", "verification failed"  # pragma: no cover - the loop returns
 
     async def _execute(self, steps: list[Step], keys: list[str]) -> list[StepResult]:
@@ -316,8 +330,36 @@ class SessionWorkflow(SessionHooks):
         return results
 
     async def _safety(self, steps: list[Step], desc: str) -> list[Finding]:
+        assert self.inp
         self._phase("review", f"8-point safety review of {len(steps)} step(s)")
-        return (await self.phases.review_safety(desc, steps)).findings
+        out = await self.phases.review_safety(desc, steps)
+        mode = effective_mode(out.hold_mode, self.inp.hold_mode)
+        return await holds.settle(
+            self.state.holds,
+            out.findings,
+            steps,
+            mode,
+            lambda m: self._event("review", m),
+            lambda: "the session was stopped" if self.state.stop_requested else "",
+        )
+
+    @workflow.update
+    def approve(self, decision: HoldDecision) -> str:
+        """A person lets a held step run (``iter approve SESSION [STEP]``)."""
+        return holds.apply(self.state.holds, decision, approve=True)
+
+    @approve.validator
+    def _check_approve(self, decision: HoldDecision) -> None:
+        holds.check(self.state.holds, decision)
+
+    @workflow.update
+    def deny(self, decision: HoldDecision) -> str:
+        """A person refuses a held step: the task is blocked with the reason and the session goes on."""
+        return holds.apply(self.state.holds, decision, approve=False)
+
+    @deny.validator
+    def _check_deny(self, decision: HoldDecision) -> None:
+        holds.check(self.state.holds, decision)
 
     async def _post_review(
         self, desc: str, task: Task | None, tree: list[StepNode], results: list[StepResult]

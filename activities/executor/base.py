@@ -1,11 +1,14 @@
-"""The executor interface and the run directory that makes a command exactly-once.
+"""The executor interface and the journal that makes a command exactly-once.
 
-Each command gets a run directory, ``<workspace>/.iter/runs/<workflow>/<run key>/``:
-``started.json`` is written before the command starts (who runs it, where, when), the command
-writes ``out`` and finally ``rc``; ``outcome.json`` is the recorded result. A retried activity
-reads the directory and picks up where the dead attempt stopped: it returns a recorded outcome,
-waits for a command still running, or reports one that died with its host. It never starts a
-command a second time.
+Each step gets a run directory in its request's journal, ``<data dir>/journals/<request key>/<run
+key>/``, on the worker's machine and out of every step's reach: no container mounts it, and a
+local step is not told where it is (its wrapper writes through file descriptors the worker opened,
+closed before the command starts). ``cmd.sh`` records that a command was prepared; the exit status
+comes from a channel the step cannot write (the worker's own child, or the Docker daemon's record
+of the exec); ``outcome.json`` is the recorded result, written by the worker only. A retried
+activity reads the directory and picks up where the dead attempt stopped: it returns a recorded
+outcome, waits for a command still running, or reports one that died with its host. It never
+starts a command a second time.
 """
 
 from __future__ import annotations
@@ -16,9 +19,26 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
+from temporalio.exceptions import ApplicationError
+
 
 class ExecutorUnavailable(Exception):
-    """The backend cannot run anything here (no Docker daemon, no image); the message says how to fix it."""
+    """The backend cannot run anything here (no Docker daemon, no image); the message says how to fix it.
+
+    ``waiting``: it may come back by itself (the daemon restarts), so a step waits for it instead of
+    failing the request; a missing image or network waits for nobody."""
+
+    def __init__(self, message: str, *, waiting: bool = False) -> None:
+        super().__init__(message)
+        self.waiting = waiting
+
+
+def unavailable_failure(exc: ExecutorUnavailable) -> ApplicationError:
+    """The activity's failure: retried while the backend may come back, and the message is what
+    ``iter status`` shows meanwhile ("waiting: waiting for Docker: ...")."""
+    if exc.waiting:
+        return ApplicationError(f"waiting for Docker: {exc}", type="ExecutorWaiting")
+    return ApplicationError(str(exc), type="ExecutorUnavailable", non_retryable=True)
 
 
 @dataclass
@@ -51,8 +71,22 @@ class Executor(Protocol):
         ...
 
 
-def runs_root(workspace: Path, workflow_id: str) -> Path:
-    return workspace / ".iter" / "runs" / workflow_id
+def runs_root(data: Path, request_key: str) -> Path:
+    """A request's journal: under the worker's data directory, never inside a workspace."""
+    return data / "journals" / request_key
+
+
+def streams_root(data: Path, request_key: str) -> Path:
+    """Docker only: the one directory a request's container may write besides the workspace, where
+    its steps' wrappers leave their output (and a pid, a hint for killing). Nothing in it is trusted
+    as a record: the worker copies the output into the journal when the step ends."""
+    return data / "streams" / request_key
+
+
+def make_private(folder: Path) -> Path:
+    """A journal directory only the worker can enter."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
 
 
 def write_json_atomic(path: Path, data: object) -> None:
@@ -80,14 +114,22 @@ def record_outcome(run_dir: Path, outcome: CommandOutcome) -> CommandOutcome:
 
 
 def finish(
-    run_dir: Path, duration_s: float, output_cap: int, *, timed_out: bool = False, note: str = ""
+    run_dir: Path,
+    rc: int | None,
+    duration_s: float,
+    output_cap: int,
+    *,
+    output_dir: Path | None = None,
+    timed_out: bool = False,
+    note: str = "",
 ) -> CommandOutcome:
-    """Record the outcome of a command whose wrapper has ended or was killed at its timeout: its
-    status from ``rc`` (none when it was killed, or died without writing one), its capped output."""
-    rc = None if timed_out else read_rc(run_dir)
+    """Record the outcome of a command that has ended or was killed at its timeout: its exit status
+    as the backend's own channel reported it (None when it was killed, or died without one), and
+    its capped output from ``output_dir`` (the run dir unless the backend keeps it elsewhere)."""
+    rc = None if timed_out else rc
     outcome = CommandOutcome(
         exit_code=rc,
-        output=read_output(run_dir, output_cap) + note,
+        output=read_output(output_dir or run_dir, output_cap) + note,
         duration_s=duration_s,
         timed_out=timed_out,
         interrupted=rc is None and not timed_out,
@@ -114,19 +156,4 @@ def read_output(run_dir: Path, cap: int) -> str:
     return head.decode(errors="replace") + f"\n[... {cut} bytes cut ...]\n" + tail.decode(errors="replace")
 
 
-def read_rc(run_dir: Path) -> int | None:
-    try:
-        return int((run_dir / "rc").read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-# The shell that runs a step. Every value arrives as a positional argument ($1 the command file,
-# $2 the run directory), so nothing is ever pasted into a shell line. It records its own pid
-# first, so an attempt that died right after starting it can still find it.
-WRAPPER = (
-    'echo $$ > "$2/pid.tmp" && mv "$2/pid.tmp" "$2/pid"; '
-    '/bin/sh "$1" > "$2/out" 2>&1 < /dev/null; '
-    'echo $? > "$2/rc.tmp" && mv "$2/rc.tmp" "$2/rc"'
-)
 WRAPPER_NAME = "iter-step"

@@ -11,10 +11,13 @@ step only: the same spec but on the network ``executor.network``, named after th
 the step's run key (so a retried attempt finds it), labelled ``iter.step``, removed when the step
 ends. The request's container never gets a network.
 
-Exactly once: a step runs through the same journal as the local backend (``base.WRAPPER`` writes
-``pid``, ``out`` and ``rc`` in the run directory, which lives in the bind-mounted workspace), and the
-exec id is recorded before the exec starts. A retried attempt reads the journal and the exec's state
-and adopts a step still running instead of starting it again.
+Exactly once, and out of a step's reach: the journal (``cmd.sh``, the exec id, recorded before the
+exec starts, and ``outcome.json``) lives on the worker's machine and no container mounts it. The
+exit status is the Docker daemon's record of the exec; the wrapper's own ``rc`` file, in the
+request's stream directory (the one directory its container may write besides the workspace), is
+only a hint to look now. A retried attempt reads the journal and the exec's state and adopts a step
+still running instead of starting it again. A step can write nothing any record is read from: its
+output is its own, and a later step's wrapper truncates its output file as it starts.
 
 The Docker SDK blocks, so every call goes through ``asyncio.to_thread``: the worker's event loop,
 which heartbeats, never waits on the daemon.
@@ -27,6 +30,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -38,16 +42,17 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import Mount
 
 from activities.executor.base import (
-    WRAPPER,
     WRAPPER_NAME,
     CommandOutcome,
     ExecutorUnavailable,
     finish,
-    read_rc,
+    make_private,
     recorded_outcome,
     runs_root,
+    streams_root,
 )
 from models.config import ExecutorSettings
+from temporal.shutdown import leaving_to_next_worker
 
 LABEL_REQUEST = "iter.request"
 LABEL_WORKSPACE = "iter.workspace"
@@ -80,6 +85,10 @@ POLL_MAX_S = 0.1
 LIVENESS_EVERY_S = 0.5
 KILL_WAIT_S = 10.0
 EXEC_FILE = "exec"
+# The shell that runs a step: the command arrives as $1 (never pasted into a shell line), $2 is the
+# step's stream directory. Its exit status is the exec's, which the daemon records; ``pid`` (for a
+# kill) and ``rc`` (a hint that it ended) are conveniences a step could overwrite, never records.
+WRAPPER = 'echo $$ > "$2/pid"; /bin/sh -c "$1" > "$2/out" 2>&1 < /dev/null; rc=$?; echo $rc > "$2/rc"; exit $rc'
 NAME_MAX = 120
 
 _client: docker.DockerClient | None = None
@@ -109,7 +118,7 @@ def docker_client() -> docker.DockerClient:
             try:
                 _client = docker.from_env(timeout=API_TIMEOUT_S)
             except DockerException as exc:
-                raise ExecutorUnavailable(unreachable_message(exc)) from None
+                raise ExecutorUnavailable(unreachable_message(exc), waiting=True) from None
         return _client
 
 
@@ -122,7 +131,7 @@ def preflight(settings: ExecutorSettings) -> None:
     except ImageNotFound:
         raise ExecutorUnavailable(missing_image_message(settings.image)) from None
     except (DockerException, requests.exceptions.ConnectionError) as exc:
-        raise ExecutorUnavailable(unreachable_message(exc)) from None
+        raise ExecutorUnavailable(unreachable_message(exc), waiting=True) from None
 
 
 def missing_image_message(image: str) -> str:
@@ -153,25 +162,26 @@ def step_container_name(request_key: str, network_step: str | None) -> str:
     return container_name(request_key if network_step is None else f"{request_key}/{network_step}")
 
 
-def workspace_mounts(workspace: Path, target: str, request_key: str) -> list[Mount]:
-    """The workspace read-write, but iter's own files in it (policy, hooks, the project, other
-    runs' journals) read-only: a step cannot rewrite the rules that judge the next one. Only this
-    request's journal directory stays writable, for the step wrapper's pid, out and rc."""
+def workspace_mounts(workspace: Path, target: str, streams: Path) -> list[Mount]:
+    """The workspace read-write, but iter's own files in it (policy, hooks, the project) read-only:
+    a step cannot rewrite the rules that judge the next one. Besides, only the request's stream
+    directory is writable, for its wrappers' output; its journal is mounted nowhere."""
     source = workspace.resolve()
-    journal = runs_root(source, request_key)
-    journal.mkdir(parents=True, exist_ok=True)
     owner = workspace_owner(workspace)
-    if os.geteuid() == 0 and owner != (0, 0):
-        os.chown(journal, *owner)
+    for folder in (source / ".iter", streams):
+        if not folder.is_dir():
+            folder.mkdir(parents=True)
+            if os.geteuid() == 0 and owner != (0, 0):
+                os.chown(folder, *owner)
     return [
         Mount(target=target, source=str(source), type="bind", read_only=False),
         Mount(target=f"{target}/.iter", source=str(source / ".iter"), type="bind", read_only=True),
-        Mount(target=str(runs_root(Path(target), request_key)), source=str(journal), type="bind", read_only=False),
+        Mount(target=str(streams), source=str(streams), type="bind", read_only=False),
     ]
 
 
 def container_spec(
-    settings: ExecutorSettings, workspace: Path, request_key: str, network_step: str | None = None
+    settings: ExecutorSettings, workspace: Path, request_key: str, streams: Path, network_step: str | None = None
 ) -> dict[str, Any]:
     """The arguments of ``containers.create`` for a request: every isolation property in one place,
     shared by the executor and ``iter executor check``. With ``network_step`` (a run key), the same
@@ -191,7 +201,7 @@ def container_spec(
         "user": f"{uid}:{gid}",
         "working_dir": target,
         "environment": CONTAINER_ENV,
-        "mounts": workspace_mounts(workspace, target, request_key),
+        "mounts": workspace_mounts(workspace, target, streams),
         "read_only": True,
         "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={TMPFS_MB}m,mode=1777"},
         "network_mode": "none" if network_step is None else settings.network,
@@ -211,11 +221,19 @@ class DockerExecutor:
     name = "docker"
 
     def __init__(
-        self, settings: ExecutorSettings, workspace: Path, request_key: str, network_step: str | None = None
+        self,
+        settings: ExecutorSettings,
+        workspace: Path,
+        request_key: str,
+        data: Path,
+        network_step: str | None = None,
     ) -> None:
         self.settings = settings
         self.workspace = workspace
         self.request_key = request_key
+        self.data = data
+        self.journal = runs_root(data, request_key)
+        self.streams = streams_root(data, request_key)
         self.network_step = network_step
         self.container_name = step_container_name(request_key, network_step)
         self.client = docker_client()
@@ -237,49 +255,56 @@ class DockerExecutor:
             if started:
                 return await self._wait(run_dir, exec_id, self._started_at(run_dir), timeout_s, output_cap)
         self._prepare(run_dir, command)
-        starting = asyncio.ensure_future(self._call(self._start, run_dir))
+        starting = asyncio.ensure_future(self._call(self._start, run_dir, command))
         try:
             exec_id = await asyncio.shield(starting)
         except asyncio.CancelledError:
             # Cancelled while the step was being started: the start goes on in its thread, so let
-            # it finish, then stop what it started.
+            # it finish, then stop what it started (unless the worker leaves it to the next one).
             await starting
-            await asyncio.shield(self._call(self._kill, run_dir))
+            if not leaving_to_next_worker():
+                await asyncio.shield(self._call(self._kill, run_dir))
             raise
         return await self._wait(run_dir, exec_id, time.time(), timeout_s, output_cap)
 
     async def _run_networked(self, command: str, run_dir: Path, timeout_s: int, output_cap: int) -> CommandOutcome:
         """The step in a container of its own on ``executor.network``, through the same journal: a
         retried attempt makes the same executor (same name), so it adopts a step that started."""
-        step = DockerExecutor(self.settings, self.workspace, self.request_key, network_step=run_dir.name)
+        step = DockerExecutor(self.settings, self.workspace, self.request_key, self.data, network_step=run_dir.name)
         try:
             return await step.run(command, run_dir, timeout_s, output_cap)
         finally:
             # Gone when the step ends, however it ends; a worker that dies first leaves it to the
             # retried attempt (which ends here too), to the request's release, or to the sweep,
             # as does a failed removal, which must not hide the step's own outcome.
-            with contextlib.suppress(ExecutorUnavailable, DockerException):
-                await asyncio.shield(step.close())
+            if not leaving_to_next_worker():
+                with contextlib.suppress(ExecutorUnavailable, DockerException):
+                    await asyncio.shield(step.close())
 
     def _prepare(self, run_dir: Path, command: str) -> None:
-        journal = runs_root(self.workspace.resolve(), self.request_key)
-        if journal not in run_dir.resolve().parents:
-            # Only this request's journal is writable inside the container (see workspace_mounts).
-            raise ValueError(f"run dir {run_dir} is not under the request's journal {journal}")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        # The step runs as the workspace owner and writes its journal here; a worker running as
+        if run_dir.parent != self.journal:
+            # A run dir anywhere else might be one a step can write (the workspace).
+            raise ValueError(f"run dir {run_dir} is not in the request's journal {self.journal}")
+        make_private(run_dir)
+        (run_dir / "cmd.sh").write_text(command + "\n")
+        (run_dir / EXEC_FILE).unlink(missing_ok=True)
+        stream = self._stream(run_dir)
+        shutil.rmtree(stream, ignore_errors=True)  # whatever an earlier step left there
+        stream.mkdir(parents=True)
+        # The step runs as the workspace owner and its wrapper writes here; a worker running as
         # root (CI) hands the directory over so that it can.
         owner = workspace_owner(self.workspace)
         if os.geteuid() == 0 and owner != (0, 0):
-            os.chown(run_dir, *owner)
-        (run_dir / "cmd.sh").write_text(command + "\n")
-        (run_dir / EXEC_FILE).unlink(missing_ok=True)
+            os.chown(stream, *owner)
 
-    def _start(self, run_dir: Path) -> str:
+    def _stream(self, run_dir: Path) -> Path:
+        return self.streams / run_dir.name
+
+    def _start(self, run_dir: Path, command: str) -> str:
         cid = self._ensure_container()
         # runc starts every exec'd process as a session (so group) leader: the wrapper's pid is the
         # step's process group, which a timeout kills. (A ``setsid`` here would only fork.)
-        argv = ["/bin/sh", "-c", WRAPPER, WRAPPER_NAME, str(run_dir / "cmd.sh"), str(run_dir)]
+        argv = ["/bin/sh", "-c", WRAPPER, WRAPPER_NAME, command, str(self._stream(run_dir))]
         try:
             exec_id = self._exec_create(cid, argv)
         except (NotFound, APIError) as exc:
@@ -304,22 +329,20 @@ class DockerExecutor:
         return str(created["Id"])
 
     def _probe(self, run_dir: Path) -> tuple[str | None, bool]:
-        """For a run an earlier attempt prepared: its exec id, and whether its command started."""
+        """For a run an earlier attempt prepared: its exec id, and whether its command started
+        (the daemon says: running, or ended with a status, or gone with its container)."""
         try:
-            exec_id: str | None = (run_dir / EXEC_FILE).read_text().strip()
+            exec_id = (run_dir / EXEC_FILE).read_text().strip()
         except FileNotFoundError:
-            exec_id = None
-        if (run_dir / "rc").exists() or (run_dir / "pid").exists():
-            return exec_id, True
-        if exec_id is None:
             return None, False  # it died before creating the exec: nothing ran
         info = self._exec_info(exec_id)
-        # Running without a pid yet: it is starting now, so wait for it rather than start a twin.
-        return exec_id, bool(info and (info.get("Running") or info.get("Pid")))
+        if info is None:
+            return exec_id, True  # the container went, and the exec with it: report it lost
+        return exec_id, bool(info.get("Running") or info.get("Pid") or info.get("ExitCode") is not None)
 
     @staticmethod
     def _started_at(run_dir: Path) -> float:
-        for name in ("pid", "cmd.sh"):
+        for name in (EXEC_FILE, "cmd.sh"):
             with contextlib.suppress(FileNotFoundError):
                 return (run_dir / name).stat().st_mtime
         return time.time()
@@ -329,30 +352,49 @@ class DockerExecutor:
     ) -> CommandOutcome:
         delay = POLL_FIRST_S
         next_liveness = time.monotonic() + LIVENESS_EVERY_S
+        hint = self._stream(run_dir) / "rc"
+        output = self._stream(run_dir)
         try:
             while True:
-                if read_rc(run_dir) is not None:
-                    return finish(run_dir, time.time() - started_at, output_cap)
+                # The wrapper's rc file says "look now"; the daemon says what happened.
+                if hint.exists() or time.monotonic() >= next_liveness:
+                    next_liveness = time.monotonic() + LIVENESS_EVERY_S
+                    ended, code = await self._call(self._ended, exec_id)
+                    if ended:
+                        took = time.time() - started_at
+                        if code is None:
+                            return self._lost(run_dir, output, started_at, output_cap)
+                        return finish(run_dir, code, took, output_cap, output_dir=output)
                 if time.time() - started_at > timeout_s:
                     await self._call(self._kill, run_dir)
-                    return finish(run_dir, time.time() - started_at, output_cap, timed_out=True)
-                if time.monotonic() >= next_liveness:
-                    next_liveness = time.monotonic() + LIVENESS_EVERY_S
-                    if not await self._call(self._running, exec_id) and read_rc(run_dir) is None:
-                        return self._lost(run_dir, started_at, output_cap)
+                    took = time.time() - started_at
+                    return finish(run_dir, None, took, output_cap, output_dir=output, timed_out=True)
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, POLL_MAX_S)
         except asyncio.CancelledError:
-            # The workflow gave up on this step (cancel): the step's processes go with it.
-            await asyncio.shield(self._call(self._kill, run_dir))
+            # The workflow gave up on this step (cancel): the step's processes go with it. A worker
+            # that is shutting down leaves it running for the next worker to adopt.
+            if not leaving_to_next_worker():
+                await asyncio.shield(self._call(self._kill, run_dir))
             raise
 
     @staticmethod
-    def _lost(run_dir: Path, started_at: float, output_cap: int) -> CommandOutcome:
-        """The step's shell is gone without an exit status: killed by the memory limit, or its
-        container went away with the host."""
-        note = "\n[the step's shell died without an exit status: memory limit, or its container stopped]"
-        return finish(run_dir, time.time() - started_at, output_cap, note=note)
+    def _lost(run_dir: Path, output: Path, started_at: float, output_cap: int) -> CommandOutcome:
+        """The step's exec is gone without an exit status: its container went away with the host."""
+        note = "\n[the step's container stopped or was removed while it ran; it has no exit status]"
+        return finish(run_dir, None, time.time() - started_at, output_cap, output_dir=output, note=note)
+
+    def _ended(self, exec_id: str | None) -> tuple[bool, int | None]:
+        """Whether the exec has ended, and its exit status as the daemon recorded it."""
+        if exec_id is None:
+            return True, None
+        info = self._exec_info(exec_id)
+        if info is None:
+            return True, None
+        if info.get("Running"):
+            return False, None
+        code = info.get("ExitCode")
+        return True, int(code) if code is not None else None
 
     def _running(self, exec_id: str | None) -> bool:
         if exec_id is None:
@@ -369,7 +411,8 @@ class DockerExecutor:
 
     def _kill(self, run_dir: Path) -> None:
         try:
-            pgid = int((run_dir / "pid").read_text())
+            # Written by the wrapper, so only a hint: ``kill -1`` takes everything of the step anyway.
+            pgid = int((self._stream(run_dir) / "pid").read_text())
         except (FileNotFoundError, ValueError):
             pgid = 0  # no group yet: ``kill -1`` still takes everything the step started
         try:
@@ -410,7 +453,7 @@ class DockerExecutor:
         return self._container_id
 
     def _create(self) -> Any:
-        spec = container_spec(self.settings, self.workspace, self.request_key, self.network_step)
+        spec = container_spec(self.settings, self.workspace, self.request_key, self.streams, self.network_step)
         try:
             return self.client.containers.create(**spec)
         except ImageNotFound:
@@ -442,7 +485,7 @@ class DockerExecutor:
         try:
             return await asyncio.to_thread(fn, *args)
         except requests.exceptions.ConnectionError as exc:
-            raise ExecutorUnavailable(unreachable_message(exc)) from None
+            raise ExecutorUnavailable(unreachable_message(exc), waiting=True) from None
 
 
 def _container_gone(exc: DockerException) -> bool:

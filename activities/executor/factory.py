@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from activities.executor.base import Executor, ExecutorUnavailable
+from activities.executor.base import Executor, ExecutorUnavailable, runs_root
 from activities.executor.local import LocalExecutor
 from models.config import ExecutorSettings
 
 
-def executor_for(settings: ExecutorSettings, workspace: Path, request_key: str) -> Executor:
+def executor_for(settings: ExecutorSettings, workspace: Path, request_key: str, data: Path) -> Executor:
+    """``data``: the worker's data directory, where the request's journal lives (out of the workspace)."""
     if settings.backend == "local":
-        return LocalExecutor(workspace)
+        return LocalExecutor(workspace, runs_root(data, request_key))
     if settings.backend == "docker":
         try:
             from activities.executor.docker import DockerExecutor
@@ -20,5 +21,5 @@ def executor_for(settings: ExecutorSettings, workspace: Path, request_key: str) 
                 "the Docker executor is not available in this install; "
                 "install iter[docker] or choose the local backend with --executor local"
             ) from exc
-        return DockerExecutor(settings, workspace, request_key)
+        return DockerExecutor(settings, workspace, request_key, data)
     raise ExecutorUnavailable(f"unknown executor {settings.backend!r}; choose docker or local")

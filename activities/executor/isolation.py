@@ -56,13 +56,14 @@ class _Probe:
         self.secret = root / "host-only.txt"
         self.marker = uuid.uuid4().hex
         self.secret.write_text(self.marker)
-        self.executor = DockerExecutor(settings, self.workspace, f"iter-check.{self.marker}")
+        self.data = root / "data"
+        self.executor = DockerExecutor(settings, self.workspace, f"iter-check.{self.marker}", self.data)
         self.n = 0
 
     async def sh(self, command: str, timeout_s: int = PROBE_TIMEOUT_S) -> tuple[int | None, str, bool]:
         self.n += 1
         out = await self.executor.run(
-            command, runs_root(self.workspace, self.executor.request_key) / str(self.n), timeout_s, 64_000
+            command, runs_root(self.data, self.executor.request_key) / str(self.n), timeout_s, 64_000
         )
         return out.exit_code, out.output.strip(), out.timed_out
 

@@ -1,47 +1,84 @@
 """The local backend: each command in its own session on this machine, in the workspace.
 
 For machines without Docker, chosen explicitly (``--executor local``); it isolates processes,
-not the file system or the network."""
+not the file system or the network.
+
+The journal stays out of the step's way: the worker opens the run directory's files itself and
+hands them to the wrapper as file descriptors (``status`` as stdin, for the wrapper's pid and then
+the exit status; ``out`` as stdout and stderr), and the command gets ``/dev/null`` as stdin. So no
+path to the journal appears in the step's arguments, environment or files. (A step runs as the
+worker's user here: one that goes looking through ``/proc`` for its parent's descriptors, or
+through the worker's data directory, can still find it. Only the Docker backend keeps a step out
+by construction.)"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
+import sys
 import time
 from pathlib import Path
 
-from activities.executor.base import (
-    WRAPPER,
-    WRAPPER_NAME,
-    CommandOutcome,
-    finish,
-    read_rc,
-    recorded_outcome,
-)
+from activities.executor.base import WRAPPER_NAME, CommandOutcome, finish, make_private, recorded_outcome
+from temporal.shutdown import leaving_to_next_worker
 
 # Only these variables reach a step: an allowlist, so no API key or token leaks into a command.
 PASSED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "TMPDIR", "SHELL")
 ADOPT_POLL_S = 0.1
 PID_GRACE_S = 1.0
+# The shell that runs a step: the command arrives as $1, never pasted into a shell line; $2 is the
+# run's token, by which a later attempt recognises this process. It writes its pid, then the exit
+# status, to its stdin (the journal's ``status`` file, opened for writing by the worker).
+WRAPPER = 'echo $$ >&0; /bin/sh -c "$1" < /dev/null 2>&1; echo $? >&0'
 
 
-def step_env() -> dict[str, str]:
+def _own_bin_dirs() -> set[str]:
+    """iter's own virtualenv: its python must never answer a step's ``python`` (it lacks the
+    project's packages, e.g. pytest)."""
+    dirs = set()
+    if sys.prefix != sys.base_prefix:
+        dirs.add(os.path.realpath(os.path.join(sys.prefix, "bin")))
+    if os.environ.get("VIRTUAL_ENV"):
+        dirs.add(os.path.realpath(os.path.join(os.environ["VIRTUAL_ENV"], "bin")))
+    return dirs
+
+
+def step_env(workspace: Path | None = None) -> dict[str, str]:
+    """The workspace's environment: the user's PATH without iter's virtualenv, and the
+    workspace's own ``.venv`` first when it has one."""
     env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    own = _own_bin_dirs()
+    path = [p for p in env.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(os.pathsep) if p]
+    path = [p for p in path if os.path.realpath(p) not in own]
+    if workspace is not None and (workspace / ".venv" / "bin").is_dir():
+        path.insert(0, str(workspace / ".venv" / "bin"))
+        env["VIRTUAL_ENV"] = str(workspace / ".venv")
+    env["PATH"] = os.pathsep.join(path) or "/usr/local/bin:/usr/bin:/bin"
     env["ITER_STEP"] = "1"
     return env
 
 
-def _alive(pid: int, run_dir: Path) -> bool:
-    """True while the wrapper recorded in ``run_dir`` still runs (and is not a reused pid)."""
+def read_status(run_dir: Path) -> tuple[int | None, int | None]:
+    """The wrapper's pid and exit status, each None until written."""
+    try:
+        lines = (run_dir / "status").read_text().split("\n")
+    except FileNotFoundError:
+        return None, None
+    done = [int(x) for x in lines[:-1] if x.strip().lstrip("-").isdigit()]  # complete lines only
+    return (done[0] if done else None), (done[1] if len(done) > 1 else None)
+
+
+def _alive(pid: int, token: str) -> bool:
+    """True while the wrapper of this run still runs (and is not a reused pid)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return False
-    status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
-    return str(run_dir).encode() in cmdline and status[0] != "Z"
+    return token.encode() in cmdline.split(b"\0") and status[0] != "Z"
 
 
 def _kill_group(pid: int) -> None:
@@ -52,8 +89,9 @@ def _kill_group(pid: int) -> None:
 class LocalExecutor:
     name = "local"
 
-    def __init__(self, workspace: Path) -> None:
+    def __init__(self, workspace: Path, journal: Path) -> None:
         self.workspace = workspace
+        self.journal = journal  # this request's journal: every run dir of its steps is in it
 
     async def run(
         self, command: str, run_dir: Path, timeout_s: int, output_cap: int, *, network: bool = False
@@ -70,59 +108,86 @@ class LocalExecutor:
         return await self._adopt(pid, run_dir, timeout_s, output_cap)
 
     async def _started_pid(self, run_dir: Path) -> int | None:
-        """The pid of a wrapper an earlier attempt started, if it started one."""
-        if not (run_dir / "cmd.sh").exists():
+        """The pid of a wrapper an earlier attempt started, if it started one (-1: it finished)."""
+        if not (run_dir / "token").exists():
             return None
         deadline = time.monotonic() + PID_GRACE_S
         while True:
-            try:
-                return int((run_dir / "pid").read_text())
-            except (FileNotFoundError, ValueError):
-                if (run_dir / "rc").exists() or time.monotonic() > deadline:
-                    # Finished before writing a pid cannot happen; no pid after the grace period
-                    # means the earlier attempt died before the command started.
-                    return -1 if (run_dir / "rc").exists() else None
-                await asyncio.sleep(0.05)
+            pid, rc = read_status(run_dir)
+            if rc is not None:
+                return -1
+            if pid is not None:
+                return pid
+            if time.monotonic() > deadline:
+                # No pid after the grace period: the earlier attempt died before the command started.
+                return None
+            await asyncio.sleep(0.05)
 
     async def _start_and_wait(self, command: str, run_dir: Path, timeout_s: int, output_cap: int) -> CommandOutcome:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "cmd.sh").write_text(command + "\n")
+        make_private(run_dir)
+        token = f"iter-run-{secrets.token_hex(8)}"
+        (run_dir / "token").write_text(token)
         started = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(
-            "/bin/sh",
-            "-c",
-            WRAPPER,
-            WRAPPER_NAME,
-            str(run_dir / "cmd.sh"),
-            str(run_dir),
-            cwd=self.workspace,
-            env=step_env(),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        with (run_dir / "status").open("wb") as status, (run_dir / "out").open("wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                "/bin/sh",
+                "-c",
+                WRAPPER,
+                WRAPPER_NAME,
+                command,
+                token,
+                cwd=self.workspace,
+                env=step_env(self.workspace),
+                stdin=status,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+            )
         try:
             await asyncio.wait_for(proc.wait(), timeout=timeout_s)
         except TimeoutError:
             _kill_group(proc.pid)
             await proc.wait()
-            return finish(run_dir, time.monotonic() - started, output_cap, timed_out=True)
+            return finish(run_dir, None, time.monotonic() - started, output_cap, timed_out=True)
         except asyncio.CancelledError:
-            # The workflow gave up on this step (cancel): the step's processes go with it.
-            _kill_group(proc.pid)
+            # The workflow gave up on this step (cancel): the step's processes go with it. A worker
+            # that is shutting down leaves it to the next worker, which adopts it.
+            if not leaving_to_next_worker():
+                _kill_group(proc.pid)
             raise
-        return finish(run_dir, time.monotonic() - started, output_cap)
+        # The exit status as the wrapper saw it; the worker's own view of its child if it wrote none.
+        rc = read_status(run_dir)[1]
+        return finish(run_dir, rc if rc is not None else proc.returncode, time.monotonic() - started, output_cap)
 
     async def _adopt(self, pid: int, run_dir: Path, timeout_s: int, output_cap: int) -> CommandOutcome:
-        pid_file = run_dir / "pid"
-        started_at = pid_file.stat().st_mtime if pid_file.exists() else time.time()
-        while pid > 0 and _alive(pid, run_dir) and read_rc(run_dir) is None:
-            if time.time() - started_at > timeout_s:
+        token = (run_dir / "token").read_text().strip()
+        started_at = (run_dir / "token").stat().st_mtime
+        try:
+            while pid > 0 and _alive(pid, token) and read_status(run_dir)[1] is None:
+                if time.time() - started_at > timeout_s:
+                    _kill_group(pid)
+                    return finish(run_dir, None, time.time() - started_at, output_cap, timed_out=True)
+                await asyncio.sleep(ADOPT_POLL_S)
+        except asyncio.CancelledError:
+            if not leaving_to_next_worker():
                 _kill_group(pid)
-                return finish(run_dir, time.time() - started_at, output_cap, timed_out=True)
-            await asyncio.sleep(ADOPT_POLL_S)
-        return finish(run_dir, time.time() - started_at, output_cap)  # interrupted if it died without rc
+            raise
+        # Interrupted when it died without an exit status.
+        return finish(run_dir, read_status(run_dir)[1], time.time() - started_at, output_cap)
 
     async def close(self) -> None:
-        return None
+        """The request ended: whatever of its steps still runs (a step a dead worker left, one that
+        outlived a cancel) is killed before its journal goes."""
+        kill_running(self.journal)
+
+
+def kill_running(journal: Path) -> list[int]:
+    """Kill the process group of every wrapper of this journal that is still alive."""
+    killed = []
+    for token_file in journal.glob("*/token"):
+        pid, rc = read_status(token_file.parent)
+        with contextlib.suppress(OSError):
+            if pid and rc is None and _alive(pid, token_file.read_text().strip()):
+                _kill_group(pid)
+                killed.append(pid)
+    return killed

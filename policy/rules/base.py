@@ -16,6 +16,8 @@ class Hit:
     # the normalized simple command the hit is about: project allow rules match it. None for hits
     # about the step as a whole (unparseable, timeouts...), which no allow rule can lift.
     command: str | None = None
+    # risky but plausibly legitimate: a person decides (see models.holds); False: blocked
+    hold: bool = False
 
 
 @dataclass(frozen=True)
@@ -24,9 +26,9 @@ class Context:
     policy: Policy
 
 
-def hit(inv: Invocation, point: int, reason: str) -> Hit:
+def hit(inv: Invocation, point: int, reason: str, hold: bool = False) -> Hit:
     where = f" (inside {inv.via})" if inv.via else ""
-    return Hit(point, f"{reason}{where}", inv.normalized)
+    return Hit(point, f"{reason}{where}", inv.normalized, hold)
 
 
 def show(inv: Invocation) -> str:

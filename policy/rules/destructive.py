@@ -93,8 +93,11 @@ def _rm(inv: Invocation) -> Iterator[Hit]:
     recursive = bool(flags & {"r", "R"}) or has_long(inv.args, "--recursive")
     force = "f" in flags or has_long(inv.args, "--force")
     targets = operands(inv.args)
+    broad = any(t.text in _BROAD or t.tilde or t.dynamic or t.glob or t.text.startswith("/") for t in targets)
     if recursive and force:
-        yield hit(inv, POINT, f"{show(inv)} deletes recursively and without asking (rm -rf)")
+        # a narrow, known target (rm -rf build) is plausibly cleanup: a person decides
+        narrow = not broad and bool(targets)
+        yield hit(inv, POINT, f"{show(inv)} deletes recursively and without asking (rm -rf)", hold=narrow)
     elif "--no-preserve-root" in longs:
         yield hit(inv, POINT, f"{show(inv)} disables the protection of /")
     elif any(t.text in _BROAD or t.tilde or (t.dynamic and t.text.startswith("$")) for t in targets):

@@ -35,18 +35,19 @@ def check(inv: Invocation, ctx: Context) -> Iterator[Hit]:
     name = inv.name
     targets = [*inv.texts, *(r.target.text for r in inv.cmd.redirects if r.target is not None)]
     if any(_DEV_NET.match(t) for t in targets):
-        yield hit(inv, POINT, f"{show(inv)} opens a network socket through /dev/tcp")
+        yield hit(inv, POINT, f"{show(inv)} opens a network socket through /dev/tcp", hold=True)
     if name in FETCHERS:
         hosts = [t for t in inv.texts if _HOSTLIKE.search(t) and not t.startswith("-")]
         if not hosts or not all(_LOOPBACK.match(h) for h in hosts):
-            yield hit(inv, POINT, f"{show(inv)} downloads from the network")
+            yield hit(inv, POINT, f"{show(inv)} downloads from the network", hold=True)
     elif name in _CLIENTS:
-        yield hit(inv, POINT, f"{show(inv)} uses the network")
+        yield hit(inv, POINT, f"{show(inv)} uses the network", hold=True)
     elif name in ("rsync", "scp") or (name == "git" and _git_remote(inv)):
         if name == "git" or any(_REMOTE_SPEC.match(o.text) for o in operands(inv.args)):
-            yield hit(inv, POINT, f"{show(inv)} talks to a remote repository or host")
+            yield hit(inv, POINT, f"{show(inv)} talks to a remote repository or host", hold=True)
     elif (found := install(inv)) is not None and not _offline(found.args):
-        yield hit(inv, POINT, f"{show(inv)} installs packages from the network ({found.manager} {found.action})")
+        what = f"installs packages from the network ({found.manager} {found.action})"
+        yield hit(inv, POINT, f"{show(inv)} {what}", hold=True)
     if _PUBLISH.search(inv.normalized):
         yield hit(inv, POINT, f"{show(inv)} uploads or downloads through the network")
 

@@ -1,0 +1,1 @@
+"""iter dashboard: the web page (Starlette + SSE) behind `iter dashboard`."""
