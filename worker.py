@@ -22,14 +22,14 @@ from temporalio.worker import Worker
 from activities.cleanup import release_executor
 from activities.evidence import gather_evidence
 from activities.execute import execute_steps
-from activities.executor.sweep import sweep_containers
+from activities.executor.sweep import sweep_containers, sweep_journals
 from activities.git import git_commit, git_snapshot
 from activities.hooks import load_hooks, run_hooks
 from activities.llm import call_model
 from activities.prompt import build_prompt
 from activities.review import post_review, safety_review
 from activities.session_prompt import render_session_prompt
-from models.config import Settings, load_settings
+from models.config import Settings, data_dir, load_settings
 from models.queues import ROLES, QueueRole, parse_roles, queue_name
 from temporal.client import connect, ensure_search_attributes
 from temporal.own_settings import WorkerOwnsSettings
@@ -132,8 +132,9 @@ async def run_worker(
 ) -> None:
     client = await connect(settings, say=say)
     await ensure_search_attributes(client)
-    if "exec" in roles:
-        await sweep_containers(client, say)  # containers of requests that ended while no worker ran
+    if "exec" in roles:  # what runs steps cleans up after the requests that ended while none ran
+        await sweep_containers(client, say)
+        await sweep_journals(client, data_dir(settings), say)  # and their local steps and journals
     worker = build_worker(client, settings, roles)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

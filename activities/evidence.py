@@ -9,7 +9,7 @@ from pathlib import Path
 from temporalio import activity
 
 from activities.executor import ExecutorUnavailable, executor_for
-from activities.executor.base import runs_root, unavailable_failure
+from activities.executor.base import runs_root, sealed_with, unavailable_failure
 from activities.prompt import read_capped
 from activities.redact import redact
 from models.config import data_dir
@@ -24,7 +24,8 @@ EVIDENCE_TIMEOUT_S = 60
 @activity.defn
 async def gather_evidence(inp: EvidenceInput) -> EvidenceOutput:
     try:
-        return await _gather(inp)
+        with sealed_with(inp.journal_seal):
+            return await _gather(inp)
     except ExecutorUnavailable as exc:
         raise unavailable_failure(exc) from None
 

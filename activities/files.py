@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from activities.executor.base import read_json, write_json_atomic
+from activities.executor.base import read_sealed, write_sealed
 from models.plan import FileStep
 from policy import check_path
 
@@ -77,8 +77,11 @@ class FileStepError(Exception):
     pass
 
 
-def apply_file_step(step: FileStep, workspace: Path, run_dir: Path) -> str:
+def apply_file_step(step: FileStep, workspace: Path, run_dir: Path, reviewed: str | None = None) -> str:
     """Apply ``step`` once; returns the change made: created, modified, appended or deleted.
+
+    ``reviewed``: the file's digest when the plan was reviewed (``policy.digests``, same format as
+    the intent's). A file that changed since is left alone: someone's edit would be lost unseen.
 
     ``run_dir`` is the step's directory in the request's journal (outside the workspace). The
     activity also journals the step's result once this returns, so a retry only ever gets here for
@@ -90,11 +93,14 @@ def apply_file_step(step: FileStep, workspace: Path, run_dir: Path) -> str:
     run_dir.mkdir(parents=True, exist_ok=True)
     intent_file = run_dir / "intent.json"
     current = _read(path)
-    intent = read_json(intent_file)
+    intent = read_sealed(intent_file)
     if intent is not None and _applied(intent, current):
         return str(intent["change"])  # an earlier attempt already applied it
     if intent is not None and not _untouched(intent, current):
         raise FileStepError(f"{step.path} changed under the step (not by it); refusing to guess")
+    if intent is None and reviewed is not None and _digest(current) != reviewed:
+        now = "was deleted" if current is None else ("was created" if reviewed == ABSENT else "was edited")
+        raise FileStepError(f"{step.path} {now} after the plan was reviewed; not overwriting what the review never saw")
     if step.action in ("modify", "delete") and current is None:
         raise FileStepError(f"{step.path} does not exist, so it cannot be {step.action}d")
     after = _target(step, current)
@@ -103,7 +109,7 @@ def apply_file_step(step: FileStep, workspace: Path, run_dir: Path) -> str:
     )
     if intent is not None:
         change = str(intent["change"])  # what the first attempt found decides the word
-    write_json_atomic(intent_file, _intent(step, current, after, change))
+    write_sealed(intent_file, _intent(step, current, after, change))
     if after is None:
         path.unlink(missing_ok=True)
     else:

@@ -1,46 +1,202 @@
-"""The live side channel: model tokens and progress lines for whoever watches a workflow.
+"""Publishing an activity's live events (model tokens, step and hook output) to the event stream
+of the workflow that runs it, through Temporal (``temporalio.contrib.workflow_streams``): the same
+for a viewer on any machine.
 
-Tokens never travel through workflow history (it has hard limits); they are appended as JSON lines
-to ``<data dir>/live/<key>.jsonl``, which ``iter orchestrate`` and ``iter watch`` tail. The final
-text is still the activity's result, so history keeps the full record.
+Cost and latency: each flush is one signal, so a flush is one history event plus a workflow task.
+Tokens and lines are coalesced: the first item after a quiet spell goes out at once (a viewer
+sees it within one round trip), later ones wait until ``COALESCE_S`` has passed since the last
+flush, so a fast stream costs at most ``1 / COALESCE_S`` signals a second whatever its token rate.
+The contrib client numbers each batch, so a retried signal is never applied twice.
+
+Live events are for people: a stream that cannot be reached never fails the activity. Outside an
+activity (a test calling the code directly) publishing does nothing.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import contextlib
+import logging
 import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
 
-from models.config import Settings
-from models.live import live_path
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.contrib.workflow_streams import TopicHandle, WorkflowStreamClient
+
+from activities.redact import MASK, redact
+from models.events import MAX_LIVE_OUTPUT_BYTES, OutputLines, Tokens, clip, topic_of
+
+COALESCE_S = 0.1
+FALLBACK_FLUSH = timedelta(seconds=1)  # the contrib client's own timer; ours flushes first
+MAX_RETRY = timedelta(seconds=30)  # a Temporal outage: live events are given up, the work goes on
+CLOSE_TIMEOUT_S = 5.0
+
+log = logging.getLogger(__name__)
 
 
-class LiveWriter:
-    """Appends events; buffered a little so a fast stream costs few syscalls."""
+class LivePublisher:
+    """An async context manager; ``event``, ``token`` and ``lines`` never block and never raise."""
 
-    FLUSH_EVERY_S = 0.05
+    def __init__(self, coalesce_s: float = COALESCE_S) -> None:
+        self.coalesce_s = coalesce_s
+        self._client: WorkflowStreamClient | None = None
+        self._topics: dict[str, TopicHandle[Any]] = {}
+        self._tokens: list[str] = []
+        self._token_role = ""
+        self._lines: list[str] = []
+        self._lines_ref: tuple[str, str] = ("step", "")
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_flush = 0.0
+        self._output_bytes: dict[str, int] = {}
+        self._broken = False
+        self._in_key_block: set[str] = set()
+        self._header: BaseModel | None = None
 
-    def __init__(self, settings: Settings, key: str) -> None:
-        self.path = live_path(settings, key)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = self.path.open("a", encoding="utf-8")
-        self._pending: list[str] = []
+    async def __aenter__(self) -> LivePublisher:
+        if activity.in_activity():
+            try:
+                self._client = WorkflowStreamClient.from_within_activity(
+                    batch_interval=FALLBACK_FLUSH, max_retry_duration=MAX_RETRY
+                )
+                await self._client.__aenter__()
+            except Exception as exc:  # no parent workflow, no client: nobody to tell
+                log.warning("live events off for this activity: %s", exc)
+                self._client = None
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._send()
+        if self._client is None:
+            return
+        try:
+            await asyncio.wait_for(self._client.__aexit__(None, None, None), CLOSE_TIMEOUT_S)
+        except (TimeoutError, Exception) as err:  # the stream is for people; the result is in history
+            log.warning("live events not delivered: %s", err)
+
+    # --- what activities call ----------------------------------------------------------------
+
+    def event(self, event: BaseModel) -> None:
+        """A boundary (a model starts, a step ends): sent at once, after what came before it."""
+        self._send()
+        self._publish(event)
+
+    def before_first_token(self, event: BaseModel) -> None:
+        """``event`` is sent only if a token follows (a model's header on a quiet retry)."""
+        self._header = event
+
+    def token(self, role: str, text: str) -> None:
+        if self._header is not None:
+            self.event(self._header)
+            self._header = None
+        if self._tokens and role != self._token_role:
+            self._send()
+        self._token_role = role
+        self._tokens.append(text)
+        self._soon()
+
+    def lines(self, source: str, ref: str, lines: list[str]) -> None:
+        """Output lines of a step (ref: its run key) or a hook (ref: its point), capped per ref,
+        with secrets masked: the lines travel through workflow history."""
+        if (source, ref) != self._lines_ref and self._lines:
+            self._send()
+        self._lines_ref = (source, ref)
+        used = self._output_bytes.get(ref, 0)
+        for line in self._masked(ref, lines):
+            if used > MAX_LIVE_OUTPUT_BYTES:
+                break
+            used += len(line) + 1
+            self._lines.append(clip(line))
+            if used > MAX_LIVE_OUTPUT_BYTES:
+                self._lines.append(f"[live output stops after {MAX_LIVE_OUTPUT_BYTES:,} bytes; the result has it]")
+        self._output_bytes[ref] = used
+        if self._lines:
+            self._soon()
+
+    def _masked(self, ref: str, lines: list[str]) -> list[str]:
+        """``redact`` per line, and a private key block hidden whole (it spans lines, and batches)."""
+        shown: list[str] = []
+        for line in lines:
+            if ref in self._in_key_block:
+                if "-----END" in line:
+                    self._in_key_block.discard(ref)
+                continue
+            if "-----BEGIN" in line and "PRIVATE KEY" in line:
+                shown.append(MASK)
+                if "-----END" not in line:
+                    self._in_key_block.add(ref)
+                continue
+            shown.append(redact(line))
+        return shown
+
+    # --- coalescing ---------------------------------------------------------------------------
+
+    def _soon(self) -> None:
+        if self._timer is not None:
+            return
+        wait = self._last_flush + self.coalesce_s - time.monotonic()
+        if wait <= 0:
+            self._send()
+        else:
+            self._timer = asyncio.get_running_loop().call_later(wait, self._send)
+
+    def _send(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._tokens:
+            self._publish(Tokens(role=self._token_role, text="".join(self._tokens)))
+            self._tokens = []
+        if self._lines:
+            source, ref = self._lines_ref
+            self._publish(OutputLines(source=source, ref=ref, lines=self._lines))  # type: ignore[arg-type]
+            self._lines = []
+
+    def _publish(self, event: BaseModel) -> None:
         self._last_flush = time.monotonic()
+        if self._client is None or self._broken:
+            return
+        name = topic_of(event)
+        if name not in self._topics:
+            self._topics[name] = self._client.topic(name)
+        try:
+            self._topics[name].publish(event, force_flush=True)
+        except Exception as exc:
+            self._broken = True
+            log.warning("live events off for this activity: %s", exc)
 
-    def event(self, kind: str, **fields: object) -> None:
-        self._pending.append(json.dumps({"kind": kind, **fields}) + "\n")
-        if kind != "token" or time.monotonic() - self._last_flush > self.FLUSH_EVERY_S:
-            self.flush()
 
-    def token(self, text: str) -> None:
-        self.event("token", text=text)
+TAIL_POLL_S = 0.1
 
-    def flush(self) -> None:
-        if self._pending:
-            self._fh.write("".join(self._pending))
-            self._fh.flush()
-            self._pending.clear()
-        self._last_flush = time.monotonic()
 
-    def close(self) -> None:
-        self.flush()
-        self._fh.close()
+async def tail_file(path: Path, on_lines: Callable[[list[str]], None], done: asyncio.Event) -> None:
+    """Hand each complete line appended to ``path`` to ``on_lines`` until ``done`` is set, then the rest."""
+    offset = 0
+    partial = b""
+    while True:
+        finished = done.is_set()
+        try:
+            with path.open("rb") as fh:
+                fh.seek(offset)
+                data = fh.read(MAX_LIVE_OUTPUT_BYTES)
+        except FileNotFoundError:
+            data = b""
+        offset += len(data)
+        chunks = (partial + data).split(b"\n")
+        partial = chunks.pop()
+        if finished and partial and not data:
+            chunks.append(partial)
+            partial = b""
+        if chunks:
+            on_lines([c.decode(errors="replace").rstrip("\r") for c in chunks])
+        if finished and not data:
+            return
+        if not data:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(done.wait(), TAIL_POLL_S)

@@ -10,14 +10,16 @@ from collections.abc import Awaitable
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.live import LiveWriter
+from activities.live import LivePublisher
 from activities.llm_client import ModelError, StreamResult, stream_chat
 from activities.redact import redact
 from models.config import LLMSettings, llm_api_key
+from models.events import ModelEnded, ModelFailed, ModelStarted
 from models.request import ModelCallInput, ModelCallOutput, ModelUsage
 from models.schemas import json_schema
 
 HEARTBEAT_EVERY_S = 2.0
+LOUD_ATTEMPTS = 3
 
 
 def usage_of(role: str, result: StreamResult) -> ModelUsage:
@@ -91,41 +93,90 @@ async def _until_stalled(progress: Progress, call: Awaitable[StreamResult]) -> S
                 await task
 
 
+class _AnswerTooLong(Exception):
+    """Raised from the token callback: the stream stops reading there."""
+
+
+def cut_answer(pieces: list[str], cap: int) -> str:
+    text = "".join(pieces).encode()[:cap].decode(errors="ignore")
+    return text
+
+
 async def stream_answer(inp: ModelCallInput) -> ModelCallOutput:
-    """Try the role's models in order; a missing model moves on to the next, anything else raises."""
+    """Try the role's models in order; a missing model moves on to the next, anything else raises.
+
+    Tokens go to the workflow's event stream as they come. An answer is cut off at
+    ``bounds.max_answer_bytes`` (and marked truncated, so it is invalid): bad model output stays
+    bounded before it reaches history."""
+    async with LivePublisher() as live:
+        return await _try_models(inp, live)
+
+
+def _loud_attempt() -> bool:
+    """Whether this attempt's failure goes to the live view: the first few, then every 16th. An
+    activity's retries add nothing to history; a signal per retry would, for as long as a model
+    server stays down (``iter orchestrate`` says "waiting: ..." from the pending attempt anyway)."""
+    attempt = activity.info().attempt if activity.in_activity() else 1
+    return attempt <= LOUD_ATTEMPTS or attempt % 16 == 0
+
+
+async def _try_models(inp: ModelCallInput, live: LivePublisher) -> ModelCallOutput:
     llm = inp.settings.llm
-    live = LiveWriter(inp.settings, inp.stream_key)
+    cap = inp.settings.bounds.max_answer_bytes
     progress = Progress(llm)
+    pieces: list[str] = []
+    size = [0]
 
     def on_token(text: str) -> None:
         progress.token()
-        live.token(text)
+        live.token(inp.role, text)
+        pieces.append(text)
+        size[0] += len(text.encode())
+        if size[0] > cap:
+            raise _AnswerTooLong
 
     messages = [m.model_dump() for m in inp.messages]
     missing: list[str] = []
-    try:
-        for model in llm.models_for(inp.role):
-            live.event("model_start", role=inp.role, model=model, schema=inp.schema_name)
-            progress.restart()
-            try:
-                result = await _until_stalled(
-                    progress,
-                    stream_chat(
-                        llm, model, messages, inp.schema_name, json_schema(inp.schema_name), on_token, llm_api_key()
-                    ),
-                )
-            except ModelError as exc:
-                if exc.kind == "ModelNotFound":
-                    missing.append(str(exc))
-                    continue
-                live.event("model_error", role=inp.role, model=model, message=redact(str(exc)))
-                raise
-            usage = usage_of(inp.role, result)
-            live.event("model_end", role=inp.role, usage=usage.model_dump())
-            return ModelCallOutput(text=result.text, usage=usage, truncated=result.truncated)
-        raise ModelError("; ".join(missing), kind="ModelNotFound", retryable=False)
-    finally:
-        live.close()
+    loud = _loud_attempt()
+    for model in llm.models_for(inp.role):
+        started = ModelStarted(role=inp.role, model=model, schema_name=inp.schema_name)
+        if loud:
+            live.event(started)
+        else:
+            live.before_first_token(started)
+        progress.restart()
+        pieces.clear()
+        size[0] = 0
+        began = time.monotonic()
+        try:
+            result = await _until_stalled(
+                progress,
+                stream_chat(
+                    llm, model, messages, inp.schema_name, json_schema(inp.schema_name), on_token, llm_api_key()
+                ),
+            )
+        except _AnswerTooLong:
+            usage = ModelUsage(
+                role=inp.role,
+                model=model,
+                host=llm.base_url,
+                completion_tokens=progress.chunks,
+                duration_s=round(time.monotonic() - began, 3),
+                done_reason=f"cut off at {cap} bytes",
+            )
+            live.event(ModelEnded(role=inp.role, usage=usage))
+            return ModelCallOutput(text=cut_answer(pieces, cap), usage=usage, truncated=True)
+        except ModelError as exc:
+            if exc.kind == "ModelNotFound":
+                missing.append(str(exc))
+                continue
+            if loud:
+                live.event(ModelFailed(role=inp.role, model=model, message=redact(str(exc))))
+            raise
+        usage = usage_of(inp.role, result)
+        live.event(ModelEnded(role=inp.role, usage=usage))
+        return ModelCallOutput(text=result.text, usage=usage, truncated=result.truncated)
+    raise ModelError("; ".join(missing), kind="ModelNotFound", retryable=False)
 
 
 @activity.defn

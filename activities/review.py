@@ -20,6 +20,7 @@ from models.plan import FileStep, step_to_dict, tree_to_json
 from models.request import PostReviewInput, PostReviewOutput, SafetyReviewInput, SafetyReviewOutput
 from models.review import SAFETY_POINTS, Finding, PostReview, SafetyReview
 from policy import evaluate_steps, load_policy, network_steps
+from policy.digests import reviewed_digests
 
 SAFETY_SYSTEM = """You are the safety reviewer of iter. Check every proposed step against the 8
 points and answer JSON only, matching the schema: one check per point (1..8), ok true or false
@@ -35,11 +36,13 @@ when something is wrong; INFO_NEEDED with info_requests (read_file PATH, or run 
 COMMAND) when you cannot tell yet."""
 
 
-def _file_context(workspace: Path, paths: list[str], cap: int) -> str:
+def _file_context(workspace: Path, paths: list[str], cap: int, digests: dict[str, str] | None = None) -> str:
     parts = []
     for rel in dict.fromkeys(paths):
         text = read_capped(workspace, rel, cap)
-        parts.append(f"--- {rel}\n{text}" if text is not None else f"--- {rel} (does not exist)")
+        digest = (digests or {}).get(rel)
+        seen = f" (sha256 {digest[:16]}; the step runs only on exactly this)" if digest else ""
+        parts.append(f"--- {rel}{seen}\n{text}" if text is not None else f"--- {rel} (does not exist)")
     return "\n".join(parts) or "(no files)"
 
 
@@ -59,17 +62,19 @@ async def safety_review(inp: SafetyReviewInput) -> SafetyReviewOutput:
     if len(holds) < len(findings):
         return SafetyReviewOutput(verdict="BLOCK", findings=findings, hold_mode=policy.hold)
     touched = [s.path for s in inp.steps if isinstance(s, FileStep)]
+    digests = reviewed_digests(inp.steps, workspace)
+    by_path = {s.path: digests[s.id] for s in inp.steps if isinstance(s, FileStep) and s.id in digests}
     user = "\n\n".join(
         [
             f"Request: {inp.request_description}",
             "Proposed steps:\n" + json.dumps([step_to_dict(s) for s in inp.steps], indent=1),
             "Current contents of the files the steps touch:\n"
-            + _file_context(workspace, touched, inp.settings.bounds.max_file_bytes),
+            + _file_context(workspace, touched, inp.settings.bounds.max_file_bytes, by_path),
             *(["User guidance:\n" + "\n".join(inp.guidance)] if inp.guidance else []),
         ]
     )
     try:
-        parsed, usages, errors = await ask_reviewer(inp.settings, "safety_review", SAFETY_SYSTEM, user, inp.stream_key)
+        parsed, usages, errors = await ask_reviewer(inp.settings, "safety_review", SAFETY_SYSTEM, user)
     except ModelError as exc:
         raise _reviewer_unavailable(exc) from None
     if not isinstance(parsed, SafetyReview):
@@ -101,6 +106,7 @@ async def safety_review(inp: SafetyReviewInput) -> SafetyReviewOutput:
         usage=usages,
         network_steps=sorted(network_steps(inp.steps, policy)),
         hold_mode=policy.hold,
+        digests=digests,
     )
 
 
@@ -129,7 +135,7 @@ async def post_review(inp: PostReviewInput) -> PostReviewOutput:
         ]
     )
     try:
-        parsed, usages, errors = await ask_reviewer(inp.settings, "post_review", POST_SYSTEM, user, inp.stream_key)
+        parsed, usages, errors = await ask_reviewer(inp.settings, "post_review", POST_SYSTEM, user)
     except ModelError as exc:
         raise _reviewer_unavailable(exc) from None
     if not isinstance(parsed, PostReview):

@@ -20,7 +20,7 @@ from models.project import Project
 PROJECT_DIR = ".iter"
 PROJECT_FILE = "project.yaml"
 # Run journals are machine state, not project state: keep them out of the user's commits.
-GITIGNORE = "runs/\nlive/\n"
+GITIGNORE = "runs/\n"
 
 
 def find_root(start: Path | None = None) -> Path | None:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import sys
 from importlib import resources
 from pathlib import Path
@@ -18,9 +18,9 @@ from cli import project_store as store
 from cli import runtime
 from cli.output import console, err_console, explain_interrupt, fail, ok, print_json
 from cli.session_view import print_end, print_event
-from cli.watch import LiveTail
+from cli.watch import follow_session
 from models.config import Settings
-from models.live import live_path
+from models.details import session_details, spec_title, static_summary
 from models.project import session_workflow_id
 from models.session import SessionState
 from models.session_io import SessionInput
@@ -29,7 +29,6 @@ from workflows.session import SessionWorkflow
 DEFAULT_SPEC = "specs/SPEC.md"
 DEFAULT_TEMPLATE_OUT = ".iter/session.tmpl"
 MAX_SPEC_BYTES = 200_000
-POLL_S = 0.3
 SHOWN_ON_ATTACH = 5
 
 
@@ -145,12 +144,15 @@ async def _build(cfg: Settings, inp: SessionInput, reset: bool, detach: bool, qu
             return carry.model_dump(mode="json")
         inp = inp.model_copy(update={"carry": carry})
     if not attached:
+        title = spec_title(inp.spec_text, inp.spec_path)
         await client.start_workflow(
             SessionWorkflow.run,
             inp,
             id=wid,
             task_queue=cfg.temporal.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=static_summary(f"session {inp.name}", title),
+            static_details=session_details(inp.name, inp.spec_path, title),
         )
     verb = "Attached to" if attached else ("Resumed" if inp.carry else "Started")
     console.print(f"{verb} session {inp.name} ({wid}); `iter status {inp.name}`, `iter pause|resume|stop {inp.name}`")
@@ -183,34 +185,20 @@ async def follow(
 ) -> dict[str, Any]:
     """Print the session's events (and streamed tokens) until it ends; returns its final state."""
     handle = client.get_workflow_handle(wid)
-    seen = -1
-    tail: LiveTail | None = None
     state: dict[str, Any] = {}
-    while True:
-        status = await _status(handle)
-        try:
+    if attached:  # the last few events for context, then what is new
+        with contextlib.suppress(RPCError):
             got = await handle.query("status")
             state = got if isinstance(got, dict) else state
-        except (RPCError, Exception):
-            pass
-        if state and tail is None:
-            tail = LiveTail(live_path(cfg, f"{wid}.{state.get('uid', '')}"), show_tokens)
-            if attached:
-                seen = max(state.get("event_seq", 0) - SHOWN_ON_ATTACH, 0)
-        if tail:
-            tail.pump()
-        for event in state.get("events") or []:
-            if event["seq"] > seen:
-                if tail:
-                    tail._newline()
-                print_event(event)
-                seen = event["seq"]
-        if status not in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW, None):
-            break
-        await asyncio.sleep(POLL_S)
+        for event in (state.get("events") or [])[-SHOWN_ON_ATTACH:]:
+            print_event(event)
+    status = await follow_session(client, wid, show_tokens, attached)
     if status == WorkflowExecutionStatus.COMPLETED:
         final = await client.get_workflow_handle_for(SessionWorkflow.run, wid).result()
         return final.model_dump(mode="json")
+    with contextlib.suppress(RPCError):
+        got = await handle.query("status")
+        state = got if isinstance(got, dict) else state
     return {**state, "status": state.get("status") if state.get("phase") == "done" else "failed"}
 
 

@@ -1,65 +1,137 @@
-"""Following a running workflow: its live token stream and its phases, until it ends or the user
-detaches with Ctrl-C (the workflow goes on)."""
+"""Following a running workflow as lines: its event stream (through Temporal, so from any machine),
+until it ends or the user detaches with Ctrl-C (the workflow goes on). The full-screen view is
+``cli/tui.py``; both read ``temporal/events.py``."""
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
 from cli.output import console, err_console
-from models.config import Settings
-from models.live import live_path
+from models.events import (
+    Finished,
+    HookRan,
+    LiveEvent,
+    MessageQueued,
+    ModelEnded,
+    ModelFailed,
+    ModelStarted,
+    NoteAdded,
+    Notice,
+    OutputLines,
+    PausedChanged,
+    PhaseChanged,
+    StepFinished,
+    StepHeld,
+    StepStarted,
+    TaskChanged,
+    Tokens,
+    VerdictGiven,
+)
+from temporal.events import StreamItem, end_offset, subscribe
 
-POLL_S = 0.25
+PROBLEM_EVERY_S = 2.0
 QUERY_TIMEOUT = timedelta(seconds=5)
 
 
-class LiveTail:
-    """Reads new lines of a live stream file and prints them as they come."""
+class LinePrinter:
+    """Prints events as lines; streamed tokens inline, every other line after a line break."""
 
-    def __init__(self, path: Path, show_tokens: bool) -> None:
-        self.path, self.offset, self.show_tokens = path, 0, show_tokens
+    def __init__(self, show_tokens: bool = True, show_phases: bool = True, session: bool = False) -> None:
+        self.show_tokens, self.show_phases, self.session = show_tokens, show_phases, session
         self.mid_line = False
+        self.on_token: list[Any] = []  # callbacks(text) after a token reaches the terminal (bench)
 
-    def pump(self) -> None:
-        try:
-            with self.path.open("rb") as fh:
-                fh.seek(self.offset)
-                data = fh.read()
-        except FileNotFoundError:
+    def show(self, event: LiveEvent) -> None:
+        if isinstance(event, Tokens):
+            if self.show_tokens:
+                console.print(event.text, end="", markup=False, soft_wrap=True, highlight=False)
+                console.file.flush()
+                self.mid_line = True
+                for callback in self.on_token:
+                    callback(event.text)
             return
-        complete = data.rsplit(b"\n", 1)[0] + b"\n" if b"\n" in data else b""
-        self.offset += len(complete)
-        for raw in complete.splitlines():
-            try:
-                self._show(json.loads(raw))
-            except json.JSONDecodeError:
-                continue
+        if isinstance(event, ModelEnded):
+            self.newline()
+            return
+        if isinstance(event, (ModelFailed, Notice, StepHeld)):
+            self.newline()
+            err_console.print(f"[yellow]{_problem_line(event)}[/yellow]", soft_wrap=True)
+            return
+        line = self._line(event)
+        if line is not None:
+            self.newline()
+            console.print(line, soft_wrap=True, highlight=False)
 
-    def _show(self, event: dict[str, Any]) -> None:
-        kind = event.get("kind")
-        if kind == "token" and self.show_tokens:
-            console.print(event["text"], end="", markup=False, soft_wrap=True)
-            self.mid_line = True
-        elif kind == "model_start" and self.show_tokens:
-            self._newline()
-            console.print(f"[dim]── {event['role']} · {event['model']} · {event['schema']} ──[/dim]")
-        elif kind == "model_end" and self.show_tokens:
-            self._newline()
-        elif kind == "model_error":
-            self._newline()
-            err_console.print(f"[yellow]model: {event['message']}[/yellow]")
+    def _line(self, event: LiveEvent) -> str | None:
+        if not self.show_phases:
+            return None
+        if isinstance(event, PhaseChanged):
+            where = f" [{event.iteration}]" if self.session else ""
+            width = 9 if self.session else 8
+            return f"[cyan]{event.phase:>{width}}[/cyan]{where} {_esc(event.message)}"
+        if isinstance(event, ModelStarted):
+            return (
+                f"[dim]── {event.role} · {_esc(event.model)} · {event.schema_name} ──[/dim]"
+                if self.show_tokens
+                else None
+            )
+        if isinstance(event, StepStarted):
+            return f"[dim]   ▶ {_esc(event.step_id)} ({event.step_type}) {_esc(event.detail)}[/dim]"
+        if isinstance(event, OutputLines):
+            if not self.show_tokens:
+                return None
+            return "\n".join(f"[dim]   │ {_esc(line)}[/dim]" for line in event.lines)
+        if isinstance(event, StepFinished):
+            return f"   {_step_end(event)}"
+        if isinstance(event, VerdictGiven):
+            return f"   [bold]{event.stage} verdict[/bold] {_esc(event.line())}"
+        if isinstance(event, TaskChanged):
+            return f"[dim]   task #{_esc(event.id)} [{event.status}] {_esc(event.content[:120])}[/dim]"
+        if isinstance(event, NoteAdded):
+            return f"[dim]   note [{event.type}] {_esc(event.content[:200])}[/dim]"
+        if isinstance(event, HookRan):
+            return f"[dim]   hook {event.point}: {_esc(event.command[:120])} ({_esc(event.status)})[/dim]"
+        if isinstance(event, MessageQueued):
+            return f"[dim]   message queued: {_esc(event.text[:200])}[/dim]"
+        if isinstance(event, PausedChanged):
+            return "[yellow]   pause requested: it takes effect at the next phase[/yellow]" if event.paused else None
+        if isinstance(event, Finished):
+            return None
+        return None
 
-    def _newline(self) -> None:
+    def newline(self) -> None:
         if self.mid_line:
             console.print()
             self.mid_line = False
+
+
+def _esc(text: str) -> str:
+    return text.replace("[", r"\[")
+
+
+def _step_end(event: StepFinished) -> str:
+    if event.skipped:
+        return f"[dim]- {_esc(event.step_id)} skipped[/dim]"
+    if event.ok:
+        return f"[green]✓[/green] {_esc(event.step_id)} ({event.duration_s:.1f} s)"
+    why = "timed out" if event.timed_out else f"exit {event.exit_code}"
+    return f"[red]✗[/red] {_esc(event.step_id)} {why} ({event.duration_s:.1f} s)"
+
+
+def _problem_line(event: ModelFailed | Notice | StepHeld) -> str:
+    if isinstance(event, ModelFailed):
+        return f"model: {_esc(event.message)}"
+    if isinstance(event, StepHeld):
+        if event.resolved:
+            return f"held step {_esc(event.step_id)} {event.resolved}"
+        return f"held: step {_esc(event.step_id)} waits for you ({_esc(event.reason)}); `iter approve` or `iter deny`"
+    return _esc(event.message)
 
 
 async def pending_problem(handle: WorkflowHandle[Any, Any]) -> str:
@@ -74,38 +146,60 @@ async def pending_problem(handle: WorkflowHandle[Any, Any]) -> str:
     return ""
 
 
-async def follow(
-    client: Client, settings: Settings, workflow_id: str, show_tokens: bool = True, show_phases: bool = True
-) -> WorkflowExecutionStatus | None:
-    """Print the workflow's progress until it closes; returns its final status."""
-    handle = client.get_workflow_handle(workflow_id)
-    desc = await handle.describe()
-    tail = LiveTail(live_path(settings, f"{workflow_id}.{desc.run_id}"), show_tokens)
-    seen_events = 0
-    last_problem = ""
-    ticks = 0
+async def _report_problems(handle: WorkflowHandle[Any, Any], printer: LinePrinter) -> None:
+    last = ""
     while True:
-        tail.pump()
-        desc = await handle.describe()
-        if desc.status != WorkflowExecutionStatus.RUNNING:
-            tail.pump()
-            tail._newline()
-            return desc.status
+        await asyncio.sleep(PROBLEM_EVERY_S)
+        problem = await pending_problem(handle)
+        if problem and problem != last:
+            printer.newline()
+            err_console.print(f"[yellow]{_esc(problem)}[/yellow]", soft_wrap=True)
+        last = problem
+
+
+async def print_stream(
+    client: Client, workflow_id: str, printer: LinePrinter, from_offset: int = 0
+) -> WorkflowExecutionStatus | None:
+    """Print the workflow's events until its stream ends; returns the workflow's status then."""
+    handle = client.get_workflow_handle(workflow_id)
+    problems = asyncio.create_task(_report_problems(handle, printer))
+    item: StreamItem
+    try:
+        async for item in subscribe(client, workflow_id, from_offset=from_offset, tokens=printer.show_tokens):
+            printer.show(item.event)
+    finally:
+        problems.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await problems
+        printer.newline()
+    return await _closed_status(handle)
+
+
+async def _closed_status(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionStatus | None:
+    """The status once it settles: the stream ends with the workflow's last event, a moment
+    before the workflow itself closes."""
+    status: WorkflowExecutionStatus | None = None
+    for _ in range(100):
         try:
-            state = await handle.query("status", rpc_timeout=QUERY_TIMEOUT)
-            events = state.get("events", []) if isinstance(state, dict) else []
-            # Phase lines wait for the end of a streamed answer, so they never split its text.
-            if show_phases and not tail.mid_line:
-                for event in events[seen_events:]:
-                    console.print(f"[cyan]{event['phase']:>8}[/cyan] {event['message']}")
-                seen_events = len(events)
-        except (RPCError, Exception):
-            pass
-        ticks += 1
-        if ticks % 8 == 0:
-            problem = await pending_problem(handle)
-            if problem and problem != last_problem:
-                tail._newline()
-                err_console.print(f"[yellow]{problem}[/yellow]")
-            last_problem = problem
-        await asyncio.sleep(POLL_S)
+            status = (await handle.describe()).status
+        except RPCError:
+            return None
+        if status != WorkflowExecutionStatus.RUNNING:
+            return status
+        await asyncio.sleep(0.1)
+    return status
+
+
+async def follow(
+    client: Client, workflow_id: str, show_tokens: bool = True, show_phases: bool = True
+) -> WorkflowExecutionStatus | None:
+    """A request's progress as lines until it closes; returns its final status."""
+    return await print_stream(client, workflow_id, LinePrinter(show_tokens, show_phases))
+
+
+async def follow_session(
+    client: Client, workflow_id: str, show_tokens: bool, attached: bool
+) -> WorkflowExecutionStatus | None:
+    """A session's progress as lines; attached to a running one, from what is new."""
+    start = await end_offset(client, workflow_id) if attached else 0
+    return await print_stream(client, workflow_id, LinePrinter(show_tokens, True, session=True), from_offset=start)

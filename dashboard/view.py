@@ -19,6 +19,7 @@ from models.review import SAFETY_POINTS
 QUERY_TIMEOUT = timedelta(seconds=5)
 LIST_LIMIT = 200
 MAX_MESSAGE_CHARS = 20_000
+MAX_REASON_CHARS = 2_000
 WORKFLOW_ID = re.compile(r"iter-[A-Za-z0-9_.-]{1,200}")
 KINDS = {"RequestWorkflow": "request", "SessionWorkflow": "session"}
 
@@ -152,11 +153,14 @@ async def act(client: Client, workflow_id: str, action: str, body: dict[str, Any
         await handle.cancel()
         return "cancel requested: the running step is stopped and the executor released"
     if action in ("approve", "deny"):
-        step = str(body.get("step_id", ""))
+        step, reason = str(body.get("step_id", "")), str(body.get("reason", ""))[:MAX_REASON_CHARS]
         if not step:
             raise ActionRefused("which step? step_id is missing", status=400)
+        if action == "deny" and not reason.strip():
+            raise ActionRefused("a denial needs a reason: the coder reads it when it plans again", status=400)
         try:
-            await handle.execute_update(action, step, rpc_timeout=QUERY_TIMEOUT)
+            # The policy's HoldDecision: an empty step would decide every waiting step, so one is required here.
+            await handle.execute_update(action, {"step": step, "reason": reason}, rpc_timeout=QUERY_TIMEOUT)
         except WorkflowUpdateFailedError as exc:
             raise ActionRefused(str(exc.cause or exc)) from exc
         except RPCError as exc:

@@ -80,6 +80,10 @@ class RequestState(BaseModel):
     prompt_tokens: int = 0
     context_files: int = 0
     parse_repairs: int = 0
+    # The verify step iter added because the plan had none (the project's test command), or "".
+    added_verify: str = ""
+    # Model calls whose answer repeated an earlier one, and were asked again differently.
+    repeated_answers: int = 0
     block_replans: int = 0
     fix_rounds: int = 0
     info_rounds: int = 0
@@ -90,7 +94,7 @@ class RequestState(BaseModel):
 
     @property
     def run_key(self) -> str:
-        """Where this run's journals and live stream live: a new run of the same request starts clean."""
+        """Where this run's journals live: a new run of the same request starts clean."""
         return f"{self.workflow_id}.{self.run_id}"
 
 
@@ -114,6 +118,9 @@ class PromptOutput(BaseModel):
     user: str
     context_files: list[str]
     approx_tokens: int
+    test_command: str = Field(
+        default="", description="The project's test command; a plan without a verify step gets it"
+    )
 
 
 Role = Literal["coder", "reviewer"]
@@ -130,7 +137,6 @@ class ModelCallInput(BaseModel):
     schema_name: SchemaName
     messages: list[ChatMessage]
     settings: Settings
-    stream_key: str = Field(description="Where the live view finds this call's tokens")
 
 
 class ModelCallOutput(BaseModel):
@@ -144,7 +150,6 @@ class SafetyReviewInput(BaseModel):
     request_description: str
     steps: list[Step]
     settings: Settings
-    stream_key: str
     guidance: list[str] = Field(default_factory=list)
 
 
@@ -152,6 +157,9 @@ class SafetyReviewOutput(BaseModel):
     verdict: Literal["PASS", "BLOCK", "HOLD"]  # HOLD: only held findings, a person or the hold mode decides
     findings: list[Finding]
     hold_mode: HoldMode | None = Field(default=None, description="The project's `hold:` in .iter/policy.yaml")
+    digests: dict[str, str] = Field(
+        default_factory=dict, description="step id -> digest of its file as the review saw it (policy.digests)"
+    )
     usage: list[ModelUsage] = Field(default_factory=list)
     network_steps: list[str] = Field(default_factory=list)
 
@@ -165,6 +173,10 @@ class ExecuteInput(BaseModel):
     # Ids of the steps that run with network access: a project allow rule with ``network: true``
     # approved them, in a safety review the whole plan passed. Every other step has none.
     network_steps: list[str] = Field(default_factory=list)
+    # step id -> digest of its file as the safety review saw it (policy.digests): a file step
+    # refuses to write over a file that changed since, instead of losing someone's edit.
+    reviewed_digests: dict[str, str] = Field(default_factory=dict)
+    journal_seal: str = Field(default="", description="Seals the run's journal entries (see executor.base)")
 
 
 class ExecuteOutput(BaseModel):
@@ -183,6 +195,7 @@ class EvidenceInput(BaseModel):
     requests: list[InfoRequest]
     round: int
     settings: Settings
+    journal_seal: str = ""
 
 
 class EvidenceOutput(BaseModel):
@@ -198,7 +211,6 @@ class PostReviewInput(BaseModel):
     evidence: list[Evidence] = Field(default_factory=list)
     touched_paths: list[str] = Field(default_factory=list)
     settings: Settings
-    stream_key: str
     guidance: list[str] = Field(default_factory=list)
 
 

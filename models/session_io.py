@@ -4,6 +4,7 @@ lands in workflow history, so none of it may be a secret."""
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
+from temporalio.contrib.workflow_streams import WorkflowStreamState
 
 from models.config import Settings
 from models.holds import HoldMode
@@ -23,6 +24,7 @@ class SessionInput(BaseModel):
     carry: SessionState | None = Field(default=None, description="The state to go on from")
     continued: bool = Field(default=False, description="True after continue_as_new: no session_start again")
     history_limit: int = Field(default=DEFAULT_HISTORY_LIMIT, ge=200)
+    stream: WorkflowStreamState | None = Field(default=None, description="The event stream, over continue_as_new")
     hold_mode: HoldMode | None = Field(
         default=None, description="How held steps are settled when the project says nothing (`--headless`: block)"
     )

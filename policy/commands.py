@@ -31,8 +31,7 @@ from policy.interpreters import (
     strip_wrapper,
 )
 from policy.invocation import Analysis, Invocation, Problem, ScriptInfo
-from policy.lexer import find_substitutions
-from policy.shell import SimpleCommand, parse
+from policy.parsers.shell import SimpleCommand, parse
 from policy.tokens import ShellSyntaxError, Word
 from policy.words import FETCHERS, SHELLS, command_name, is_python
 
@@ -95,14 +94,8 @@ class _Walker:
                 for sub in word.subs:
                     self.walk(sub, at.inner("$(...)", here, where.timeout))
             for r in cmd.redirects:
-                if r.heredoc and r.heredoc_expands:
-                    try:
-                        subs = find_substitutions(r.heredoc, respect_single_quotes=False)
-                    except ShellSyntaxError as exc:
-                        self.out.problems.append(Problem(7, f"could not parse a here-document{inside}: {exc}"))
-                        continue
-                    for sub in subs:
-                        self.walk(sub, at.inner("a here-document", here, where.timeout))
+                for sub in r.heredoc_subs:
+                    self.walk(sub, at.inner("a here-document", here, where.timeout))
             made = self._unwrap(cmd, list(cmd.words), info, at)
             self._remember_writes(made, here)
             cd = next((i for i in made if i.name in ("cd", "pushd", "popd")), None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from policy.shell import Script, SimpleCommand
+from policy.parsers.shell import Script, SimpleCommand
 from policy.tokens import Word
 
 

@@ -1,4 +1,5 @@
-"""The lexer's output: words, operators and redirections, and the error for unreadable shell."""
+"""What the shell reader gives the rules: words (unquoted, with what is only known at run time
+marked) and redirections, and the error for shell that cannot be read."""
 
 from __future__ import annotations
 
@@ -21,11 +22,6 @@ class Word:
     params: tuple[str, ...] = ()  # names of the parameters it expands
 
 
-@dataclass(frozen=True)
-class Op:
-    kind: str  # one of _OPERATORS or "\n"
-
-
 @dataclass
 class Redir:
     op: str
@@ -34,6 +30,4 @@ class Redir:
     heredoc: str | None = None  # the body, once read
     heredoc_expands: bool = True  # unquoted delimiter: the body is expanded (and may run $(...))
     delimiter: str = ""
-
-
-Token = Word | Op | Redir
+    heredoc_subs: tuple[str, ...] = ()  # sources of the $(...) in an expanding here-document

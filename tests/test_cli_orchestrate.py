@@ -138,5 +138,5 @@ def test_orchestrate_says_when_no_model_server_answers(workspace: Path, cli_env:
     with FakeModelServer(fake, port=port):
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert f"waiting: no model server answers at http://127.0.0.1:{port} (ollama)" in err
+    assert f"waiting: no model server answers at http://127.0.0.1:{port} (ollama)" in err, (out, err)
     assert "Passed:" in out

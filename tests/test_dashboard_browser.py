@@ -158,3 +158,32 @@ async def test_model_output_stays_text(
     assert await page.locator("#detail img, #detail script, #criteria a").count() == 0
     assert await page.evaluate("window.__pwned") is None
     assert page.errors == [], page.errors
+
+
+async def test_a_held_step_is_approved_from_the_page(
+    dash: Dashboard, page: Any, client: Client, settings: Settings, workspace: Path, fake: FakeModel
+) -> None:
+    from playwright.async_api import expect
+
+    (workspace / "build").mkdir()
+    (workspace / "build" / "out.o").write_text("x")
+    # `rm -rf build`: risky but plausibly legitimate, so the policy holds it for a person.
+    fake.script("plan", r.plan(r.run("s1", "rm -rf build"), r.verify("s2", "test ! -d build")))
+    fake.default("safety_review", r.safety_pass())
+    fake.default("post_review", r.post_pass())
+    handle = await start(client, settings, workspace)
+
+    await page.goto(f"{dash.base}/#{handle.id}")
+    held = page.locator('#held li[data-held="s1"]')
+    await expect(held, "the held step with its reason").to_contain_text("rm -rf build", timeout=UI_TIMEOUT_MS)
+    await held.locator("button.danger").click()  # deny needs a reason: refused, still waiting
+    await expect(page.locator("#notice.bad")).to_contain_text("reason", timeout=UI_TIMEOUT_MS)
+    assert (workspace / "build").is_dir()
+    await held.locator("button.approve").click()
+    await expect(page.locator("#notice")).to_contain_text("approved", timeout=UI_TIMEOUT_MS)
+    await expect(page.locator("#held-section")).to_be_hidden(timeout=UI_TIMEOUT_MS)
+    await expect(page.locator("#wf-outcome")).to_have_text("passed", timeout=UI_TIMEOUT_MS)
+    assert not (workspace / "build").exists()
+    assert page.errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"], (
+        "only the refused denial's answer"
+    )

@@ -191,3 +191,28 @@ async def test_a_session_waits_for_a_person_and_runs_the_approved_step(
 
     assert state.summaries[0].outcome == "passed", state.events[-5:]
     assert not (workspace / "build").exists()
+
+
+async def test_a_file_edited_while_the_plan_waited_is_not_written_over(
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel
+) -> None:
+    (workspace / "build").mkdir()
+    (workspace / "notes.txt").write_text("as reviewed\n")
+    fake.script(
+        "plan",
+        r.plan(r.run("s1", "rm -rf build"), r.write("s2", "notes.txt", "planned\n", "modify"), r.verify("s3", "true")),
+    )
+    fake.default("safety_review", r.safety_pass())
+    fake.default("post_review", r.post_pass())
+    handle = await start(client, settings, workspace)
+    await wait_for(handle, _waiting)
+    (workspace / "notes.txt").write_text("my own edit, keep me\n")  # the user edits while the step waits
+
+    await handle.execute_update(RequestWorkflow.approve, HoldDecision(step="s1"))
+    result = await asyncio.wait_for(handle.result(), 60)
+
+    assert (workspace / "notes.txt").read_text() == "my own edit, keep me\n"
+    s2 = next(res for res in result.state.results if res.step_id == "s2")
+    assert not s2.ok and "was edited after the plan was reviewed" in s2.output
+    review_prompt = fake.calls("safety_review")[0]["messages"][-1]["content"]
+    assert "--- notes.txt (sha256 " in review_prompt, "the reviewer sees which content the step is bound to"

@@ -7,6 +7,7 @@ scripts, and what a project's ``.iter/policy.yaml`` may and may not change.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from pathlib import Path
 
@@ -16,8 +17,9 @@ from models.plan import CommandStep, FileStep, Step, VerifyStep
 from models.review import Finding
 from policy import Policy, evaluate_steps, load_policy, network_steps
 from policy import config as config_module
-from policy.lexer import tokenize
-from policy.shell import parse
+from policy.commands import analyze
+from policy.digests import reviewed_digests
+from policy.parsers.shell import parse
 
 
 @pytest.fixture
@@ -53,7 +55,9 @@ def test_finding_names_point_step_and_a_one_line_reason(ws: Path) -> None:
     findings = evaluate_steps(steps, ws, Policy())
     assert findings == [
         Finding(
-            point=2, step_id="b", verdict="hold",
+            point=2,
+            step_id="b",
+            verdict="hold",
             reason="`rm -rf build` deletes recursively and without asking (rm -rf)",
         )
     ]
@@ -82,14 +86,31 @@ def test_quoting_and_escapes_are_undone_as_bash_does() -> None:
     "command",
     [
         "sudo -u root env FOO=1 timeout 5 nice -n 3 nohup rm -rf build",
-        "bash -c 'rm -rf build'", "sh -ec \"rm -rf build\"", "bash -c -- 'rm -rf build'",
-        "bash -lc \"bash -c 'rm -rf build'\"", "eval 'rm -rf build'", "echo $(rm -rf build)", "echo `rm -rf build`",
-        "echo ${X:-$(rm -rf build)}", "ls | xargs rm -rf", "find . -name x -exec rm -rf {} \\;",
-        "env -S 'rm -rf build'", "bash <<'EOF'\nrm -rf build\nEOF", "bash <<< 'rm -rf build'",
-        "echo 'rm -rf build' | sh", "alias x='rm -rf build'", "trap 'rm -rf build' EXIT", "a=(1 $(rm -rf build))",
-        "command rm -rf build", "exec rm -rf build", "time rm -rf build", "if true; then rm -rf build; fi",
-        "python3 -c \"import os; os.system('rm -rf build')\"", "x=1; (cd src && rm -rf build) &",
-        "watch -n 5 rm -rf build", "cat > x.sh <<'EOF'\nrm -rf build\nEOF\nsh x.sh",
+        "bash -c 'rm -rf build'",
+        'sh -ec "rm -rf build"',
+        "bash -c -- 'rm -rf build'",
+        "bash -lc \"bash -c 'rm -rf build'\"",
+        "eval 'rm -rf build'",
+        "echo $(rm -rf build)",
+        "echo `rm -rf build`",
+        "echo ${X:-$(rm -rf build)}",
+        "ls | xargs rm -rf",
+        "find . -name x -exec rm -rf {} \\;",
+        "env -S 'rm -rf build'",
+        "bash <<'EOF'\nrm -rf build\nEOF",
+        "bash <<< 'rm -rf build'",
+        "echo 'rm -rf build' | sh",
+        "alias x='rm -rf build'",
+        "trap 'rm -rf build' EXIT",
+        "a=(1 $(rm -rf build))",
+        "command rm -rf build",
+        "exec rm -rf build",
+        "time rm -rf build",
+        "if true; then rm -rf build; fi",
+        "python3 -c \"import os; os.system('rm -rf build')\"",
+        "x=1; (cd src && rm -rf build) &",
+        "watch -n 5 rm -rf build",
+        "cat > x.sh <<'EOF'\nrm -rf build\nEOF\nsh x.sh",
     ],
 )
 def test_rm_rf_is_seen_through_wrappers_and_nested_shells(command: str, ws: Path) -> None:
@@ -104,8 +125,8 @@ def test_rm_rf_is_seen_through_wrappers_and_nested_shells(command: str, ws: Path
         ("echo $(ls", "could not parse"),
         ("if true; then ls", "could not parse"),
         ("$CMD -rf /", "only known at run time"),
-        ("{rm,-rf,/}", "only known at run time"),
-        ("bash -c \"$PAYLOAD\"", "only known at run time"),
+        ("{rm,-rf,/}", "could not parse"),  # tree-sitter-bash reads no brace expansion in a command name
+        ('bash -c "$PAYLOAD"', "only known at run time"),
         ("base64 -d blob | sh", "cannot be checked"),
         ("bash ./generated.sh", "cannot read"),
     ],
@@ -116,11 +137,23 @@ def test_what_cannot_be_read_is_blocked(command: str, reason: str, ws: Path) -> 
 
 
 def test_constructs_real_scripts_use_still_parse() -> None:
-    for src in ("[[ -n $x && $a < $b ]] && echo", "echo $((1 + 2))", "case $x in (a|b) echo;; *) ;; esac",
-                "arr=(a \"b c\"); declare -A m=()", "for ((i=0; i<3; i++)); do :; done", "f() { local x=1; }",
-                "mapfile -t t < <(ls)", "while read -r l; do :; done < f", "time -p make", "! grep -q x f"):
+    for src in (
+        "[[ -n $x && $a < $b ]] && echo",
+        "echo $((1 + 2))",
+        "case $x in (a|b) echo;; *) ;; esac",
+        'arr=(a "b c"); declare -A m=()',
+        "for ((i=0; i<3; i++)); do :; done",
+        "f() { local x=1; }",
+        "mapfile -t t < <(ls)",
+        "while read -r l; do :; done < f",
+        "time -p make",
+        "! grep -q x f",
+    ):
         parse(src)
-    assert [type(t).__name__ for t in tokenize("a 2>&1 | b")] == ["Word", "Redir", "Op", "Word"]
+    script = parse("a 2>&1 | b")
+    shape = [(c.words[0].text, c.pipe_out, c.pipe_in) for c in script.commands]
+    assert shape == [("a", True, False), ("b", False, True)]
+    assert [(r.fd, r.op, r.target.text if r.target else "") for r in script.commands[0].redirects] == [("2", ">&", "1")]
 
 
 # ---- following cd and scripts ----------------------------------------------------------------------
@@ -133,7 +166,7 @@ def test_constructs_real_scripts_use_still_parse() -> None:
         ("(cd build && ls) && cat ../x", True),  # the cd does not outlive its subshell
         ("cd build | cat ../x", True),  # nor a pipeline
         ("cd src && cd .. && cd ..", True),
-        ("cd \"$DIR\" && ls", True),
+        ('cd "$DIR" && ls', True),
     ],
 )
 def test_cd_is_followed_through_the_command_line(command: str, blocked: bool, ws: Path) -> None:
@@ -236,9 +269,59 @@ def test_policy_none_reads_the_workspace_policy(ws: Path) -> None:
 
 
 # ---- failing closed --------------------------------------------------------------------------------
-_FUZZ_ATOMS = ["rm", "-rf", "/", "'", '"', "$(", ")", "`", "${", "}", "{", "(", "<<", "EOF", "\n", "|", "&&", ";",
-               "&", ">", "<", "2>&1", "<(", "$'", "\\", "case", "in", "esac", "if", "then", "fi", "while", "do", "done",
-               "a=(", "[[", "]]", "((", "$((", "#", " ", " ", "bash", "-c", "eval", "sudo", "f()", ";;", "*", "~", ".."]
+_FUZZ_ATOMS = [
+    "rm",
+    "-rf",
+    "/",
+    "'",
+    '"',
+    "$(",
+    ")",
+    "`",
+    "${",
+    "}",
+    "{",
+    "(",
+    "<<",
+    "EOF",
+    "\n",
+    "|",
+    "&&",
+    ";",
+    "&",
+    ">",
+    "<",
+    "2>&1",
+    "<(",
+    "$'",
+    "\\",
+    "case",
+    "in",
+    "esac",
+    "if",
+    "then",
+    "fi",
+    "while",
+    "do",
+    "done",
+    "a=(",
+    "[[",
+    "]]",
+    "((",
+    "$((",
+    "#",
+    " ",
+    " ",
+    "bash",
+    "-c",
+    "eval",
+    "sudo",
+    "f()",
+    ";;",
+    "*",
+    "~",
+    "..",
+]
 
 
 def test_random_shell_never_crashes_the_gate(ws: Path) -> None:
@@ -252,10 +335,10 @@ def test_random_shell_never_crashes_the_gate(ws: Path) -> None:
 
 def test_pathological_input_is_blocked_not_raised(ws: Path) -> None:
     deep = "echo " + "$(" * 500 + "x" + ")" * 500
-    assert [f.reason for f in evaluate_steps([cmd(deep)], ws, Policy(), False)] == [
-        "could not parse the command: nested too deeply"
-    ]
-    assert points("x" * 200_000, ws) == {7}
+    findings = evaluate_steps([cmd(deep)], ws, Policy(), False)
+    assert {f.point for f in findings} == {7} and any(f.verdict == "block" for f in findings)
+    assert any("nested more than 8 levels deep" in f.reason for f in findings)
+    assert [p.point for p in analyze("x" * 200_000).problems] == [7]  # a plan step is capped earlier still
 
 
 def test_the_documented_example_policy_is_valid(ws: Path) -> None:
@@ -264,3 +347,28 @@ def test_the_documented_example_policy_is_valid(ws: Path) -> None:
     policy = load_policy(ws)
     assert [r.point for r in policy.deny] == [2] and policy.allow[0].network
     assert network_steps([cmd("pip install -r requirements.txt")], policy) == {"s1"}
+
+
+# ---- issue 12: create is for new files; append creates; the review binds a step to its file ------
+def test_create_of_an_existing_file_is_a_finding_and_append_creates(ws: Path) -> None:
+    (ws / "mine.txt").write_text("mine\n")
+    create = FileStep(id="c", type="file", path="mine.txt", action="create", content="x\n")
+    findings = evaluate_steps([create], ws, Policy(), require_verify=False)
+    assert [(f.point, f.verdict) for f in findings] == [(8, "block")] and "already exists" in findings[0].reason
+    append = FileStep(id="a", type="file", path="PROGRESS.md", action="append", content="done\n")
+    assert evaluate_steps([append], ws, Policy(), require_verify=False) == []
+    recreate = [FileStep(id="d", type="file", path="mine.txt", action="delete"), create]
+    assert evaluate_steps(recreate, ws, Policy(), require_verify=False) == []
+
+
+def test_the_review_records_the_files_it_saw_for_the_first_step_on_each_path(ws: Path) -> None:
+    (ws / "mine.txt").write_text("mine\n")
+    steps: list[Step] = [
+        FileStep(id="m", type="file", path="mine.txt", action="modify", content="x\n"),
+        FileStep(id="m2", type="file", path="mine.txt", action="append", content="y\n"),
+        FileStep(id="n", type="file", path="new.txt", action="create", content="z\n"),
+        cmd("touch gen.txt", "t"),
+        FileStep(id="g", type="file", path="gen.txt", action="modify", content="g\n"),
+    ]
+    digests = reviewed_digests(steps, ws)
+    assert digests == {"m": hashlib.sha256(b"mine\n").hexdigest(), "n": "absent"}

@@ -10,6 +10,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from models.holds import (
+        HeldStep,
         HoldDecision,
         HoldMode,
         HoldState,
@@ -36,9 +37,12 @@ async def settle(
     mode: HoldMode,
     say: Callable[[str], None],
     give_up: Callable[[], str] = lambda: "",
+    on_change: Callable[[list[HeldStep]], None] = lambda held: None,
 ) -> list[Finding]:
     """The findings that still stop the steps once holds are settled; empty: they may run.
-    ``give_up`` says why nobody will decide any more (a stopped session): what still waits is denied."""
+    ``give_up`` says why nobody will decide any more (a stopped session): what still waits is denied.
+    ``on_change`` hears of the held steps when they start waiting and once they are decided (the
+    live view)."""
     blocks, holds = split(findings, steps, state.approved)
     state.mode = mode
     if not holds:
@@ -54,9 +58,11 @@ async def settle(
     ids = ", ".join(h.step_id for h in state.held)
     first = state.held[0].reasons[0]
     say(f"held for a person: step(s) {ids}: {first} -- `iter approve ID [STEP]` or `iter deny ID [STEP] --reason ...`")
+    on_change(state.held)
     await workflow.wait_condition(lambda: not state.waiting or bool(give_up()))
     if state.waiting:
         decide(state.held, "", "denied", give_up())
+    on_change(state.held)
     state.approved = remember_approvals(state.approved, state.held)
     denied = denials(state.held, holds)
     decided = ", ".join(f"{h.step_id} {h.decision}" for h in state.held)

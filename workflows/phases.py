@@ -18,8 +18,10 @@ with workflow.unsafe.imports_passed_through():
     from activities.llm import call_model
     from activities.review import post_review, safety_review
     from models import search
+    from models.answers import echo, truncated_reason
     from models.config import Settings
     from models.plan import FileStep, Step, StepNode, iter_nodes
+    from models.repetition import repeating_pattern
     from models.request import (
         ChatMessage,
         Evidence,
@@ -40,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
 
 
 class Phases:
-    """One workflow run's activity calls. ``key`` names its journals and live stream; every model
+    """One workflow run's activity calls. ``key`` names its journals; every model
     call's usage goes to ``on_usage``."""
 
     def __init__(
@@ -51,15 +53,25 @@ class Phases:
         self.key = key
         self._on_usage = on_usage
         self._network: dict[str, Step] = {}  # steps the last safety review approved for network
+        self._digests: dict[str, tuple[Step, str]] = {}  # file steps: their file as the review saw it
+        # Seals this run's journal entries: a step that reaches the journal cannot forge one.
+        self.journal_seal = workflow.uuid4().hex
 
     async def ask_model(
-        self, role: Role, schema_name: SchemaName, messages: list[ChatMessage], summary: str
+        self,
+        role: Role,
+        schema_name: SchemaName,
+        messages: list[ChatMessage],
+        summary: str,
+        temperature: float | None = None,
     ) -> ModelCallOutput:
+        """``temperature`` overrides the configured one for this call (asking again differently)."""
+        settings = self.settings
+        if temperature is not None:
+            settings = settings.model_copy(update={"llm": settings.llm.model_copy(update={"temperature": temperature})})
         out = await workflow.execute_activity(
             call_model,
-            ModelCallInput(
-                role=role, schema_name=schema_name, messages=messages, settings=self.settings, stream_key=self.key
-            ),
+            ModelCallInput(role=role, schema_name=schema_name, messages=messages, settings=settings),
             **options.model_call(self.settings),
             summary=summary,
         )
@@ -76,17 +88,17 @@ class Phases:
                 request_description=description,
                 steps=steps,
                 settings=self.settings,
-                stream_key=self.key,
                 guidance=guidance or [],
             ),
             **options.model_call(self.settings),
-            summary="safety review",
+            summary=f"8-point safety review of {len(steps)} step(s)",
         )
         self._on_usage(out.usage)
         # Network only for a step a policy rule approved, in a review the whole plan passed, and
         # only as reviewed: the approval is of the step's content, not of its id.
         passed = out.verdict == "PASS" and not out.findings
         self._network = {s.id: s for s in steps if s.id in out.network_steps} if passed else {}
+        self._digests = {s.id: (s, out.digests[s.id]) for s in steps if s.id in out.digests}
         return out
 
     async def execute(self, steps: list[Step], run_keys: list[str]) -> list[StepResult]:
@@ -100,6 +112,10 @@ class Phases:
                 run_keys=run_keys,
                 settings=self.settings,
                 network_steps=[s.id for s in steps if self._network.get(s.id) == s],
+                reviewed_digests={
+                    s.id: seen[1] for s in steps if (seen := self._digests.get(s.id)) is not None and seen[0] == s
+                },
+                journal_seal=self.journal_seal,
             ),
             start_to_close_timeout=options.execution_timeout(
                 self.settings, [getattr(s, "timeout_s", None) for s in steps]
@@ -131,11 +147,10 @@ class Phases:
                 evidence=evidence or [],
                 touched_paths=sorted({n.step.path for n in iter_nodes(tree) if isinstance(n.step, FileStep)}),
                 settings=self.settings,
-                stream_key=self.key,
                 guidance=guidance or [],
             ),
             **options.model_call(self.settings),
-            summary="post-execution review",
+            summary=f"post-execution review ({len(results)} result(s))",
         )
         self._on_usage(out.usage)
         return out.review
@@ -148,6 +163,7 @@ class Phases:
             args=[self.key, self.workspace, self.settings],
             start_to_close_timeout=options.CLEANUP_TIMEOUT,
             retry_policy=options.CLEANUP_RETRY,
+            summary="release the executor and the step journals",
         )
 
 
@@ -157,16 +173,20 @@ class Phases:
 def parse_reply(schema_name: SchemaName, out: ModelCallOutput) -> tuple[BaseModel | None, str]:
     """The parsed answer, or None and the errors; an answer cut off by the length limit is invalid
     even where what arrived happens to parse."""
+    if out.usage.done_reason == "repetition":
+        pattern = repeating_pattern(out.text)[:40]
+        return None, f"the answer got stuck repeating {pattern!r} and was cut off; write the plan itself"
     if out.truncated:
-        return None, "the answer was cut off by the length limit"
+        return None, truncated_reason(out)
     return parse_answer(schema_name, out.text)
 
 
 def with_repair(messages: list[ChatMessage], answer: str, errors: str, ask: str) -> list[ChatMessage]:
-    """The conversation so far, the invalid answer, and what was wrong with it."""
+    """The conversation so far, the invalid answer (its head and tail when long), and what was
+    wrong with it."""
     return [
         *messages,
-        ChatMessage(role="assistant", content=answer),
+        ChatMessage(role="assistant", content=echo(answer)),
         ChatMessage(role="user", content=f"That answer is invalid:\n{errors}\n{ask}"),
     ]
 

@@ -9,14 +9,28 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows import holds
+from workflows.live import LiveStream
 from workflows.phases import Phases, parse_reply, publish, with_repair
 
 with workflow.unsafe.imports_passed_through():
     from activities.evidence import gather_evidence
     from activities.prompt import build_prompt
     from models import rounds
-    from models.holds import HoldDecision, effective_mode
+    from models.details import Details
+    from models.events import (
+        Finished,
+        MessageQueued,
+        PausedChanged,
+        PhaseChanged,
+        VerdictGiven,
+        held_events,
+        held_line,
+        post_verdict,
+        safety_verdict,
+    )
+    from models.holds import HeldStep, HoldDecision, effective_mode
     from models.plan import Plan, Step, StepNode, iter_nodes
+    from models.replan import answer_key, changed_temperature, direct_prompt, with_verify
     from models.request import (
         ChatMessage,
         Evidence,
@@ -51,6 +65,14 @@ class RequestWorkflow:
         self._messages: list[ChatMessage] = []
         self._last_results: list[StepResult] = []
         self._last_fix: StepNode | None = None
+        self.live = LiveStream()  # the event stream every viewer reads (models/events.py)
+        self.details = Details()  # the web UI's current details
+        self._prompt: list[ChatMessage] = []  # the system prompt and the request, as first built
+        self._test_command = ""
+        self._answers: set[str] = set()  # every plan answer so far, normalised: none was accepted
+        self._problem = ""  # what was wrong with the last answer, for a changed call after a repeat
+        self._last_key = ""  # the normalised text of the plan _plan returned last
+        self._blocked: set[str] = set()  # answers the safety review blocked
 
     # --- the process -----------------------------------------------------------------------------
 
@@ -67,6 +89,7 @@ class RequestWorkflow:
         self.phases = Phases(
             inp.settings, inp.workspace, self.state.run_key, lambda usage: self.state.usage.extend(usage)
         )
+        self.details.title = self._request_description()
         try:
             plan = await self._plan()
             plan = await self._review(plan) if plan else None
@@ -102,26 +125,58 @@ class RequestWorkflow:
                     charter=self.inp.charter,
                 ),
                 start_to_close_timeout=options.PROMPT_TIMEOUT,
+                summary=f"build the prompt for {self.inp.request_id}",
             )
             self.state.prompt_tokens, self.state.context_files = prompt.approx_tokens, len(prompt.context_files)
+            self._test_command = prompt.test_command
             self._messages = [
                 ChatMessage(role="system", content=prompt.system),
                 ChatMessage(role="user", content=prompt.user),
             ]
+            self._prompt = list(self._messages)
         else:
             self._messages = messages
+        temperature: float | None = None
+        errors = ""
+        key = ""
         for attempt in range(self.inp.settings.bounds.max_parse_repairs + 1):
             await self._enter("stream", "the coder is answering" + (f" (repair {attempt})" if attempt else ""))
-            out = await self._call_model("coder", "plan", self._messages)
+            out = await self._call_model("coder", "plan", self._messages, temperature)
             await self._enter("parse", "parsing the plan")
+            key = answer_key(out.text)
+            if key in self._answers:
+                # The same answer again: asking the same way would get it a third time.
+                self.state.repeated_answers += 1
+                temperature = changed_temperature(self.inp.settings.llm.temperature, self.state.repeated_answers)
+                self._note("parse", f"the coder repeated an earlier answer; asking directly, temperature {temperature}")
+                self._messages = [
+                    self._prompt[0],
+                    ChatMessage(role="user", content=direct_prompt(self._prompt[1].content, self._problem)),
+                ]
+                errors = "the same answer as before: " + self._problem
+                continue
+            self._answers.add(key)
+            self._last_key = key
             parsed, errors = parse_reply("plan", out)
             if isinstance(parsed, Plan):
-                self.state.summary = parsed.summary
-                return parsed
+                plan, added = with_verify(parsed, self._test_command)
+                if added:
+                    self.state.added_verify = added
+                    self._note("parse", f"the plan had no verify step: added the project's test command `{added}`")
+                self.state.summary = plan.summary
+                return plan
             self.state.parse_repairs += 1
+            self._problem = errors
             self._note("parse", f"invalid plan: {errors.splitlines()[0]}")
             self._messages = with_repair(self._messages, out.text, errors, REPAIR_ASK)
-        self._finish("failed", f"the coder's plan stayed invalid after {self.state.parse_repairs} answers: {errors}")
+        if key in self._blocked:
+            self._finish(
+                "blocked", "the coder kept sending the blocked plan back, even when asked differently; nothing ran"
+            )
+        else:
+            self._finish(
+                "failed", f"the coder's plan stayed invalid after {self.state.parse_repairs} answers: {errors}"
+            )
         return None
 
     async def _review(self, plan: Plan) -> Plan | None:
@@ -135,7 +190,9 @@ class RequestWorkflow:
             if replan == self.inp.settings.bounds.max_block_replans:
                 break
             self.state.block_replans += 1
+            self._blocked.add(self._last_key)
             reasons = "\n".join(f"- {f.line()}" for f in findings)
+            self._problem = "the safety review blocked it:\n" + reasons
             replanned = await self._plan(
                 [
                     *self._messages,
@@ -152,8 +209,10 @@ class RequestWorkflow:
         return None
 
     async def _execute(self, steps: list[Step], run_keys: list[str]) -> list[StepResult]:
+        self.details.step = ", ".join(run_keys)
         await self._enter("execute", f"running {len(steps)} steps")
         results = await self.phases.execute(steps, run_keys)
+        self.details.step = ""
         self.state.results.extend(results)
         self._last_results = results
         return results
@@ -168,6 +227,7 @@ class RequestWorkflow:
             review = await self._post_review(guidance)
             guidance = []
             self.state.review, self.state.verify_verdict = review, review.verdict
+            self._verdict(post_verdict(review))
             if review.verdict == "PASS":
                 why = rounds.overruled_pass(self._last_results)
                 if not why:
@@ -236,10 +296,13 @@ class RequestWorkflow:
         out = await self.phases.review_safety(self._request_description(), steps, self._take_guidance())
         self.state.safety_verdict = out.verdict
         self.state.findings = out.findings
+        self._verdict(safety_verdict(out.verdict, out.findings))
         for f in out.findings:
             self._note("review", f"{f.verdict.upper()} {f.line()} [{f.source}]")
         mode = effective_mode(out.hold_mode, self.inp.hold_mode)
-        findings = await holds.settle(self.state.holds, out.findings, steps, mode, lambda m: self._note("review", m))
+        findings = await holds.settle(
+            self.state.holds, out.findings, steps, mode, lambda m: self._note("review", m), on_change=self._show_held
+        )
         if out.verdict == "HOLD":
             self.state.safety_verdict = "BLOCK" if findings else ("APPROVED" if mode == "ask" else "PASS")
             self.state.findings = findings
@@ -268,6 +331,7 @@ class RequestWorkflow:
                 requests=review.info_requests,
                 round=self.state.info_rounds,
                 settings=self.inp.settings,
+                journal_seal=self.phases.journal_seal,
             ),
             start_to_close_timeout=options.EVIDENCE_TIMEOUT,
             heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
@@ -277,11 +341,15 @@ class RequestWorkflow:
         )
         self.evidence.extend(out.items)
 
-    async def _call_model(self, role: Role, schema_name: SchemaName, messages: list[ChatMessage]) -> ModelCallOutput:
+    async def _call_model(
+        self, role: Role, schema_name: SchemaName, messages: list[ChatMessage], temperature: float | None = None
+    ) -> ModelCallOutput:
         guidance = self._take_guidance()
         if guidance:
             messages.append(ChatMessage(role="user", content="Guidance from the user:\n" + "\n".join(guidance)))
-        return await self.phases.ask_model(role, schema_name, messages, f"{role} answers ({schema_name})")
+        return await self.phases.ask_model(
+            role, schema_name, messages, f"{role} answers ({schema_name})", temperature=temperature
+        )
 
     def _fix_parent(self) -> StepNode:
         """Fixes hang under the step that failed. When only a re-run check failed, the last fix did
@@ -317,7 +385,23 @@ class RequestWorkflow:
     def _note(self, phase: Phase, message: str) -> None:
         self.state.events.append(PhaseEvent(phase=phase, message=message))
         del self.state.events[:-MAX_EVENTS_KEPT]
-        workflow.set_current_details(f"**{self.state.phase}**: {message}")
+        self.live.publish(PhaseChanged(phase=phase, message=message))
+        self.details.phase, self.details.message = self.state.phase, message
+        self._show_details()
+
+    def _show_details(self) -> None:
+        self.details.paused = self.state.paused
+        workflow.set_current_details(self.details.markdown())
+
+    def _verdict(self, verdict: VerdictGiven) -> None:
+        self.live.publish(verdict)
+        self.details.verdicts[verdict.stage] = verdict.line()
+
+    def _show_held(self, held: list[HeldStep]) -> None:
+        for event in held_events(held):
+            self.live.publish(event)
+        self.details.held = held_line(held)
+        self._show_details()
 
     def _finish(self, outcome: Outcome, message: str) -> None:
         self.state.outcome = outcome
@@ -325,6 +409,7 @@ class RequestWorkflow:
         if outcome != "passed":
             self.state.error = message
         self._note("done", f"{outcome}: {message}")
+        self.live.publish(Finished(outcome=outcome, message=message))
         self._publish()
 
     def _publish(self) -> None:
@@ -338,15 +423,22 @@ class RequestWorkflow:
 
     @workflow.signal
     def pause(self) -> None:
-        self.state.paused = True
+        self._paused(True)
 
     @workflow.signal
     def resume(self) -> None:
-        self.state.paused = False
+        self._paused(False)
+
+    def _paused(self, paused: bool) -> None:
+        if paused != self.state.paused:
+            self.state.paused = paused
+            self.live.publish(PausedChanged(paused=paused))
+            self._show_details()
 
     @workflow.signal
     def message(self, text: str) -> None:
         self.state.pending_messages.append(text)
+        self.live.publish(MessageQueued(text=text[:2000]))
 
     @workflow.update
     def approve(self, decision: HoldDecision) -> str:

@@ -16,12 +16,15 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 from workflows import holds
+from workflows.live import LiveStream
 from workflows.phases import Phases, parse_reply, with_repair
 from workflows.session_hooks import SessionHooks, cause
 
 with workflow.unsafe.imports_passed_through():
     from activities.session_prompt import render_session_prompt
     from models import rounds
+    from models.details import Details, spec_title
+    from models.events import Finished, post_verdict, safety_verdict
     from models.holds import HoldDecision, effective_mode
     from models.plan import Step, StepNode, iter_nodes
     from models.request import ChatMessage, ModelUsage, StepResult
@@ -69,6 +72,9 @@ class SessionWorkflow(SessionHooks):
         self.inp: SessionInput | None = inp
         self.state = SessionState()
         self._taken: tuple[list[str], list[str], list[str]] = ([], [], [])
+        self.live = LiveStream(inp.stream)  # carried over a continue-as-new: one stream per session
+        self.details = Details(title=spec_title(inp.spec_text, inp.spec_path))
+        self._shown_tasks, self._shown_notes = {}, 0
         self._begin(inp)
         self.phases = Phases(inp.settings, inp.workspace, self.state.journal_key, self._usage)
 
@@ -92,6 +98,7 @@ class SessionWorkflow(SessionHooks):
                 raise
             self.state.status, self.state.phase = "cancelled", "done"
             self._event("done", "cancelled by the user")
+            self.live.publish(Finished(outcome="cancelled", message="cancelled by the user"))
             self._publish()
             await self.phases.release()
             raise
@@ -237,6 +244,7 @@ class SessionWorkflow(SessionHooks):
                 budget_chars=self._budget(),
             ),
             start_to_close_timeout=options.PROMPT_TIMEOUT,
+            summary=f"iteration {n}: build the prompt",
         )
         chat = [ChatMessage(role="system", content=prompt.system), ChatMessage(role="user", content=prompt.user)]
         errors = ""
@@ -322,8 +330,10 @@ class SessionWorkflow(SessionHooks):
                 )
                 continue
             await self._checkpoint()
+            self.details.step = f"{step.id}: {getattr(step, 'command', '') or getattr(step, 'path', '')}"
             self._phase("execute", f"step {step.id} ({step.type})")
             result = (await self.phases.execute([step], [key]))[0]
+            self.details.step = ""
             results.append(result)
             self.state.current.results.append(f"{step.id} {'ok' if result.ok else 'FAILED'}")
             stop = not result.ok and step.type != "verify"
@@ -333,6 +343,7 @@ class SessionWorkflow(SessionHooks):
         assert self.inp
         self._phase("review", f"8-point safety review of {len(steps)} step(s)")
         out = await self.phases.review_safety(desc, steps)
+        self._verdict(safety_verdict(out.verdict, out.findings))
         mode = effective_mode(out.hold_mode, self.inp.hold_mode)
         return await holds.settle(
             self.state.holds,
@@ -341,6 +352,7 @@ class SessionWorkflow(SessionHooks):
             mode,
             lambda m: self._event("review", m),
             lambda: "the session was stopped" if self.state.stop_requested else "",
+            on_change=self._show_held,
         )
 
     @workflow.update
@@ -366,7 +378,9 @@ class SessionWorkflow(SessionHooks):
     ) -> PostReview:
         self._phase("verify", "the reviewer checks the result")
         criteria = [f"task #{task.id} is done: {task.content}"] if task else []
-        return await self.phases.review_result(desc, [*criteria, "the verify steps pass"], tree, results)
+        review = await self.phases.review_result(desc, [*criteria, "the verify steps pass"], tree, results)
+        self._verdict(post_verdict(review))
+        return review
 
     async def _session_end(self) -> None:
         st = self.state
@@ -383,6 +397,7 @@ class SessionWorkflow(SessionHooks):
         await self._hooks("session_end")  # nothing is piped: no iteration follows
         st.phase = "done"
         self._event("done", f"session {st.status} after {st.iteration} iteration(s)")
+        self.live.publish(Finished(outcome=st.status, message=st.error))
         self._publish()
 
     async def _continue_as_new(self) -> None:
@@ -393,7 +408,8 @@ class SessionWorkflow(SessionHooks):
         await self.phases.release()
         await workflow.wait_condition(workflow.all_handlers_finished)
         self._event("continue", f"continuing as new after {workflow.info().get_current_history_length()} events")
-        workflow.continue_as_new(self.inp.model_copy(update={"carry": self.state, "continued": True}))
+        carried = {"carry": self.state, "continued": True, "stream": self.live.state()}
+        workflow.continue_as_new(self.inp.model_copy(update=carried))
 
     # --- state -----------------------------------------------------------------------------------
 

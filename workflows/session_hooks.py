@@ -18,11 +18,13 @@ from workflows.session_tools import SessionTools
 with workflow.unsafe.imports_passed_through():
     from activities.git import git_commit, git_snapshot
     from activities.hooks import load_hooks, run_hooks
-    from models.session import MAX_HOOK_REPORTS_KEPT, SessionPlan, Task, push_bounded
+    from models.events import HookRan, OutputLines, clip
+    from models.session import MAX_HOOK_REPORTS_KEPT, HookReport, SessionPlan, Task, push_bounded
     from models.session_io import GitCommitInput, RunHooksInput, SessionInput
     from workflows import options
 
 HOOK_MARGIN_S = 30
+HOOK_LINES_SHOWN = 200  # the live view's share of a hook's output; its report keeps all of it
 GIT_TIMEOUT = timedelta(minutes=2)
 HOOK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 
@@ -33,14 +35,22 @@ class SessionHooks(SessionTools):
     async def _session_start(self) -> None:
         assert self.inp
         loaded = await workflow.execute_activity(
-            load_hooks, self.inp.workspace, start_to_close_timeout=options.PROMPT_TIMEOUT, retry_policy=HOOK_RETRY
+            load_hooks,
+            self.inp.workspace,
+            start_to_close_timeout=options.PROMPT_TIMEOUT,
+            retry_policy=HOOK_RETRY,
+            summary="load .iter/hooks.yml",
         )
         self.state.hooks = loaded.config
         if loaded.error:
             self._event("hooks", loaded.error)
         if self.inp.settings.auto_commit:
             snap = await workflow.execute_activity(
-                git_snapshot, self.inp.workspace, start_to_close_timeout=GIT_TIMEOUT, retry_policy=options.FAST_RETRY
+                git_snapshot,
+                self.inp.workspace,
+                start_to_close_timeout=GIT_TIMEOUT,
+                retry_policy=options.FAST_RETRY,
+                summary="git baseline for auto-commit",
             )
             self.state.git_on = snap.is_repo and not snap.error
             self.state.dirty_baseline = snap.dirty
@@ -108,11 +118,19 @@ class SessionHooks(SessionTools):
             return ""
         for report in out.reports:
             self.state.hook_reports.append(report)
+            self._show_hook(report)
             if not report.ok:
                 why = "timed out" if report.timed_out else report.error or f"exit {report.exit_code}"
                 self._event("hooks", f"{point} hook failed ({why}): {report.command[:120]}")
         del self.state.hook_reports[:-MAX_HOOK_REPORTS_KEPT]
         return out.piped
+
+    def _show_hook(self, report: HookReport) -> None:
+        status = "timed out" if report.timed_out else report.error or f"exit {report.exit_code}"
+        self.live.publish(HookRan(point=report.point, command=report.command[:500], ok=report.ok, status=status))
+        lines = report.output.splitlines()[-HOOK_LINES_SHOWN:]
+        if lines:
+            self.live.publish(OutputLines(source="hook", ref=report.point, lines=[clip(x) for x in lines]))
 
     async def _task_hooks(self) -> None:
         """on_task_complete for each task completed since the last time, whoever completed it."""

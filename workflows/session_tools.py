@@ -14,9 +14,22 @@ from typing import TypeVar
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
+from workflows.live import LiveStream
 from workflows.phases import publish
 
 with workflow.unsafe.imports_passed_through():
+    from models.details import Details
+    from models.events import (
+        MessageQueued,
+        NoteAdded,
+        PausedChanged,
+        PhaseChanged,
+        TaskChanged,
+        VerdictGiven,
+        held_events,
+        held_line,
+    )
+    from models.holds import HeldStep
     from models.session import (
         MAX_EVENTS_KEPT,
         IterationSummary,
@@ -52,19 +65,62 @@ T = TypeVar("T")
 
 class SessionTools:
     state: SessionState
+    live: LiveStream  # the event stream every viewer reads (models/events.py)
+    details: Details  # the web UI's current details
+    _shown_tasks: dict[str, tuple[object, ...]]  # what the stream last said of each task
+    _shown_notes: int  # the last note seq the stream carries
 
-    # --- events and search attributes --------------------------------------------------------------
+    # --- events, the live stream and search attributes ---------------------------------------------
 
     def _phase(self, phase: str, message: str) -> None:
         self.state.phase = phase
-        workflow.set_current_details(f"**{phase}** (iteration {self.state.iteration}): {message}")
+        self.details.phase, self.details.message, self.details.iteration = phase, message, self.state.iteration
+        self._show_details()
+
+    def _show_details(self) -> None:
+        self.details.paused = self.state.paused
+        workflow.set_current_details(self.details.markdown())
 
     def _event(self, phase: str, message: str) -> None:
         st = self.state
         st.event_seq += 1
         st.events.append(SessionEvent(seq=st.event_seq, iteration=st.iteration, phase=phase, message=message[:500]))
         del st.events[:-MAX_EVENTS_KEPT]
+        self.live.publish(PhaseChanged(phase=phase, message=message[:500], iteration=st.iteration))
         self._phase(phase, message)
+        self._sync_view()
+
+    def _verdict(self, verdict: VerdictGiven) -> None:
+        self.live.publish(verdict)
+        self.details.verdicts[verdict.stage] = verdict.line()
+
+    def _show_held(self, held: list[HeldStep]) -> None:
+        for event in held_events(held):
+            self.live.publish(event)
+        self.details.held = held_line(held)
+        self._show_details()
+
+    def _sync_view(self) -> None:
+        """Tasks and notes that changed since the stream last said: whoever changed them (the
+        model's plan, a tool, the loop), viewers see it."""
+        for t in self.state.tasks:
+            shown = (t.content, t.status, t.priority, tuple(t.depends_on))
+            if self._shown_tasks.get(t.id) != shown:
+                self._shown_tasks[t.id] = shown
+                self.live.publish(
+                    TaskChanged(
+                        id=t.id, content=t.content, status=t.status, priority=t.priority, depends_on=t.depends_on
+                    )
+                )
+        for n in self.state.notes:
+            if n.seq > self._shown_notes:
+                self._shown_notes = n.seq
+                self.live.publish(NoteAdded(seq=n.seq, type=n.type, content=n.content[:2000], iteration=n.iteration))
+
+    def _applied(self, apply: Callable[[], T]) -> T:
+        out = _applied(apply)
+        self._sync_view()
+        return out
 
     def _publish(self) -> None:
         publish(self.state.name, "done" if self.state.phase == "done" else "session", self.state.status)
@@ -107,7 +163,7 @@ class SessionTools:
 
     @workflow.update
     def task_add(self, item: NewTask) -> Task:
-        return _applied(lambda: add_tasks(self.state, [item], self.state.iteration, "user")[0])
+        return self._applied(lambda: add_tasks(self.state, [item], self.state.iteration, "user")[0])
 
     @task_add.validator
     def _check_task_add(self, item: NewTask) -> None:
@@ -116,7 +172,7 @@ class SessionTools:
 
     @workflow.update
     def task_batch_add(self, items: list[NewTask]) -> list[Task]:
-        return _applied(lambda: add_tasks(self.state, items, self.state.iteration, "user"))
+        return self._applied(lambda: add_tasks(self.state, items, self.state.iteration, "user"))
 
     @task_batch_add.validator
     def _check_task_batch_add(self, items: list[NewTask]) -> None:
@@ -127,7 +183,7 @@ class SessionTools:
 
     @workflow.update
     def task_status(self, change: TaskStatusChange) -> Task:
-        return _applied(lambda: set_status(self.state, change, self.state.iteration))
+        return self._applied(lambda: set_status(self.state, change, self.state.iteration))
 
     @task_status.validator
     def _check_task_status(self, change: TaskStatusChange) -> None:
@@ -136,7 +192,7 @@ class SessionTools:
 
     @workflow.update
     def task_priority(self, change: TaskPriorityChange) -> Task:
-        return _applied(lambda: set_priority(self.state, change, self.state.iteration))
+        return self._applied(lambda: set_priority(self.state, change, self.state.iteration))
 
     @task_priority.validator
     def _check_task_priority(self, change: TaskPriorityChange) -> None:
@@ -145,7 +201,7 @@ class SessionTools:
 
     @workflow.update
     def task_depends(self, dep: TaskDependency) -> Task:
-        return _applied(lambda: add_dependency(self.state, dep, self.state.iteration))
+        return self._applied(lambda: add_dependency(self.state, dep, self.state.iteration))
 
     @task_depends.validator
     def _check_task_depends(self, dep: TaskDependency) -> None:
@@ -154,7 +210,7 @@ class SessionTools:
 
     @workflow.update
     def note_add(self, note: NewNote) -> Note:
-        return _applied(lambda: add_note(self.state, note, self.state.iteration, "user"))
+        return self._applied(lambda: add_note(self.state, note, self.state.iteration, "user"))
 
     @note_add.validator
     def _check_note_add(self, note: NewNote) -> None:
@@ -163,7 +219,7 @@ class SessionTools:
     @workflow.update
     def iteration_summary(self, item: NewSummary) -> IterationSummary:
         record = IterationSummary(iteration=self.state.iteration, summary=item.summary, source="user")
-        return _applied(lambda: add_summary(self.state, record))
+        return self._applied(lambda: add_summary(self.state, record))
 
     @iteration_summary.validator
     def _check_iteration_summary(self, item: NewSummary) -> None:
@@ -177,7 +233,7 @@ class SessionTools:
             self._event("iteration", "session-complete accepted; the session ends after the current iteration")
             return f"session {self.state.name} is complete; it ends after the current iteration"
 
-        return _applied(apply)
+        return self._applied(apply)
 
     @session_complete.validator
     def _check_session_complete(self) -> None:
@@ -188,21 +244,29 @@ class SessionTools:
 
     @workflow.signal
     def pause(self) -> None:
-        self.state.paused = True
+        self._paused(True)
 
     @workflow.signal
     def resume(self) -> None:
-        self.state.paused = False
+        self._paused(False)
+
+    def _paused(self, paused: bool) -> None:
+        if paused != self.state.paused:
+            self.state.paused = paused
+            self.live.publish(PausedChanged(paused=paused))
+            self._show_details()
 
     @workflow.signal
     def message(self, text: str) -> None:
         push_bounded(self.state.pending_messages, text[:20_000])
+        self.live.publish(MessageQueued(text=text[:2000]))
         self._event("message", f"message queued for iteration {self.state.iteration + 1}")
 
     @workflow.signal
     def stop(self) -> None:
         """No new iteration starts; the current one finishes (a paused session resumes to finish it)."""
-        self.state.stop_requested, self.state.paused = True, False
+        self.state.stop_requested = True
+        self._paused(False)
         self._event("stop", "stop requested; the session ends after the current iteration")
 
     @workflow.query

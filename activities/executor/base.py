@@ -13,8 +13,13 @@ starts a command a second time.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import hashlib
+import hmac
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -103,13 +108,45 @@ def read_json(path: Path) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
+# The key a request's journal entries are sealed with: made by the workflow, carried in the
+# activity's input, held in memory only. Where a step can reach the journal at all (the local
+# backend runs it as the worker's user), an entry it forged fails the seal and is ignored.
+_SEAL: contextvars.ContextVar[bytes] = contextvars.ContextVar("iter_journal_seal", default=b"")
+
+
+@contextlib.contextmanager
+def sealed_with(key: str) -> Iterator[None]:
+    token = _SEAL.set(key.encode())
+    try:
+        yield
+    finally:
+        _SEAL.reset(token)
+
+
+def _mac(data: dict[str, object]) -> str:
+    return hmac.new(_SEAL.get(), json.dumps(data, sort_keys=True).encode(), hashlib.sha256).hexdigest()
+
+
+def write_sealed(path: Path, data: dict[str, object]) -> None:
+    write_json_atomic(path, {"data": data, "seal": _mac(data)})
+
+
+def read_sealed(path: Path) -> dict[str, object] | None:
+    """The entry, or None when it is missing or was not written by this request's worker."""
+    raw = read_json(path)
+    data = raw.get("data") if raw else None
+    if not isinstance(data, dict) or not hmac.compare_digest(str(raw.get("seal", "")), _mac(data)):  # type: ignore[union-attr]
+        return None
+    return data
+
+
 def recorded_outcome(run_dir: Path) -> CommandOutcome | None:
-    data = read_json(run_dir / "outcome.json")
+    data = read_sealed(run_dir / "outcome.json")
     return CommandOutcome(**data) if data else None  # type: ignore[arg-type]
 
 
 def record_outcome(run_dir: Path, outcome: CommandOutcome) -> CommandOutcome:
-    write_json_atomic(run_dir / "outcome.json", asdict(outcome))
+    write_sealed(run_dir / "outcome.json", asdict(outcome))
     return outcome
 
 

@@ -17,22 +17,33 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import sys
 import time
 from pathlib import Path
 
-from activities.executor.base import WRAPPER_NAME, CommandOutcome, finish, make_private, recorded_outcome
+from activities.executor.base import (
+    WRAPPER_NAME,
+    CommandOutcome,
+    finish,
+    make_private,
+    read_json,
+    read_sealed,
+    recorded_outcome,
+    write_sealed,
+)
 from temporal.shutdown import leaving_to_next_worker
 
 # Only these variables reach a step: an allowlist, so no API key or token leaks into a command.
 PASSED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "TMPDIR", "SHELL")
 ADOPT_POLL_S = 0.1
 PID_GRACE_S = 1.0
+STARTED = "started.json"  # sealed by the worker before the wrapper starts: the run's token
 # The shell that runs a step: the command arrives as $1, never pasted into a shell line; $2 is the
 # run's token, by which a later attempt recognises this process. It writes its pid, then the exit
 # status, to its stdin (the journal's ``status`` file, opened for writing by the worker).
-WRAPPER = 'echo $$ >&0; /bin/sh -c "$1" < /dev/null 2>&1; echo $? >&0'
+WRAPPER = 'echo $$ >&0; /bin/sh -c "$1" < /dev/null 2>&1; rc=$?; echo $rc >&0; exit $rc'
 
 
 def _own_bin_dirs() -> set[str]:
@@ -102,15 +113,17 @@ class LocalExecutor:
         done = recorded_outcome(run_dir)
         if done:
             return done
-        pid = await self._started_pid(run_dir)
+        # Only a start this request's worker sealed counts: anything else in the directory was
+        # planted (by an earlier step) and goes before the command starts.
+        started = read_sealed(run_dir / STARTED)
+        token = str(started["token"]) if started else ""
+        pid = await self._started_pid(run_dir, token) if token else None
         if pid is None:
             return await self._start_and_wait(command, run_dir, timeout_s, output_cap)
-        return await self._adopt(pid, run_dir, timeout_s, output_cap)
+        return await self._adopt(pid, token, run_dir, timeout_s, output_cap)
 
-    async def _started_pid(self, run_dir: Path) -> int | None:
-        """The pid of a wrapper an earlier attempt started, if it started one (-1: it finished)."""
-        if not (run_dir / "token").exists():
-            return None
+    async def _started_pid(self, run_dir: Path, token: str) -> int | None:
+        """The pid of the wrapper an earlier attempt started (-1: it finished), None if it never ran."""
         deadline = time.monotonic() + PID_GRACE_S
         while True:
             pid, rc = read_status(run_dir)
@@ -118,15 +131,19 @@ class LocalExecutor:
                 return -1
             if pid is not None:
                 return pid
+            found = _find(token)
+            if found:
+                return found  # started, but has not written its pid yet
             if time.monotonic() > deadline:
                 # No pid after the grace period: the earlier attempt died before the command started.
                 return None
             await asyncio.sleep(0.05)
 
     async def _start_and_wait(self, command: str, run_dir: Path, timeout_s: int, output_cap: int) -> CommandOutcome:
+        shutil.rmtree(run_dir, ignore_errors=True)
         make_private(run_dir)
         token = f"iter-run-{secrets.token_hex(8)}"
-        (run_dir / "token").write_text(token)
+        write_sealed(run_dir / STARTED, {"token": token, "at": time.time()})
         started = time.monotonic()
         with (run_dir / "status").open("wb") as status, (run_dir / "out").open("wb") as out:
             proc = await asyncio.create_subprocess_exec(
@@ -155,13 +172,11 @@ class LocalExecutor:
             if not leaving_to_next_worker():
                 _kill_group(proc.pid)
             raise
-        # The exit status as the wrapper saw it; the worker's own view of its child if it wrote none.
-        rc = read_status(run_dir)[1]
-        return finish(run_dir, rc if rc is not None else proc.returncode, time.monotonic() - started, output_cap)
+        # The worker's own child tells its exit status: nothing a step writes decides it.
+        return finish(run_dir, proc.returncode, time.monotonic() - started, output_cap)
 
-    async def _adopt(self, pid: int, run_dir: Path, timeout_s: int, output_cap: int) -> CommandOutcome:
-        token = (run_dir / "token").read_text().strip()
-        started_at = (run_dir / "token").stat().st_mtime
+    async def _adopt(self, pid: int, token: str, run_dir: Path, timeout_s: int, output_cap: int) -> CommandOutcome:
+        started_at = (run_dir / STARTED).stat().st_mtime
         try:
             while pid > 0 and _alive(pid, token) and read_status(run_dir)[1] is None:
                 if time.time() - started_at > timeout_s:
@@ -184,10 +199,24 @@ class LocalExecutor:
 def kill_running(journal: Path) -> list[int]:
     """Kill the process group of every wrapper of this journal that is still alive."""
     killed = []
-    for token_file in journal.glob("*/token"):
-        pid, rc = read_status(token_file.parent)
-        with contextlib.suppress(OSError):
-            if pid and rc is None and _alive(pid, token_file.read_text().strip()):
-                _kill_group(pid)
-                killed.append(pid)
+    for started in journal.glob(f"*/{STARTED}"):
+        # Read without the seal (the release has none): a forged token only names a process that
+        # carries it in its arguments, which is then the forger's own.
+        data = (read_json(started) or {}).get("data")
+        token = str(data.get("token", "")) if isinstance(data, dict) else ""
+        pid, rc = read_status(started.parent)
+        pid = pid or _find(token)
+        if token and pid and rc is None and _alive(pid, token):
+            _kill_group(pid)
+            killed.append(pid)
     return killed
+
+
+def _find(token: str) -> int | None:
+    """The wrapper carrying ``token`` in its arguments, if one runs."""
+    if not token:
+        return None
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and _alive(int(proc.name), token):
+            return int(proc.name)
+    return None

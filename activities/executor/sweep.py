@@ -1,4 +1,5 @@
-"""Removes request containers nobody will release: their workflow closed without the
+"""Removes what requests nobody will release left behind: containers, and local steps' processes
+and journals. Request containers nobody will release: their workflow closed without the
 ``release_executor`` activity running (terminated, or its worker died as it ended) or no longer
 exists on this Temporal service. A network step's own container carries the same labels (and
 ``iter.step``), so it is judged by its request like the request's container.
@@ -11,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.executor.base import ExecutorUnavailable
+from activities.executor.base import ExecutorUnavailable, streams_root
+from activities.executor.local import kill_running
 
 SWEEP_TIMEOUT_S = 30.0
 
@@ -83,3 +87,22 @@ def _remove(container: Any) -> None:
 
     with contextlib.suppress(NotFound):
         container.remove(force=True)
+
+
+async def sweep_journals(client: Client, data: Path, say: Callable[[str], None] = print) -> list[str]:
+    """Kill the local steps and remove the journals of requests that ended without a release (a
+    terminated workflow, a worker that died as it ended): no orphan writes on once its journal is
+    gone. Never raises."""
+    removed: list[str] = []
+    try:
+        for journal in sorted((data / "journals").glob("*")):
+            if await _workflow_state(client, journal.name) in ("closed", "unknown"):
+                kill_running(journal)
+                shutil.rmtree(journal, ignore_errors=True)
+                shutil.rmtree(streams_root(data, journal.name), ignore_errors=True)
+                removed.append(journal.name)
+    except Exception as exc:  # tried again at the next start
+        say(f"journal sweep skipped: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    if removed:
+        say(f"removed the journals (and killed the steps) of {len(removed)} request(s) that had ended")
+    return removed

@@ -7,7 +7,7 @@ const LIST_POLL_MS = 2000;
 const LIVE_MAX_CHARS = 200000; // the live panel keeps the tail; the full record is in Temporal
 const POINTS_FALLBACK = {};
 
-const ui = { kind: "", selected: null, source: null, meta: { points: POINTS_FALLBACK }, liveChars: 0, lastModel: null };
+const ui = { kind: "", selected: null, source: null, meta: { points: POINTS_FALLBACK }, liveChars: 0, heldKey: "", steps: {}, tokens: null };
 
 function el(tag, props, ...children) {
   const node = document.createElement(tag);
@@ -92,7 +92,9 @@ function select(workflowId) {
   if (ui.source) ui.source.close();
   document.getElementById("live").replaceChildren();
   ui.liveChars = 0;
-  ui.lastModel = null;
+  ui.heldKey = "";
+  ui.steps = {};
+  ui.tokens = null;
   document.getElementById("pick").hidden = true;
   document.getElementById("detail").hidden = false;
   document.getElementById("notice").textContent = "";
@@ -138,23 +140,29 @@ function renderDetail(detail) {
 }
 
 function heldSteps(state) {
-  return state.held || state.held_steps || [];
+  // A step the policy held waits for a person: approve lets it run, deny refuses it (with a reason).
+  const holds = (state.holds && state.holds.held) || [];
+  return holds.filter((item) => item.decision === "waiting");
 }
 
 function renderHeld(detail, state) {
   const held = heldSteps(state);
   document.getElementById("held-section").hidden = held.length === 0;
+  const key = JSON.stringify(held.map((item) => [item.step_id, item.reasons]));
+  if (key === ui.heldKey) return; // unchanged: keep what the person is typing
+  ui.heldKey = key;
   document.getElementById("held").replaceChildren(
     ...held.map((item) => {
-      const stepId = item.step_id || item.id || "";
+      const reason = el("input", { type: "text", maxlength: "2000", placeholder: "reason for a denial", "aria-label": `reason for denying ${item.step_id}` });
       return el(
         "li",
-        {},
+        { "data-held": item.step_id },
         el("span", { class: "mark held", text: "⏸" }),
-        el("code", {}, stepId),
-        el("span", {}, item.reason || item.message || ""),
-        el("button", { type: "button", class: "approve", onclick: () => act("approve", { step_id: stepId }) }, "Approve"),
-        el("button", { type: "button", class: "danger", onclick: () => act("deny", { step_id: stepId }) }, "Deny"),
+        el("code", {}, item.step_id),
+        el("span", {}, (item.reasons || []).join("; ")),
+        el("button", { type: "button", class: "approve", onclick: () => act("approve", { step_id: item.step_id }) }, "Approve"),
+        reason,
+        el("button", { type: "button", class: "danger", onclick: () => act("deny", { step_id: item.step_id, reason: reason.value }) }, "Deny"),
       );
     }),
   );
@@ -168,14 +176,15 @@ function describeStep(step) {
 function renderRequest(detail, state) {
   const results = {};
   for (const result of state.results || []) results[result.step_id] = result; // the latest run of each step
-  const held = new Set(heldSteps(state).map((item) => item.step_id || item.id));
+  const held = new Set(heldSteps(state).map((item) => item.step_id));
   const node = (item) => {
     const step = item.step || {};
     const result = results[step.id];
-    let mark = el("span", { class: "mark wait", text: "·" });
-    if (held.has(step.id)) mark = el("span", { class: "mark held", text: "⏸" });
-    else if (result && result.skipped) mark = el("span", { class: "mark wait", text: "–" });
-    else if (result) mark = el("span", { class: `mark ${result.ok ? "ok" : "bad"}`, text: result.ok ? "✓" : "✗" });
+    let status = ui.steps[step.id] || "waiting"; // from the stream while the steps run
+    if (held.has(step.id)) status = "held";
+    else if (result && result.skipped) status = "skipped";
+    else if (result) status = result.ok ? "ok" : "failed";
+    const mark = markFor(status);
     const facts = result && !result.skipped ? `exit ${result.exit_code ?? "-"} · ${Number(result.duration_s || 0).toFixed(2)} s${result.timed_out ? " · timed out" : ""}` : "";
     return el(
       "li",
@@ -275,35 +284,117 @@ function renderEvents(events) {
 }
 
 // --- the live stream -------------------------------------------------------------------------
+// Events of the workflow's own stream (models/events.py): model tokens, step starts, output lines
+// and ends, verdicts, held steps, tasks, notes, hooks, messages, pauses, the end.
+
+function liveAppend(node, chars) {
+  const panel = document.getElementById("live");
+  panel.append(node);
+  ui.liveChars += chars;
+  while (ui.liveChars > LIVE_MAX_CHARS && panel.firstChild) {
+    ui.liveChars -= (panel.firstChild.textContent || "").length;
+    panel.firstChild.remove();
+  }
+}
 
 function liveLine(cls, text) {
+  ui.tokens = null; // the next tokens start a new block
   const panel = document.getElementById("live");
-  if (panel.lastChild && panel.lastChild.nodeType === Node.TEXT_NODE && !panel.lastChild.textContent.endsWith("\n")) panel.append("\n");
-  panel.append(el("span", { class: cls }, text + "\n"));
+  const last = panel.lastChild;
+  if (last && !(last.textContent || "").endsWith("\n")) liveAppend(document.createTextNode("\n"), 1);
+  liveAppend(el("span", { class: cls }, text + "\n"), text.length + 1);
+}
+
+function liveTokens(role, text) {
+  if (!ui.tokens || ui.tokens.role !== role || !ui.tokens.node.isConnected) {
+    const node = el("span", { class: `tokens ${role}` });
+    node.append(document.createTextNode(""));
+    liveAppend(node, 0);
+    ui.tokens = { role, node };
+  }
+  ui.tokens.node.firstChild.appendData(text);
+  ui.liveChars += text.length;
+}
+
+function stepMark(stepId, status) {
+  ui.steps[stepId] = status;
+  const mark = document.querySelector(`#tree li[data-step="${CSS.escape(stepId)}"] > .step-line > .mark`);
+  if (mark) mark.replaceWith(markFor(status));
+}
+
+function markFor(status) {
+  const marks = { running: ["run", "▶"], ok: ["ok", "✓"], failed: ["bad", "✗"], skipped: ["wait", "–"], held: ["held", "⏸"] };
+  const [cls, text] = marks[status] || ["wait", "·"];
+  return el("span", { class: `mark ${cls}`, text });
 }
 
 function appendLive(event) {
   const panel = document.getElementById("live");
   const atBottom = panel.scrollTop + panel.clientHeight >= panel.scrollHeight - 4;
-  const kind = event.kind || event.type || event.topic;
-  const text = typeof event.text === "string" ? event.text : "";
-  if (kind === "token" || kind === "tokens") {
-    panel.append(document.createTextNode(text));
-    ui.liveChars += text.length;
-  } else if (kind === "model_start") {
-    liveLine("model", `── ${event.role || "model"} · ${event.model || ""} · ${event.schema || ""} ──`);
-  } else if (kind === "model_end") {
-    panel.append("\n");
-  } else if (kind === "model_error") {
-    liveLine("note", `model: ${event.message || ""}`);
-  } else if (kind === "step_output" || kind === "output") {
-    liveLine("step", `${event.step_id ? "[" + event.step_id + "] " : ""}${event.line ?? text}`);
-  } else if (event.message || text) {
-    liveLine("note", `${kind ? kind + ": " : ""}${event.message || text}`);
-  }
-  while (ui.liveChars > LIVE_MAX_CHARS && panel.firstChild) {
-    ui.liveChars -= (panel.firstChild.textContent || "").length;
-    panel.firstChild.remove();
+  switch (event.kind) {
+    case "tokens":
+      liveTokens(event.role || "model", String(event.text || ""));
+      break;
+    case "model_start":
+      liveLine("model", `── ${event.role} · ${event.model} · ${event.schema_name} ──`);
+      break;
+    case "model_end": {
+      const usage = event.usage || {};
+      liveLine("model muted", `── ${event.role}: ${usage.completion_tokens ?? "?"} tokens, ${Number(usage.tokens_per_s || 0).toFixed(1)} tok/s ──`);
+      break;
+    }
+    case "model_error":
+      liveLine("note", `${event.role} · ${event.model}: ${event.message}`);
+      break;
+    case "step_start":
+      stepMark(event.step_id, "running");
+      liveLine("step", `▶ ${event.step_id} ${event.step_type}: ${event.detail}`);
+      break;
+    case "output":
+      for (const line of event.lines || []) liveLine(event.source === "hook" ? "note" : "output", event.source === "hook" ? `[${event.ref}] ${line}` : line);
+      break;
+    case "step_end": {
+      const status = event.skipped ? "skipped" : event.ok ? "ok" : "failed";
+      stepMark(event.step_id, status);
+      const how = event.skipped ? "skipped" : `exit ${event.exit_code ?? "-"}, ${Number(event.duration_s || 0).toFixed(2)} s${event.timed_out ? ", timed out" : ""}`;
+      liveLine(event.ok || event.skipped ? "step" : "note", `${event.ok ? "✓" : event.skipped ? "–" : "✗"} ${event.step_id} (${how})`);
+      break;
+    }
+    case "verdict": {
+      const passed = (event.checks || []).filter((c) => c.ok).length;
+      liveLine(event.verdict === "PASS" ? "step" : "note", `${event.stage} verdict ${event.verdict} (${passed}/${(event.checks || []).length} checks)`);
+      for (const finding of event.findings || []) liveLine("note", `  ${finding}`);
+      break;
+    }
+    case "held":
+      liveLine("note", event.resolved ? `${event.step_id} ${event.resolved}` : `held for a person: ${event.step_id}: ${event.reason}`);
+      break;
+    case "task":
+      liveLine("muted", `task #${event.id} [${event.status}] ${event.content}`);
+      break;
+    case "note":
+      liveLine("muted", `note (${event.type}): ${event.content}`);
+      break;
+    case "hook":
+      liveLine(event.ok ? "muted" : "note", `hook ${event.point}: ${event.status}`);
+      break;
+    case "message":
+      liveLine("muted", `message: ${event.text}`);
+      break;
+    case "paused":
+      liveLine("note", event.paused ? "paused" : "resumed");
+      break;
+    case "phase":
+      liveLine("phase", `${event.phase}: ${event.message}`);
+      break;
+    case "done":
+      liveLine(event.outcome === "passed" || event.outcome === "completed" ? "step" : "note", `${event.outcome}${event.message ? ": " + event.message : ""}`);
+      break;
+    case "notice":
+      liveLine("note", String(event.message || ""));
+      break;
+    default:
+      break; // a kind this page does not know: the state view still shows what it changed
   }
   if (atBottom) panel.scrollTop = panel.scrollHeight;
 }

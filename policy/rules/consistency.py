@@ -1,9 +1,11 @@
 """Point 8: the plan is consistent with itself and with the workspace.
 
-- a file step that modifies, appends to or deletes a file needs the file: in the workspace, or
-  created by an earlier step (a file step, or a command that plausibly creates it);
-- no conflicting writes: creating a path twice, or after an earlier step wrote it; touching a
-  path after an earlier step deleted it;
+- a file step that modifies or deletes a file needs the file: in the workspace, or created by an
+  earlier step (a file step, or a command that plausibly creates it); ``append`` creates a missing
+  file, as ``>>`` does;
+- ``create`` is for new files: creating a file that exists (and no earlier step deleted) would
+  overwrite it unseen, so the plan must say ``modify``; and no conflicting writes: creating a path
+  twice, or after an earlier step wrote it; touching a path after an earlier step deleted it;
 - a verify step only checks: it does not change files;
 - with ``require_verify``, the plan has at least one verify step.
 """
@@ -56,7 +58,7 @@ def check_plan(
             analysis = analyses.get(step.id)
             if analysis is None:
                 continue
-            mentioned |= _mentions(analysis)
+            mentioned |= mentions(analysis)
             if isinstance(step, VerifyStep):
                 yield from ((step.id, h) for h in _verify_writes(analysis))
     if require_verify and not any(isinstance(s, VerifyStep) for s in steps):
@@ -76,12 +78,15 @@ def _file_step(step: FileStep, seen: dict[str, _Seen], mentioned: set[str], root
     if step.action == "create":
         if before is not None and before.state != "deleted":
             yield Hit(POINT, f"creates {step.path}, which step {before.step_id} already wrote: conflicting writes")
+        elif before is None and on_disk:
+            yield Hit(POINT, f"creates {step.path}, which already exists: say modify, so the change is reviewed "
+                             "against what is there")
         seen[key] = _Seen("created", step.id)
         return
     verb = {"modify": "modifies", "append": "appends to", "delete": "deletes"}[step.action]
     if before is not None and before.state == "deleted":
         yield Hit(POINT, f"{verb} {step.path}, which step {before.step_id} deletes")
-    elif before is None and not on_disk and not _maybe_created(key, mentioned):
+    elif before is None and not on_disk and step.action != "append" and not _maybe_created(key, mentioned):
         yield Hit(POINT, f"{verb} {step.path}, which does not exist and no earlier step creates")
     seen[key] = _Seen("deleted" if step.action == "delete" else "written", step.id)
 
@@ -93,7 +98,7 @@ def _maybe_created(key: str, mentioned: set[str]) -> bool:
     return any(os.path.join(*parts[:i]) in mentioned for i in range(1, len(parts)))
 
 
-def _mentions(analysis: Analysis) -> set[str]:
+def mentions(analysis: Analysis) -> set[str]:
     """Paths a command step may create: the words of commands that are not known to create nothing
     (``touch x``, ``cp a x``, ``cargo new app``), redirection targets, and known generated files."""
     out: set[str] = set()

@@ -1,0 +1,105 @@
+"""The event stream, end to end: a real request workflow on the dev server, the fake model server
+streaming its answers, and a reader that reaches the stream only through Temporal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from models.config import Settings
+from models.events import (
+    Finished,
+    ModelEnded,
+    ModelStarted,
+    OutputLines,
+    PhaseChanged,
+    StepFinished,
+    StepStarted,
+    Tokens,
+    VerdictGiven,
+)
+from temporal.events import StreamItem, end_offset, subscribe
+from tests import replies as r
+from tests.fake_llm import FakeModel
+from tests.pipeline import start
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+PLAN = r.plan(
+    r.write("s1", "src/calc/ops.py", r.MULTIPLY, "append"),
+    r.write("s2", "tests/test_mul.py", r.MULTIPLY_TEST),
+    r.run("s3", "echo first line; echo 'sk-live' > /dev/null; echo second line"),
+    r.verify("s4"),
+)
+
+
+async def collect(client: Client, workflow_id: str, **kw: object) -> list[StreamItem]:
+    return [item async for item in subscribe(client, workflow_id, **kw)]  # type: ignore[arg-type]
+
+
+async def test_a_request_streams_its_whole_story(
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel
+) -> None:
+    fake.script("plan", PLAN)
+    fake.script("safety_review", r.safety_pass())
+    fake.script("post_review", r.post_pass())
+    fake.token_delay_s = 0.002
+
+    handle = await start(client, settings, workspace)
+    items = await asyncio.wait_for(collect(client, handle.id), 60)
+    state = (await handle.result()).state
+
+    assert state.outcome == "passed", state.error
+    events = [i.event for i in items]
+    offsets = [i.offset for i in items]
+    assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+    phases = [e.phase for e in events if isinstance(e, PhaseChanged)]
+    assert phases[:3] == ["prompt", "stream", "parse"] and "execute" in phases and phases[-1] == "done"
+    # The coder's answer arrives token by token, coalesced, and adds up to the answer in history.
+    starts = [e for e in events if isinstance(e, ModelStarted)]
+    assert [(s.role, s.schema_name) for s in starts] == [
+        ("coder", "plan"),
+        ("reviewer", "safety_review"),
+        ("reviewer", "post_review"),
+    ]
+    first_call = events[events.index(starts[0]) : events.index(starts[1])]
+    text = "".join(e.text for e in first_call if isinstance(e, Tokens))
+    assert json.loads(text) == PLAN
+    assert sum(isinstance(e, ModelEnded) for e in events) == 3
+    # Steps: started, their output lines while they run, finished.
+    assert [e.step_id for e in events if isinstance(e, StepStarted)] == ["s1", "s2", "s3", "s4"]
+    lines = [line for e in events if isinstance(e, OutputLines) and e.ref == "r0-s3" for line in e.lines]
+    assert lines == ["first line", "second line"]
+    assert [(e.step_id, e.ok) for e in events if isinstance(e, StepFinished)] == [
+        ("s1", True),
+        ("s2", True),
+        ("s3", True),
+        ("s4", True),
+    ]
+    verdicts = [e for e in events if isinstance(e, VerdictGiven)]
+    assert [(v.stage, v.verdict) for v in verdicts] == [("safety", "PASS"), ("verify", "PASS")]
+    assert len(verdicts[0].checks) == 8 and all(c.ok for c in verdicts[0].checks)
+    assert isinstance(events[-1], Finished) and events[-1].outcome == "passed"
+
+
+async def test_a_reader_can_skip_tokens_and_resume_from_an_offset(
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel
+) -> None:
+    fake.script("plan", PLAN)
+    fake.script("safety_review", r.safety_pass())
+    fake.script("post_review", r.post_pass())
+
+    handle = await start(client, settings, workspace)
+    await handle.result()
+    everything = await collect(client, handle.id)
+    quiet = await collect(client, handle.id, tokens=False, output=False)
+    assert not any(isinstance(i.event, (Tokens, OutputLines)) for i in quiet)
+    assert [i.offset for i in quiet] == [i.offset for i in everything if not isinstance(i.event, (Tokens, OutputLines))]
+    middle = everything[len(everything) // 2].offset
+    resumed = await collect(client, handle.id, from_offset=middle)
+    assert [i.offset for i in resumed] == [i.offset for i in everything if i.offset >= middle]
+    assert await end_offset(client, handle.id) == everything[-1].offset + 1
