@@ -14,7 +14,7 @@ from cli import runtime
 from cli.executor import require_executor
 from cli.output import console, err_console, explain_interrupt, fail, print_json
 from cli.summary import print_summary
-from cli.watch import follow
+from cli.watch import follow, full_screen_wanted, watch_until_left
 from models.config import Settings
 from models.details import request_details, static_summary
 from models.project import Project, request_workflow_id
@@ -29,6 +29,7 @@ def orchestrate(
     detach: bool = typer.Option(False, "--detach", help="Start it and return at once."),
     quiet: bool = typer.Option(False, "--quiet", help="Phases only, no streamed tokens."),
     as_json: bool = typer.Option(False, "--json", help="Print the final state as JSON."),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Follow it full screen (on a terminal; else lines)."),
 ) -> None:
     """Run a request through the pipeline: prompt, stream, review, execute, verify."""
     root = store.require_root()
@@ -40,7 +41,8 @@ def orchestrate(
     cfg = runtime.settings(**{"executor.backend": executor, "llm.model": model})
     require_executor(cfg)  # no Docker: say so now, before a workflow starts
     try:
-        state = runtime.run(_orchestrate(cfg, project, request, str(root), detach, quiet or as_json, as_json))
+        full = full_screen_wanted(watch and not detach, headless=as_json)
+        state = runtime.run(_orchestrate(cfg, project, request, str(root), detach, quiet or as_json, as_json, full))
     except KeyboardInterrupt:
         explain_interrupt(
             f"Detached; the request goes on. Attach again with `iter orchestrate --request {request}`; "
@@ -59,7 +61,14 @@ def orchestrate(
 
 
 async def _orchestrate(
-    cfg: Settings, project: Project, request_id: str, workspace: str, detach: bool, quiet: bool, as_json: bool = False
+    cfg: Settings,
+    project: Project,
+    request_id: str,
+    workspace: str,
+    detach: bool,
+    quiet: bool,
+    as_json: bool = False,
+    full_screen: bool = False,
 ) -> dict[str, Any] | None:
     client = await runtime.client_for(cfg)
     await runtime.ensure_worker(client, cfg)
@@ -85,7 +94,13 @@ async def _orchestrate(
     if detach:
         out.print(f"Follow it with `iter orchestrate --request {request_id}` or `iter status {request_id}`")
         return None
-    status = await follow(client, wid, show_tokens=not quiet, show_phases=not as_json)
+    if full_screen:
+        status = await watch_until_left(client, wid)
+        if status == WorkflowExecutionStatus.RUNNING:
+            out.print(f"Left the view; the request goes on. `iter watch {request_id}` comes back")
+            return None
+    else:
+        status = await follow(client, wid, show_tokens=not quiet, show_phases=not as_json)
     return await final_state(client, wid, status)
 
 
