@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import httpx
 
 from models.config import LLMSettings
-from models.context_fit import DoesNotFit, fit
+from models.context_fit import DoesNotFit, fit, window_from
 from models.repetition import RepetitionGuard
 
 # What each phase's answer needs at most, capped by llm.max_tokens: a plan or a fix writes whole
@@ -229,9 +229,9 @@ def phase_max_tokens(settings: LLMSettings, schema_name: str) -> int:
 _WINDOWS: dict[tuple[str, str, int], int] = {}  # (base url, model, configured num_ctx) -> tokens
 
 
-def _root_of(base_url: str) -> str:
+def props_url(base_url: str) -> str:
     """llama.cpp serves /props beside /v1, not under it."""
-    return base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
+    return (base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url) + "/props"
 
 
 async def context_window(client: httpx.AsyncClient, settings: LLMSettings, model: str) -> int:
@@ -246,18 +246,10 @@ async def context_window(client: httpx.AsyncClient, settings: LLMSettings, model
     try:
         if settings.provider == "ollama":
             resp = await client.post(base + "/api/show", json={"model": model}, timeout=10.0)
-            if resp.status_code == 200:
-                info = resp.json().get("model_info") or {}
-                lengths = [int(v) for k, v in info.items() if k.endswith(".context_length")]
-                if lengths:
-                    window = min(settings.num_ctx, lengths[0])
         else:
-            resp = await client.get(_root_of(base) + "/props", timeout=10.0)
-            if resp.status_code == 200:
-                props = resp.json()
-                n_ctx = (props.get("default_generation_settings") or {}).get("n_ctx") or props.get("n_ctx")
-                if n_ctx:
-                    window = int(n_ctx)
+            resp = await client.get(props_url(base), timeout=10.0)
+        if resp.status_code == 200:
+            window = window_from(settings.provider, resp.json(), settings.num_ctx)
     except (httpx.HTTPError, ValueError, TypeError):
         pass  # a server without these endpoints: the configured value is the best we know
     _WINDOWS[key] = window
@@ -274,6 +266,7 @@ async def stream_chat(
     api_key: str = "",
 ) -> StreamResult:
     """One streamed, schema-constrained chat call. Raises ``ModelError`` on every failure."""
+    settings = settings.settings_for(model)  # a model listed in llm.models may live on its own server
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     timeout = httpx.Timeout(settings.request_timeout_s, connect=10.0)
     started = time.monotonic()

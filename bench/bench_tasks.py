@@ -286,6 +286,10 @@ def ended_from(state: dict[str, Any]) -> str:
         return "fix rounds exhausted"
     if "lacked evidence" in error:
         return "no evidence"
+    if "reviewer said PASS, but" in error:
+        return "checks failed"
+    if "context window" in error:
+        return "prompt too large"
     return f"{outcome}: {error[:80]}" if error else outcome
 
 

@@ -30,6 +30,20 @@ class DoesNotFit(ValueError):
         self.needed, self.window, self.answer = needed, window, answer
 
 
+def window_from(provider: str, payload: object, configured: int) -> int:
+    """The context window a server reports for one request: llama.cpp's ``/props`` (``n_ctx`` of a
+    slot), Ollama's ``/api/show`` (the model's own length, of which ``num_ctx`` is what iter asks
+    for); else the configured value."""
+    if not isinstance(payload, dict):
+        return configured
+    if provider == "ollama":
+        info = payload.get("model_info") or {}
+        lengths = [int(v) for k, v in info.items() if str(k).endswith(".context_length")]
+        return min(configured, lengths[0]) if lengths else configured
+    n_ctx = (payload.get("default_generation_settings") or {}).get("n_ctx") or payload.get("n_ctx")
+    return int(n_ctx) if n_ctx else configured
+
+
 def estimate_tokens(text: str) -> int:
     return len(text) // CHARS_PER_TOKEN + 1
 

@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.llm import call_model
     from activities.review import post_review, safety_review
     from models import search
+    from models.answers import echo, truncated_reason
     from models.config import Settings
     from models.plan import FileStep, Step, StepNode, iter_nodes
     from models.repetition import repeating_pattern
@@ -175,15 +176,16 @@ def parse_reply(schema_name: SchemaName, out: ModelCallOutput) -> tuple[BaseMode
         pattern = repeating_pattern(out.text)[:40]
         return None, f"the answer got stuck repeating {pattern!r} and was cut off; write the plan itself"
     if out.truncated:
-        return None, "the answer was cut off by the length limit"
+        return None, truncated_reason(out)
     return parse_answer(schema_name, out.text)
 
 
 def with_repair(messages: list[ChatMessage], answer: str, errors: str, ask: str) -> list[ChatMessage]:
-    """The conversation so far, the invalid answer, and what was wrong with it."""
+    """The conversation so far, the invalid answer (its head and tail when long), and what was
+    wrong with it."""
     return [
         *messages,
-        ChatMessage(role="assistant", content=answer),
+        ChatMessage(role="assistant", content=echo(answer)),
         ChatMessage(role="user", content=f"That answer is invalid:\n{errors}\n{ask}"),
     ]
 
