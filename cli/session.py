@@ -62,6 +62,12 @@ def build(
         **{"llm.model": model, "iterations": iterations, "auto_commit": auto_commit, "executor.backend": executor}
     )
     workspace = Path.cwd()
+    if name and spec is None and not (workspace / DEFAULT_SPEC).is_file():
+        # `iter build --name S` names a session, not a spec: attach to it when it runs.
+        state = _attach_only(cfg, workspace, name, quiet or as_json)
+        if state is not None:
+            _print_end(state, as_json)
+            return
     spec_rel, spec_text = _spec(workspace, spec or DEFAULT_SPEC)
     _ignore_machine_state(workspace)
     session = name or Path(spec_rel).stem
@@ -88,12 +94,35 @@ def build(
         raise typer.Exit(130) from None
     if state is None:
         return
+    _print_end(state, as_json)
+
+
+def _print_end(state: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(state)
     else:
         print_end(state)
     if state.get("status") in ("failed", "cancelled"):
         raise typer.Exit(1)
+
+
+def _attach_only(cfg: Settings, workspace: Path, name: str, quiet: bool) -> dict[str, Any] | None:
+    """Follow the running session ``name`` of this folder; None when it is not running."""
+
+    async def go() -> dict[str, Any] | None:
+        client = await runtime.client_for(cfg)
+        wid = session_workflow_id(name, store.scope(workspace))
+        if await _status(client.get_workflow_handle(wid)) != WorkflowExecutionStatus.RUNNING:
+            return None
+        await runtime.ensure_worker(client, cfg)
+        console.print(f"Attached to session {name} ({wid}); `iter status {name}`, `iter pause|resume|stop {name}`")
+        return await follow(client, cfg, wid, show_tokens=not quiet, attached=True)
+
+    try:
+        return runtime.run(go())
+    except KeyboardInterrupt:
+        explain_interrupt(f"Detached; the session goes on. `iter build --name {name}` attaches again")
+        raise typer.Exit(130) from None
 
 
 def _spec(workspace: Path, spec: str) -> tuple[str, str]:
@@ -132,7 +161,7 @@ async def _build(
 ) -> dict[str, Any] | None:
     client = await runtime.client_for(cfg)
     await runtime.ensure_worker(client, cfg)
-    wid = session_workflow_id(inp.name)
+    wid = session_workflow_id(inp.name, store.scope(Path(inp.workspace)))
     handle = client.get_workflow_handle(wid)
     status = await _status(handle)
     attached = False
@@ -155,6 +184,7 @@ async def _build(
             id=wid,
             task_queue=cfg.temporal.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            memo={"folder": inp.workspace},
             static_summary=static_summary(f"session {inp.name}", title),
             static_details=session_details(inp.name, inp.spec_path, title),
         )
@@ -226,7 +256,7 @@ def stop(name: str = typer.Argument(..., help="The session name.")) -> None:
     async def go() -> str:
         cfg = runtime.settings()
         client = await runtime.client_for(cfg, start_server=False)
-        handle = client.get_workflow_handle(session_workflow_id(name))
+        handle = client.get_workflow_handle(session_workflow_id(name, store.scope(Path.cwd())))
         if await _status(handle) != WorkflowExecutionStatus.RUNNING:
             fail(f"session {name} is not running; nothing to stop")
         await handle.signal("stop")

@@ -15,6 +15,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
 from cli.output import console, err_console
+from cli.waiting import StatusLine, explain
 from models.events import (
     Finished,
     HookRan,
@@ -48,10 +49,15 @@ class LinePrinter:
         self.show_tokens, self.show_phases, self.session = show_tokens, show_phases, session
         self.mid_line = False
         self.on_token: list[Any] = []  # callbacks(text) after a token reaches the terminal (bench)
+        self.waiting = StatusLine()  # why it waits: one line, in place on a terminal
+        self._header = ""  # the last stream header shown, and whether tokens followed it
+        self._answered = False
 
     def show(self, event: LiveEvent) -> None:
         if isinstance(event, Tokens):
+            self._answered = True
             if self.show_tokens:
+                self.waiting.clear()
                 console.print(event.text, end="", markup=False, soft_wrap=True, highlight=False)
                 console.file.flush()
                 self.mid_line = True
@@ -61,13 +67,26 @@ class LinePrinter:
         if isinstance(event, ModelEnded):
             self.newline()
             return
-        if isinstance(event, (ModelFailed, Notice, StepHeld)):
+        if isinstance(event, ModelFailed):
             self.newline()
+            self.waiting.show(f"waiting: {event.message}")
+            return
+        if isinstance(event, (Notice, StepHeld)):
+            self.newline()
+            self.waiting.clear()
             err_console.print(f"[yellow]{_problem_line(event)}[/yellow]", soft_wrap=True)
             return
+        if isinstance(event, ModelStarted):
+            header = f"{event.role} · {event.model} · {event.schema_name}" + (
+                f" (repair {event.repair})" if event.repair else ""
+            )
+            if header == self._header and not self._answered:
+                return  # a retry of a call that never answered: its header once is enough
+            self._header, self._answered = header, False
         line = self._line(event)
         if line is not None:
             self.newline()
+            self.waiting.clear()
             console.print(line, soft_wrap=True, highlight=False)
 
     def _line(self, event: LiveEvent) -> str | None:
@@ -78,8 +97,9 @@ class LinePrinter:
             width = 9 if self.session else 8
             return f"[cyan]{event.phase:>{width}}[/cyan]{where} {_esc(event.message)}"
         if isinstance(event, ModelStarted):
+            repair = f" (repair {event.repair})" if event.repair else ""
             return (
-                f"[dim]── {event.role} · {_esc(event.model)} · {event.schema_name} ──[/dim]"
+                f"[dim]── {event.role} · {_esc(event.model)} · {event.schema_name}{repair} ──[/dim]"
                 if self.show_tokens
                 else None
             )
@@ -137,14 +157,15 @@ def _problem_line(event: ModelFailed | Notice | StepHeld) -> str:
 
 
 async def pending_problem(handle: WorkflowHandle[Any, Any]) -> str:
-    """Why the workflow waits, in the words of its last failed attempt (an unreachable model...)."""
+    """Why the workflow waits, in iter's words (an unreachable model, a dead worker...)."""
     try:
         desc = await handle.describe()
     except RPCError:
         return ""
     for pending in desc.raw_description.pending_activities:
-        if pending.attempt > 1 and pending.last_failure.message:
-            return f"waiting: {pending.last_failure.message} (attempt {pending.attempt}, retrying)"
+        text = explain(pending)
+        if text:
+            return text
     return ""
 
 
@@ -155,7 +176,7 @@ async def _report_problems(handle: WorkflowHandle[Any, Any], printer: LinePrinte
         problem = await pending_problem(handle)
         if problem and problem != last:
             printer.newline()
-            err_console.print(f"[yellow]{_esc(problem)}[/yellow]", soft_wrap=True)
+        printer.waiting.show(problem)
         last = problem
 
 
@@ -174,6 +195,7 @@ async def print_stream(
         with contextlib.suppress(asyncio.CancelledError):
             await problems
         printer.newline()
+        printer.waiting.clear()
     return await _closed_status(handle)
 
 
@@ -193,10 +215,14 @@ async def _closed_status(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionS
 
 
 async def follow(
-    client: Client, workflow_id: str, show_tokens: bool = True, show_phases: bool = True
+    client: Client, workflow_id: str, show_tokens: bool = True, show_phases: bool = True, attached: bool = False
 ) -> WorkflowExecutionStatus | None:
-    """A request's progress as lines until it closes; returns its final status."""
-    return await print_stream(client, workflow_id, LinePrinter(show_tokens, show_phases))
+    """A request's progress as lines until it closes; returns its final status. Attached to a
+    running one: from what is new (its past is in `iter status` and `iter history`)."""
+    start = await end_offset(client, workflow_id) if attached else 0
+    if attached and start and show_phases:
+        console.print("[dim]… attached: what happened before is in `iter status` and `iter history`[/dim]")
+    return await print_stream(client, workflow_id, LinePrinter(show_tokens, show_phases), from_offset=start)
 
 
 async def follow_session(
