@@ -15,6 +15,7 @@ from typing import Any
 from temporalio.client import Client
 
 from dashboard import view
+from dashboard.live import live_events
 
 STATE_POLL_S = 0.5
 LIVE_DRAIN_S = 5.0  # after the workflow closed, how long its stream may take to deliver the rest
@@ -47,10 +48,8 @@ async def _poll_state(client: Client, links: view.Links, workflow_id: str, out: 
 
 
 async def _pump_live(client: Client, workflow_id: str, from_offset: int, out: asyncio.Queue[bytes]) -> None:
-    from dashboard.live import live_events
-
     async for offset, event in live_events(client, workflow_id, from_offset):
-        await out.put(sse("live", event, event_id=str(offset)))
+        await out.put(sse("live", event, event_id=None if offset is None else str(offset)))
 
 
 async def events(client: Client, links: view.Links, workflow_id: str, from_offset: int = 0) -> AsyncIterator[bytes]:
