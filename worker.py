@@ -49,6 +49,7 @@ ACTIVITIES: list[Any] = [
 ACTIVITIES += [load_hooks, run_hooks, git_snapshot, git_commit, render_session_prompt]
 MAX_CONCURRENT_ACTIVITIES = 100
 IDLE_CHECK_S = 15.0
+SHUTDOWN_WAIT_S = 30.0
 HEARTBEAT_THROTTLE = timedelta(seconds=1)
 # A stopping worker hands its activities back at once (LeaveOnShutdown); this is the time their
 # failures have to reach the server before the SDK would cancel them.
@@ -77,17 +78,22 @@ async def _running_count(client: Client, settings: Settings) -> int:
 
 
 async def _exit_when_idle(client: Client, settings: Settings, idle_exit_s: float, worker: Worker) -> None:
+    """Leave after ``idle_exit_s`` with nothing of iter's running, or with the server unreachable
+    for as long: a worker `iter orchestrate` spawned for a short-lived dev server must not outlive
+    it (such workers accumulated, one per server, for hours)."""
     idle_since = time.monotonic()
     while True:
-        await asyncio.sleep(IDLE_CHECK_S)
+        await asyncio.sleep(min(IDLE_CHECK_S, max(idle_exit_s / 4, 0.5)))
         try:
-            busy = await _running_count(client, settings) > 0
-        except Exception:
-            busy = True
+            busy = await asyncio.wait_for(_running_count(client, settings), IDLE_CHECK_S) > 0
+        except Exception:  # unreachable: counts as idle, so the limit applies to it as well
+            busy = False
         if busy:
             idle_since = time.monotonic()
         elif time.monotonic() - idle_since >= idle_exit_s:
-            await worker.shutdown()
+            with contextlib.suppress(Exception):
+                # Polls against a dead server may not wind down on their own: bounded.
+                await asyncio.wait_for(worker.shutdown(), SHUTDOWN_WAIT_S)
             return
 
 

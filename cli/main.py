@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "message": ("cli.control:message", "Queue guidance; the next model call reads it."),
     "approve": ("cli.holds:approve", "Let a held step run: the gate found it risky but plausibly legitimate."),
     "deny": ("cli.holds:deny", "Refuse a held step; a request plans again with your reason."),
+    "watch": ("cli.watch:watch", "Follow a request or session live: full screen on a terminal, lines otherwise."),
     "history": ("cli.history:history", "The audit trail of a request or session, from its Temporal history."),
     "dashboard": ("cli.dashboard:dashboard", "Serve the web dashboard: requests, sessions, live output, controls."),
     "build": ("cli.session:build", "Run the session loop over a spec's tasks, durably: resume it any time, steer it."),

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from cli import project_store as store
 from cli.output import console, fail, ok, print_json
-from models.project import HTTP_METHODS, Endpoint, Feature, FeatureRequest, Project, slugify
+from models.project import HTTP_METHODS, Endpoint, Feature, FeatureRequest, Project, new_project_id, slugify
 
 project_app = typer.Typer(help="Create and show the project in this folder.", no_args_is_help=True)
 feature_app = typer.Typer(help="Features of the project.", no_args_is_help=True)
@@ -33,7 +33,7 @@ def project_create(
         fail(f"a project already exists here ({store.project_file(root)}); edit it or remove it first")
     if not name.strip():
         fail("the project name must not be empty")
-    store.save(root, Project(name=name.strip(), stack=stack))
+    store.save(root, Project(id=new_project_id(), name=name.strip(), stack=stack))
     ok(f"Project created: {name} ({store.project_file(root)})")
 
 
@@ -45,7 +45,7 @@ def project_show(as_json: bool = JsonFlag) -> None:
     if as_json:
         print_json(project)
         return
-    console.print(f"[bold]{project.name}[/bold]  stack {project.stack}  ({root})")
+    console.print(f"[bold]{project.name}[/bold]  id {project.id}  stack {project.stack}  ({root})")
     console.print(
         f"features {len(project.features)}, endpoints {len(project.endpoints)}, "
         f"selected files {len(project.selected_files)}, requests {len(project.requests)}"
@@ -171,8 +171,16 @@ def request_add(
 
 @request_app.command("list")
 def request_list(as_json: bool = JsonFlag) -> None:
-    """List the requests and where each stands."""
-    show_rows(store.load(store.require_root()).requests, ("id", "status", "feature", "description"), as_json)
+    """List the requests and where each stands (asking Temporal about those last seen running)."""
+    root = store.require_root()
+    project = store.load(root)
+    if any(r.status == "running" for r in project.requests):
+        from cli.control import refresh_running
+
+        if not refresh_running(project):
+            console.print("[dim]Temporal does not answer: running statuses are as last recorded[/dim]")
+        project = store.load(root)
+    show_rows(project.requests, ("id", "status", "feature", "description"), as_json)
 
 
 @request_app.command("show")

@@ -137,6 +137,7 @@ class ModelCallInput(BaseModel):
     schema_name: SchemaName
     messages: list[ChatMessage]
     settings: Settings
+    repair: int = 0  # which repair of an unreadable answer this call is (0: the first answer)
 
 
 class ModelCallOutput(BaseModel):

@@ -10,6 +10,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -42,6 +43,7 @@ class FakeModel:
     chunk_chars: int = 8
     scripts: dict[str, list[Reply]] = field(default_factory=dict)
     defaults: dict[str, Reply] = field(default_factory=dict)
+    responders: dict[str, Callable[[dict[str, Any]], Reply | dict[str, Any] | str]] = field(default_factory=dict)
     received: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     # When each content chunk left the server (time.time(), text): latency benchmarks match them
@@ -60,6 +62,17 @@ class FakeModel:
 
     def default(self, schema: str, reply: Reply | dict[str, Any] | str) -> None:
         self.defaults[schema] = reply if isinstance(reply, Reply) else Reply(reply)
+
+    def respond(self, schema: str, answer: Callable[[dict[str, Any]], Reply | dict[str, Any] | str]) -> None:
+        """Answer every call of ``schema`` with ``answer(request body)``: one fake, many requests."""
+        self.responders[schema] = answer
+
+    def reply_for(self, schema: str, body: dict[str, Any]) -> Reply:
+        answer = self.responders.get(schema)
+        if answer is None:
+            return self.next_reply(schema)
+        reply = answer(body)
+        return reply if isinstance(reply, Reply) else Reply(reply)
 
     def next_reply(self, schema: str) -> Reply:
         with self.lock:
@@ -132,7 +145,7 @@ class _Handler(BaseHTTPRequestHandler):
                 404, {"error": msg} if not openai else {"error": {"message": msg, "code": "model_not_found"}}
             )
             return
-        reply = self.fake.next_reply(schema)
+        reply = self.fake.reply_for(schema, body)
         if reply.status != 200:
             self._send_json(reply.status, {"error": reply.error_body or f"fake error {reply.status}"})
             return
