@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "message": ("cli.control:message", "Queue guidance; the next model call reads it."),
     "approve": ("cli.holds:approve", "Let a held step run: the gate found it risky but plausibly legitimate."),
     "deny": ("cli.holds:deny", "Refuse a held step; a request plans again with your reason."),
+    "watch": ("cli.watch:watch", "Follow a request or session live: full screen on a terminal, lines otherwise."),
     "history": ("cli.history:history", "The audit trail of a request or session, from its Temporal history."),
     "diff": ("cli.worktree:diff", "Show what a request or session changed on its branch iter/<ID>."),
     "apply": ("cli.worktree:apply", "Land the change of iter/<ID> in your checkout (refused if you edited its files)."),

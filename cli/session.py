@@ -18,7 +18,7 @@ from cli import project_store as store
 from cli import runtime
 from cli.output import console, err_console, explain_interrupt, fail, ok, print_json
 from cli.session_view import print_end, print_event
-from cli.watch import follow_session
+from cli.watch import follow_session, full_screen_wanted, watch_until_left
 from models.config import Settings
 from models.details import session_details, spec_title, static_summary
 from models.project import session_workflow_id
@@ -46,6 +46,7 @@ def build(
     detach: bool = typer.Option(False, "--detach", help="Start it and return at once."),
     quiet: bool = typer.Option(False, "--quiet", help="Progress only, no streamed tokens."),
     as_json: bool = typer.Option(False, "--json", help="Print the final state as JSON."),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Follow it full screen (on a terminal; else lines)."),
 ) -> None:
     """Run the session loop over a spec's tasks, durably: resume it any time, steer it while it runs."""
     cfg0 = runtime.settings()
@@ -83,7 +84,8 @@ def build(
         hold_mode="block" if (headless or cfg.headless) else None,
     )
     try:
-        state = runtime.run(_build(cfg, inp, reset, detach, quiet or as_json))
+        full = full_screen_wanted(watch and not detach, headless=headless or cfg.headless or as_json)
+        state = runtime.run(_build(cfg, inp, reset, detach, quiet or as_json, full))
     except KeyboardInterrupt:
         explain_interrupt(
             f"Detached; the session goes on. Attach again with `iter build --name {session} --spec {spec_rel}`; "
@@ -154,7 +156,9 @@ def _template(template: str) -> str:
     return str(path)
 
 
-async def _build(cfg: Settings, inp: SessionInput, reset: bool, detach: bool, quiet: bool) -> dict[str, Any] | None:
+async def _build(
+    cfg: Settings, inp: SessionInput, reset: bool, detach: bool, quiet: bool, full_screen: bool = False
+) -> dict[str, Any] | None:
     client = await runtime.client_for(cfg)
     await runtime.ensure_worker(client, cfg)
     wid = session_workflow_id(inp.name, store.scope(Path(inp.workspace)))
@@ -188,6 +192,12 @@ async def _build(cfg: Settings, inp: SessionInput, reset: bool, detach: bool, qu
     console.print(f"{verb} session {inp.name} ({wid}); `iter status {inp.name}`, `iter pause|resume|stop {inp.name}`")
     if detach:
         return None
+    if full_screen:
+        status = await watch_until_left(client, wid)
+        if status == WorkflowExecutionStatus.RUNNING:
+            console.print(f"Left the view; the session goes on. `iter watch {inp.name}` comes back")
+            return None
+        return await final_session_state(client, wid, status)
     return await follow(client, cfg, wid, show_tokens=not quiet, attached=attached)
 
 
@@ -223,6 +233,14 @@ async def follow(
         for event in (state.get("events") or [])[-SHOWN_ON_ATTACH:]:
             print_event(event)
     status = await follow_session(client, wid, show_tokens, attached)
+    return await final_session_state(client, wid, status, state)
+
+
+async def final_session_state(
+    client: Client, wid: str, status: WorkflowExecutionStatus | None, state: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    state = state or {}
+    handle = client.get_workflow_handle(wid)
     if status == WorkflowExecutionStatus.COMPLETED:
         final = await client.get_workflow_handle_for(SessionWorkflow.run, wid).result()
         return final.model_dump(mode="json")
