@@ -122,6 +122,7 @@ class Phases:
             ),
             heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
             retry_policy=options.EXECUTE_RETRY,
+            task_queue=options.exec_queue(),
             summary=f"execute {', '.join(run_keys)}"[:200],
         )
         return out.results

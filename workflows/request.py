@@ -336,6 +336,7 @@ class RequestWorkflow:
             start_to_close_timeout=options.EVIDENCE_TIMEOUT,
             heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
             retry_policy=options.FAST_RETRY,
+            task_queue=options.exec_queue(),
             summary=f"gather evidence, round {self.state.info_rounds}",
         )
         self.evidence.extend(out.items)
