@@ -9,7 +9,7 @@ key blocks), files that hold credentials (``.env``, ``~/.ssh``, ``~/.aws/credent
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from policy.invocation import Invocation
 from policy.rules.base import Context, Hit, hit, show
@@ -42,6 +42,8 @@ _SECRET_FILES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(^|/)\.env(\.(?!example\b|sample\b|template\b|dist\b|defaults?\b)[\w.-]+)?$"), ".env file"),
     (re.compile(r"(^|/)\.ssh(/|$)"), "SSH directory"),
     (re.compile(r"(^|/)id_(rsa|dsa|ecdsa|ed25519)$"), "SSH private key"),
+    (re.compile(r"(^|/)\.envrc$"), ".envrc file"),
+    (re.compile(r"\.(pem|key|p12|pfx|jks|keystore)$"), "key file"),
     (re.compile(r"^/proc/[^/]+/environ$"), "process environment"),
     (re.compile(r"^/etc/(shadow|gshadow|sudoers|master\.passwd)"), "system password file"),
     (re.compile(r"(^|/)\.aws/(credentials|config)$"), "AWS credentials"),
@@ -63,10 +65,15 @@ def scan_text(text: str, command: bool = False) -> list[str]:
     return list(dict.fromkeys(what for pattern, what in patterns if pattern.search(text)))
 
 
-def secret_file(text: str) -> str | None:
+def secret_file(text: str, extra: Sequence[str] = ()) -> str | None:
+    """What kind of secret file ``text`` names, by the built-in list and a project's own
+    ``secret_files`` patterns (``.iter/policy.yaml``); None when it names none."""
     for pattern, what in _SECRET_FILES:
         if pattern.search(text):
             return what
+    for own in extra:
+        if re.search(own, text):
+            return "a secret file by the project's policy"
     return None
 
 
@@ -80,7 +87,7 @@ def check(inv: Invocation, ctx: Context) -> Iterator[Hit]:
         words += [r.target for r in inv.cmd.redirects if r.target is not None and r.op in ("<", "<>")]
     for w in words:
         for candidate in (w.text, w.text.split("=", 1)[-1], w.text.lstrip("@<")):
-            if what := secret_file(candidate):
+            if what := secret_file(candidate, ctx.policy.secret_files):
                 yield hit(inv, POINT, f"{show(inv)} touches {w.text!r} ({what})")
                 break
         for name in w.params:
