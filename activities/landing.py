@@ -161,4 +161,3 @@ async def write_change(cwd: Path, top: Path, change: Change, **where: Any) -> li
                 _write(target, data, want[0], owner)
         written.append(rel)
     return written
-
