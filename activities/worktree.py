@@ -348,7 +348,9 @@ async def land(inp: LandInput) -> LandOutput:
             message=f"its change stays on {sb.branch}: {later} or `iter discard {item}`",
         )
     elif inp.mode == "branch":
-        out = LandOutput(landing="branch", result=head, message=f"the change is on {sb.branch}: {later}")
+        out = LandOutput(
+            landing="branch", result=head, message=f"the change is on {sb.branch}: {later}"
+        )
     else:
         out = await land_branch(repo, sb.branch, inp.mode, inp.message, Path(sb.home) / "landing")
     done.write_text(out.model_dump_json())
