@@ -29,6 +29,7 @@ from activities.llm import call_model
 from activities.prompt import build_prompt
 from activities.review import post_review, safety_review
 from activities.session_prompt import render_session_prompt
+from activities.worktree import land_workspace, prepare_workspace
 from models.config import Settings, data_dir, load_settings
 from models.queues import ROLES, QueueRole, parse_roles, queue_name
 from temporal.client import connect, ensure_search_attributes
@@ -50,6 +51,8 @@ ACTIVITIES_BY_ROLE: dict[QueueRole, list[Any]] = {
         run_hooks,
         git_snapshot,
         git_commit,
+        prepare_workspace,  # the request's worktree, made and landed beside the checkout
+        land_workspace,
     ],
     "llm": [call_model, safety_review, post_review],
     "exec": [execute_steps, gather_evidence],

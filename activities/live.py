@@ -76,6 +76,10 @@ class LivePublisher:
         if self._client is None:
             return
         try:
+            # Flush first, then close: closing right after a force_flush publish cancels the contrib
+            # client's flusher while its wait_for is completing, which on Python 3.11 swallows the
+            # cancellation (the flusher loops on and the close waited the whole CLOSE_TIMEOUT_S).
+            await asyncio.wait_for(self._client.flush(), CLOSE_TIMEOUT_S)
             await asyncio.wait_for(self._client.__aexit__(None, None, None), CLOSE_TIMEOUT_S)
         except (TimeoutError, Exception) as err:  # the stream is for people; the result is in history
             log.warning("live events not delivered: %s", err)

@@ -7,6 +7,7 @@ the request does not use."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -110,6 +111,11 @@ async def _orchestrate(
         require_executor(cfg)  # no Docker: say so now, before a workflow starts
     await runtime.ensure_worker(client, cfg)
     if not attached:
+        from activities.worktree import earlier_run  # lazily, like every import here: start-up time
+
+        leftover = await earlier_run(Path(workspace), request_id)
+        if leftover:
+            fail(leftover)
         summary, details = _ui_summary(project, request_id)
         # USE_EXISTING closes the race with a second `iter orchestrate` started at the same moment.
         await client.start_workflow(

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from models.edits import EditError, apply_blocks
 from models.plan import CommandStep, FileStep, Step, VerifyStep
 from models.review import Finding
 from policy.commands import Loader, analyze
@@ -36,10 +37,19 @@ from policy.rules.base import Context, Hit
 InvocationRule = Callable[[Invocation, Context], Iterator[Hit]]
 ScriptRule = Callable[[ScriptInfo, Context], Iterator[Hit]]
 INVOCATION_RULES: tuple[InvocationRule, ...] = (
-    workspace.check, destructive.check, secrets.check, supply.check, network.check, privilege.check, liveness.check,
+    workspace.check,
+    destructive.check,
+    secrets.check,
+    supply.check,
+    network.check,
+    privilege.check,
+    liveness.check,
 )
 SCRIPT_RULES: tuple[ScriptRule, ...] = (
-    destructive.check_script, supply.check_script, liveness.check_script, content.check_script,
+    destructive.check_script,
+    supply.check_script,
+    liveness.check_script,
+    content.check_script,
 )
 MAX_SCRIPT_BYTES = 256 * 1024
 MAX_REASON = 240
@@ -159,7 +169,12 @@ def _remember(step: FileStep, written: dict[str, str | None]) -> None:
         written[key] = None
     elif step.action == "append":
         written[key] = (written.get(key) or "") + (step.content or "")
-    else:
+    elif step.action == "edit" and isinstance(written.get(key), str):
+        try:
+            written[key] = apply_blocks(written[key] or "", step.content or "", step.path)
+        except EditError:
+            written[key] = step.content  # the blocks as text: a script made of them does not parse, so it is blocked
+    else:  # create, modify; an edit of a file no earlier step wrote is judged by its blocks' text
         written[key] = step.content
 
 

@@ -16,6 +16,7 @@ HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 PROMPT_TIMEOUT = timedelta(seconds=30)
 EVIDENCE_TIMEOUT = timedelta(minutes=10)
 CLEANUP_TIMEOUT = timedelta(minutes=2)
+WORKSPACE_TIMEOUT = timedelta(minutes=10)  # a worktree of a large checkout takes a while to write
 STEP_MARGIN_S = 60
 FAST_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=10

@@ -9,7 +9,7 @@ key blocks), files that hold credentials (``.env``, ``~/.ssh``, ``~/.aws/credent
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from policy.invocation import Invocation
 from policy.rules.base import Context, Hit, hit, show
@@ -31,8 +31,12 @@ KEY_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"), "an npm token"),
     (re.compile(r"\bpypi-[A-Za-z0-9_-]{50,}"), "a PyPI token"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"), "a JSON web token"),
-    (re.compile(r"(Authorization|Proxy-Authorization):\s*(Bearer|Basic|token)\s+(?!\$)[A-Za-z0-9._~+/=-]{16,}", re.I),
-     "a literal authorization header"),
+    (
+        re.compile(
+            r"(Authorization|Proxy-Authorization):\s*(Bearer|Basic|token)\s+(?!\$)[A-Za-z0-9._~+/=-]{16,}", re.I
+        ),
+        "a literal authorization header",
+    ),
 )
 # Only in commands: in source files these match development defaults (postgres://app:devpass@localhost).
 COMMAND_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -42,6 +46,8 @@ _SECRET_FILES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(^|/)\.env(\.(?!example\b|sample\b|template\b|dist\b|defaults?\b)[\w.-]+)?$"), ".env file"),
     (re.compile(r"(^|/)\.ssh(/|$)"), "SSH directory"),
     (re.compile(r"(^|/)id_(rsa|dsa|ecdsa|ed25519)$"), "SSH private key"),
+    (re.compile(r"(^|/)\.envrc$"), ".envrc file"),
+    (re.compile(r"\.(pem|key|p12|pfx|jks|keystore)$"), "key file"),
     (re.compile(r"^/proc/[^/]+/environ$"), "process environment"),
     (re.compile(r"^/etc/(shadow|gshadow|sudoers|master\.passwd)"), "system password file"),
     (re.compile(r"(^|/)\.aws/(credentials|config)$"), "AWS credentials"),
@@ -52,8 +58,14 @@ _SECRET_FILES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^/etc/ssl/private(/|$)"), "TLS private key"),
 )
 SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|API_?KEY|PRIVATE_KEY|CREDENTIAL|ACCESS_KEY|AUTH)", re.I)
-_DUMPERS = {"set": (), "export": ("-p",), "declare": ("-p", "-x", "-px", "-xp"), "typeset": ("-p", "-x"),
-            "compgen": ("-v", "-e"), "history": ()}
+_DUMPERS = {
+    "set": (),
+    "export": ("-p",),
+    "declare": ("-p", "-x", "-px", "-xp"),
+    "typeset": ("-p", "-x"),
+    "compgen": ("-v", "-e"),
+    "history": (),
+}
 _KEY_EXPORTS = frozenset({"--export-secret-keys", "--export-secret-subkeys", "--export-ssh-key"})
 
 
@@ -63,10 +75,15 @@ def scan_text(text: str, command: bool = False) -> list[str]:
     return list(dict.fromkeys(what for pattern, what in patterns if pattern.search(text)))
 
 
-def secret_file(text: str) -> str | None:
+def secret_file(text: str, extra: Sequence[str] = ()) -> str | None:
+    """What kind of secret file ``text`` names, by the built-in list and a project's own
+    ``secret_files`` patterns (``.iter/policy.yaml``); None when it names none."""
     for pattern, what in _SECRET_FILES:
         if pattern.search(text):
             return what
+    for own in extra:
+        if re.search(own, text):
+            return "a secret file by the project's policy"
     return None
 
 
@@ -80,7 +97,7 @@ def check(inv: Invocation, ctx: Context) -> Iterator[Hit]:
         words += [r.target for r in inv.cmd.redirects if r.target is not None and r.op in ("<", "<>")]
     for w in words:
         for candidate in (w.text, w.text.split("=", 1)[-1], w.text.lstrip("@<")):
-            if what := secret_file(candidate):
+            if what := secret_file(candidate, ctx.policy.secret_files):
                 yield hit(inv, POINT, f"{show(inv)} touches {w.text!r} ({what})")
                 break
         for name in w.params:
