@@ -177,6 +177,9 @@ async def _build(
             return carry.model_dump(mode="json")
         inp = inp.model_copy(update={"carry": carry})
     if not attached:
+        from cli.embedded import resolve
+
+        inp = inp.model_copy(update={"settings": resolve(inp.settings, runtime.say)})
         title = spec_title(inp.spec_text, inp.spec_path)
         await client.start_workflow(
             SessionWorkflow.run,

@@ -104,13 +104,15 @@ class SessionWorkflow(SessionHooks):
                 raise
             self.state.status, self.state.phase = "cancelled", "done"
             self._event("done", "cancelled by the user")
-            self.live.publish(Finished(outcome="cancelled", message="cancelled by the user"))
             self._publish()
             await self.phases.release()
             await self._land()
+            self.live.publish(Finished(outcome="cancelled", message="cancelled by the user"))
             raise
         await self.phases.release()
         await self._land()
+        # The stream's last event, once nothing more happens (release and landing are done).
+        self.live.publish(Finished(outcome=self.state.status, message=self.state.error))
         return self.state
 
     async def _isolate(self, inp: SessionInput) -> None:
@@ -458,7 +460,6 @@ class SessionWorkflow(SessionHooks):
         await self._hooks("session_end")  # nothing is piped: no iteration follows
         st.phase = "done"
         self._event("done", f"session {st.status} after {st.iteration} iteration(s)")
-        self.live.publish(Finished(outcome=st.status, message=st.error))
         self._publish()
 
     async def _continue_as_new(self) -> None:
