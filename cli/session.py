@@ -16,7 +16,7 @@ from temporalio.service import RPCError
 
 from cli import project_store as store
 from cli import runtime
-from cli.output import console, err_console, explain_interrupt, fail, ok, print_json
+from cli.output import console, explain_interrupt, fail, ok, print_json
 from cli.session_view import print_end, print_event
 from cli.watch import follow_session, full_screen_wanted, watch_until_left
 from models.config import Settings
@@ -212,15 +212,21 @@ async def _status(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionStatus |
 
 
 async def _last_state(client: Client, wid: str, status: WorkflowExecutionStatus | None) -> SessionState | None:
-    """Where the last run of the session stopped: its result, or what it held when it failed."""
+    """Where the last run of the session stopped: its result, or what it held when it failed. A
+    session whose state cannot be read is never discarded: the command stops and says what to do."""
     handle = client.get_workflow_handle_for(SessionWorkflow.run, wid)
     try:
         if status == WorkflowExecutionStatus.COMPLETED:
             return await handle.result()
         return await handle.query(SessionWorkflow.status)
     except Exception as exc:
-        err_console.print(f"[yellow]the last run of {wid} left no readable state ({exc}); starting afresh[/yellow]")
-        return None
+        reason = (getattr(exc, "message", "") or str(exc) or type(exc).__name__).splitlines()[0][:200]
+        name = wid.removeprefix("iter-session-")
+        fail(
+            f"the last run of {wid} left a state this version of iter cannot read ({reason}); nothing was "
+            f"discarded. Resume it with the iter version that ran it, or start afresh with "
+            f"`iter build --name {name} --reset` (its tasks and notes stay in `iter history {wid}`)"
+        )
 
 
 async def follow(
