@@ -76,7 +76,7 @@ NO_DRIVERS = ("--no-ext-diff", "--no-textconv")  # diff, show and log never run 
 # Plumbing that never runs a filter or a diff, merge, credential or gpg driver (unless asked to
 # with one of DRIVING): the config need not be read first. The fixed overrides still apply.
 NO_DRIVER_COMMANDS = {
-    "rev-parse", "cat-file", "ls-tree", "diff-tree", "rev-list", "config", "update-ref", "write-tree",
+    "rev-parse", "cat-file", "ls-tree", "diff-tree", "rev-list", "config", "update-ref",
     "commit-tree", "init", "for-each-ref", "show-ref", "symbolic-ref",
 }  # fmt: skip
 DRIVING = {"--filters", "--textconv", "-p", "--patch", "-S", "--gpg-sign"}
