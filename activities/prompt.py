@@ -83,11 +83,13 @@ def build(inp: PromptInput) -> PromptOutput:
     for rel in wanted:
         text = read_capped(workspace, rel, inp.max_file_bytes)
         if text is None:
-            sections.append(f"--- {rel} (does not exist yet)")
+            sections.append(f"--- {rel} (does not exist yet: action create)")
             continue
         included.append(rel)
+        # Say which action fits: small models "create" files that exist, which the gate blocks.
         large = len(text.encode()) > WHOLE_FILE_MAX_BYTES
-        sections.append(f"--- {rel}" + (" (large: change it with action edit)" if large else "") + f"\n{text}")
+        how = "exists, large: change it with action edit" if large else "exists: change it with action modify"
+        sections.append(f"--- {rel} ({how})\n{text}")
     feature = project.feature(request.feature) if request.feature else None
     criteria = "\n".join(f"- {c}" for c in request.criteria) or "- the request works and its tests pass"
     tests = project_test_command(project)

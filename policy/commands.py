@@ -158,12 +158,8 @@ class _Walker:
             elif (script := script_operand(inv)) is not None and name in SHELLS:
                 self._run_file(script.text, inv, at)
         elif name == "eval" and inv.args:
-            joined = Word(
-                " ".join(a.raw for a in inv.args),
-                " ".join(inv.texts),
-                dynamic=any(a.dynamic for a in inv.args),
-                subs=tuple(s for a in inv.args for s in a.subs),
-            )
+            joined = Word(" ".join(a.raw for a in inv.args), " ".join(inv.texts),
+                          dynamic=any(a.dynamic for a in inv.args), subs=tuple(s for a in inv.args for s in a.subs))
             self._run_code(joined, inv, "eval", at)
         elif name in ("watch", "trap"):
             rest = skip_options(inv.args, frozenset({"-n", "--interval"}))
@@ -202,11 +198,8 @@ class _Walker:
                     self._code(loaded, shell, lang, inv, at, r.target.text)
         if not inv.cmd.pipe_in:
             return
-        upstream = [
-            i
-            for i in info.invocations
-            if i.cmd.pipeline == inv.cmd.pipeline and i.cmd.index < inv.cmd.index and not i.wraps
-        ]
+        upstream = [i for i in info.invocations if i.cmd.pipeline == inv.cmd.pipeline
+                    and i.cmd.index < inv.cmd.index and not i.wraps]
         if any(i.name in FETCHERS for i in upstream):
             return  # curl | sh: point 4 reports it
         if upstream and all(i.name in ("echo", "printf") for i in upstream):
@@ -258,11 +251,8 @@ class _Walker:
         if inv.name in ("echo", "printf"):
             body = " ".join(inv.texts)
         else:
-            fed = [
-                r.heredoc if r.heredoc is not None else (r.target.text if r.target else "")
-                for r in inv.cmd.redirects
-                if r.op in ("<<", "<<-", "<<<")
-            ]
+            fed = [r.heredoc if r.heredoc is not None else (r.target.text if r.target else "")
+                   for r in inv.cmd.redirects if r.op in ("<<", "<<-", "<<<")]
             if not fed:
                 return
             body = fed[0]

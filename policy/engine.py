@@ -37,19 +37,10 @@ from policy.rules.base import Context, Hit
 InvocationRule = Callable[[Invocation, Context], Iterator[Hit]]
 ScriptRule = Callable[[ScriptInfo, Context], Iterator[Hit]]
 INVOCATION_RULES: tuple[InvocationRule, ...] = (
-    workspace.check,
-    destructive.check,
-    secrets.check,
-    supply.check,
-    network.check,
-    privilege.check,
-    liveness.check,
+    workspace.check, destructive.check, secrets.check, supply.check, network.check, privilege.check, liveness.check,
 )
 SCRIPT_RULES: tuple[ScriptRule, ...] = (
-    destructive.check_script,
-    supply.check_script,
-    liveness.check_script,
-    content.check_script,
+    destructive.check_script, supply.check_script, liveness.check_script, content.check_script,
 )
 MAX_SCRIPT_BYTES = 256 * 1024
 MAX_REASON = 240

@@ -15,75 +15,23 @@ from policy.words import SHELLS, is_python, parse_duration
 
 # wrapper -> its options that take a value (the wrapped command follows the options)
 WRAPPERS: dict[str, frozenset[str]] = {
-    "sudo": frozenset(
-        {
-            "-u",
-            "-g",
-            "-C",
-            "-D",
-            "-h",
-            "-p",
-            "-r",
-            "-t",
-            "-U",
-            "-T",
-            "-R",
-            "--user",
-            "--group",
-            "--host",
-            "--prompt",
-            "--chdir",
-        }
-    ),
+    "sudo": frozenset({"-u", "-g", "-C", "-D", "-h", "-p", "-r", "-t", "-U", "-T", "-R", "--user", "--group",
+                       "--host", "--prompt", "--chdir"}),
     "doas": frozenset({"-u", "-C"}),
     "env": frozenset({"-u", "--unset", "-C", "--chdir", "-S", "--split-string"}),
-    "nohup": frozenset(),
-    "setsid": frozenset(),
-    "time": frozenset(),
-    "builtin": frozenset(),
-    "command": frozenset(),
-    "exec": frozenset({"-a"}),
-    "unbuffer": frozenset(),
-    "caffeinate": frozenset(),
+    "nohup": frozenset(), "setsid": frozenset(), "time": frozenset(), "builtin": frozenset(),
+    "command": frozenset(), "exec": frozenset({"-a"}), "unbuffer": frozenset(), "caffeinate": frozenset(),
     "nice": frozenset({"-n", "--adjustment"}),
     "ionice": frozenset({"-c", "-n", "-p", "--class", "--classdata"}),
     "stdbuf": frozenset({"-i", "-o", "-e", "--input", "--output", "--error"}),
     "timeout": frozenset({"-s", "-k", "--signal", "--kill-after"}),
-    "xargs": frozenset(
-        {
-            "-I",
-            "-n",
-            "-P",
-            "-L",
-            "-l",
-            "-d",
-            "-E",
-            "-e",
-            "-s",
-            "-a",
-            "--max-args",
-            "--max-procs",
-            "--max-lines",
-            "--delimiter",
-            "--arg-file",
-            "--replace",
-            "--eof",
-            "--max-chars",
-        }
-    ),
+    "xargs": frozenset({"-I", "-n", "-P", "-L", "-l", "-d", "-E", "-e", "-s", "-a", "--max-args", "--max-procs",
+                        "--max-lines", "--delimiter", "--arg-file", "--replace", "--eof", "--max-chars"}),
     "chroot": frozenset({"--userspec", "--groups"}),
     "busybox": frozenset(),
 }
-INLINE_FLAGS = {
-    "node": {"-e", "--eval", "-p", "--print"},
-    "perl": {"-e", "-E"},
-    "ruby": {"-e"},
-    "php": {"-r"},
-    "bun": {"-e", "--eval"},
-    "deno": {"eval"},
-    "Rscript": {"-e"},
-    "lua": {"-e"},
-}
+INLINE_FLAGS = {"node": {"-e", "--eval", "-p", "--print"}, "perl": {"-e", "-E"}, "ruby": {"-e"}, "php": {"-r"},
+                "bun": {"-e", "--eval"}, "deno": {"eval"}, "Rscript": {"-e"}, "lua": {"-e"}}
 _SHELL_VALUE_OPTIONS = frozenset({"-o", "+o", "-O", "+O", "--rcfile", "--init-file"})
 # Options that leave an interpreter reading its program from standard input.
 _NEUTRAL = frozenset({"-u", "-B", "-E", "-I", "-O", "-OO", "-q", "-s", "-S", "-b", "-bb", "-i", "-w", "-W", "-X"})

@@ -16,40 +16,15 @@ import re
 from pathlib import Path
 
 # Harmless places outside the workspace: the null device and friends, and scratch space.
-_DEV_OK = frozenset(
-    {"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/stdin", "/dev/tty", "/dev/zero", "/dev/random", "/dev/urandom"}
-)
+_DEV_OK = frozenset({"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/stdin", "/dev/tty", "/dev/zero",
+                     "/dev/random", "/dev/urandom"})
 _SCRATCH = ("/tmp",)
 _HOME_VAR = re.compile(r"^\$\{?(HOME|USER|LOGNAME|OLDPWD)\b")
 # First components that make an argument of an unknown command clearly a system path.
 SYSTEM_ROOTS = frozenset(
     [
-        "bin",
-        "boot",
-        "dev",
-        "etc",
-        "home",
-        "lib",
-        "lib32",
-        "lib64",
-        "libx32",
-        "media",
-        "mnt",
-        "opt",
-        "proc",
-        "root",
-        "run",
-        "sbin",
-        "snap",
-        "srv",
-        "sys",
-        "usr",
-        "var",
-        "Users",
-        "Library",
-        "System",
-        "Volumes",
-        "private",
+        "bin", "boot", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32", "media", "mnt", "opt", "proc", "root",
+        "run", "sbin", "snap", "srv", "sys", "usr", "var", "Users", "Library", "System", "Volumes", "private",
         "Applications",
     ]
 )

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.holds import HeldStep
     from models.session import (
+        EVENT_CHARS,
         MAX_EVENTS_KEPT,
         IterationSummary,
         NewNote,
@@ -86,7 +87,9 @@ class SessionTools:
     def _event(self, phase: str, message: str) -> None:
         st = self.state
         st.event_seq += 1
-        st.events.append(SessionEvent(seq=st.event_seq, iteration=st.iteration, phase=phase, message=message[:500]))
+        st.events.append(
+            SessionEvent(seq=st.event_seq, iteration=st.iteration, phase=phase, message=message[:EVENT_CHARS])
+        )
         del st.events[:-MAX_EVENTS_KEPT]
         self.live.publish(PhaseChanged(phase=phase, message=message[:500], iteration=st.iteration))
         self._phase(phase, message)

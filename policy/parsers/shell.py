@@ -25,19 +25,8 @@ from policy.tokens import Redir, ShellSyntaxError, Word
 
 _PARSER = Parser(Language(tree_sitter_bash.language()))
 _ANSI_C = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "e": "\x1b", "E": "\x1b", "f": "\f", "v": "\v"}
-_LITERAL = frozenset(
-    {
-        "word",
-        "number",
-        "variable_name",
-        "extglob_pattern",
-        "regex",
-        "test_operator",
-        "file_descriptor",
-        "special_variable_name",
-        "heredoc_start",
-    }
-)
+_LITERAL = frozenset({"word", "number", "variable_name", "extglob_pattern", "regex", "test_operator",
+                      "file_descriptor", "special_variable_name", "heredoc_start"})
 _REDIRECTS = frozenset({"file_redirect", "heredoc_redirect", "herestring_redirect"})
 _DECLARATIONS = frozenset({"declaration_command", "unset_command"})
 _INPUT_OPS = frozenset({"<", "<<", "<<-", "<<<"})
@@ -225,14 +214,8 @@ class _Builder:
     def _new(self, ctx: _Ctx) -> SimpleCommand:
         index = len(self.script.commands)
         cmd = SimpleCommand(
-            words=[],
-            assigns=[],
-            redirects=[],
-            index=index,
-            subshells=ctx.subshells,
-            conditional=ctx.conditional or ctx.function is not None,
-            function=ctx.function,
-            pipeline=index,
+            words=[], assigns=[], redirects=[], index=index, subshells=ctx.subshells,
+            conditional=ctx.conditional or ctx.function is not None, function=ctx.function, pipeline=index,
         )
         self.script.commands.append(cmd)
         return cmd
@@ -435,14 +418,8 @@ class _Builder:
         stack = list(reversed(node.named_children))
         while stack:
             child = stack.pop()
-            if child.type in (
-                "binary_expression",
-                "unary_expression",
-                "parenthesized_expression",
-                "negated_expression",
-                "ternary_expression",
-                "postfix_expression",
-            ):
+            if child.type in ("binary_expression", "unary_expression", "parenthesized_expression",
+                              "negated_expression", "ternary_expression", "postfix_expression"):
                 stack.extend(reversed(child.children))
             elif child.is_named:
                 words.append(self.word(child))
@@ -482,15 +459,8 @@ class _Builder:
         text = self.text(body) if body is not None else ""
         text = text[:-1] if text.endswith("\n") else text
         subs = tuple(self._subs_in(body)) if body is not None and expands else ()
-        redir = Redir(
-            op=op,
-            fd=fd,
-            target=Word(raw_delim, delimiter),
-            heredoc=text,
-            heredoc_expands=expands,
-            delimiter=delimiter,
-            heredoc_subs=subs,
-        )
+        redir = Redir(op=op, fd=fd, target=Word(raw_delim, delimiter), heredoc=text, heredoc_expands=expands,
+                      delimiter=delimiter, heredoc_subs=subs)
         cmd.redirects.append(redir)
         # What follows the delimiter on its line hangs inside this node: `<<EOF > f`, `| sh`, `&& x`
         kids = list(node.children)
@@ -508,14 +478,8 @@ class _Builder:
         b = _WordBuilder()
         self._unit(node, b)
         return Word(
-            raw=self.text(node),
-            text="".join(b.text),
-            dynamic=b.dynamic,
-            glob=b.glob,
-            brace=b.brace,
-            tilde=b.tilde,
-            subs=tuple(b.subs),
-            params=tuple(b.params),
+            raw=self.text(node), text="".join(b.text), dynamic=b.dynamic, glob=b.glob, brace=b.brace,
+            tilde=b.tilde, subs=tuple(b.subs), params=tuple(b.params),
         )
 
     def _unit(self, node: Node, b: _WordBuilder) -> None:

@@ -26,86 +26,18 @@ from policy.words import short_flags, subcommand
 POINT = 8
 # Commands that create files whose names they do not mention.
 _GENERATED = {
-    "npm init": ("package.json",),
-    "yarn init": ("package.json",),
-    "pnpm init": ("package.json",),
-    "npm install": ("package-lock.json", "package.json"),
-    "cargo init": ("Cargo.toml", "src/main.rs", "src/lib.rs"),
-    "poetry init": ("pyproject.toml",),
-    "uv init": ("pyproject.toml", "main.py"),
-    "go mod init": ("go.mod",),
-    "go mod tidy": ("go.sum",),
-    "git init": (".gitignore",),
-    "pytest": (".pytest_cache",),
+    "npm init": ("package.json",), "yarn init": ("package.json",), "pnpm init": ("package.json",),
+    "npm install": ("package-lock.json", "package.json"), "cargo init": ("Cargo.toml", "src/main.rs", "src/lib.rs"),
+    "poetry init": ("pyproject.toml",), "uv init": ("pyproject.toml", "main.py"), "go mod init": ("go.mod",),
+    "go mod tidy": ("go.sum",), "git init": (".gitignore",), "pytest": (".pytest_cache",),
 }
-_NOT_CREATING = frozenset(
-    {
-        "mkdir",
-        "cd",
-        "ls",
-        "cat",
-        "echo",
-        "rm",
-        "rmdir",
-        "grep",
-        "find",
-        "test",
-        "[",
-        "head",
-        "tail",
-        "wc",
-        "stat",
-        "file",
-        "diff",
-        "pushd",
-        "chmod",
-        "printf",
-    }
-)
-_MUTATING = frozenset(
-    {
-        "rm",
-        "rmdir",
-        "mv",
-        "cp",
-        "touch",
-        "mkdir",
-        "tee",
-        "truncate",
-        "shred",
-        "dd",
-        "chmod",
-        "chown",
-        "ln",
-        "patch",
-        "install",
-        "unlink",
-    }
-)
+_NOT_CREATING = frozenset({"mkdir", "cd", "ls", "cat", "echo", "rm", "rmdir", "grep", "find", "test", "[", "head",
+                           "tail", "wc", "stat", "file", "diff", "pushd", "chmod", "printf"})
+_MUTATING = frozenset({"rm", "rmdir", "mv", "cp", "touch", "mkdir", "tee", "truncate", "shred", "dd", "chmod", "chown",
+                       "ln", "patch", "install", "unlink"})
 _WRITES = frozenset({">", ">>", ">|", "&>", "&>>"})
-_GIT_MUTATING = frozenset(
-    {
-        "commit",
-        "add",
-        "push",
-        "reset",
-        "checkout",
-        "restore",
-        "clean",
-        "rm",
-        "mv",
-        "merge",
-        "rebase",
-        "stash",
-        "tag",
-        "cherry-pick",
-        "revert",
-        "pull",
-        "switch",
-        "apply",
-        "am",
-    }
-)
+_GIT_MUTATING = frozenset({"commit", "add", "push", "reset", "checkout", "restore", "clean", "rm", "mv", "merge",
+                           "rebase", "stash", "tag", "cherry-pick", "revert", "pull", "switch", "apply", "am"})
 
 
 @dataclass
@@ -147,11 +79,8 @@ def _file_step(step: FileStep, seen: dict[str, _Seen], mentioned: set[str], root
         if before is not None and before.state != "deleted":
             yield Hit(POINT, f"creates {step.path}, which step {before.step_id} already wrote: conflicting writes")
         elif before is None and on_disk:
-            yield Hit(
-                POINT,
-                f"creates {step.path}, which already exists: say modify, so the change is reviewed "
-                "against what is there",
-            )
+            yield Hit(POINT, f"creates {step.path}, which already exists: say modify, so the change is reviewed "
+                             "against what is there")
         seen[key] = _Seen("created", step.id)
         return
     verb = {"modify": "modifies", "append": "appends to", "delete": "deletes", "edit": "edits"}[step.action]
@@ -209,3 +138,4 @@ def _mutates(inv: Invocation) -> bool:
         sub, _ = subcommand(inv.args, frozenset({"-C", "-c"}))
         return sub in _GIT_MUTATING
     return False
+

@@ -33,19 +33,12 @@ _PHRASES = re.compile(
     re.I,
 )
 # "TODO: implement" is a placeholder when nothing real follows it; above working code it is a note.
-_TODO = re.compile(
-    r"\btodo\b:?\s*(implement|fill in|add (the )?(code|logic|implementation)|write (the )?(code|"
-    r"implementation))\b(?P<rest>.*)$",
-    re.I,
-)
-_STUB = re.compile(
-    r"^\s*(pass|\.\.\.|return( None| null| undefined| nil)?;?|raise NotImplementedError\b.*|"
-    r"throw new Error\(.*not implemented.*\);?|unimplemented!\(\)|todo!\(\)|[}\])]+;?)\s*$",
-    re.I,
-)
-_MARKER = re.compile(
-    r"<\s*(insert|add|your|put|paste)\b[^<>\n]{0,60}\bhere\s*>|\[\s*(insert|your)\b[^\]\n]{0,60}\]", re.I
-)
+_TODO = re.compile(r"\btodo\b:?\s*(implement|fill in|add (the )?(code|logic|implementation)|write (the )?(code|"
+                   r"implementation))\b(?P<rest>.*)$", re.I)
+_STUB = re.compile(r"^\s*(pass|\.\.\.|return( None| null| undefined| nil)?;?|raise NotImplementedError\b.*|"
+                   r"throw new Error\(.*not implemented.*\);?|unimplemented!\(\)|todo!\(\)|[}\])]+;?)\s*$", re.I)
+_MARKER = re.compile(r"<\s*(insert|add|your|put|paste)\b[^<>\n]{0,60}\bhere\s*>|\[\s*(insert|your)\b[^\]\n]{0,60}\]",
+                     re.I)
 
 
 def placeholder(content: str) -> str | None:

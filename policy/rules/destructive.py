@@ -16,71 +16,21 @@ from policy.words import has_long, long_flags, operands, short_flags, subcommand
 
 POINT = 2
 _BROAD = frozenset({"/", "/*", ".", "./", "./*", "..", "../", "*", ".*", "~", "~/", "$HOME", "${HOME}", ".git"})
-_DISK_TOOLS = frozenset(
-    {
-        "mkfs",
-        "mke2fs",
-        "mkswap",
-        "fdisk",
-        "sfdisk",
-        "cfdisk",
-        "gdisk",
-        "sgdisk",
-        "parted",
-        "wipefs",
-        "blkdiscard",
-        "shred",
-        "badblocks",
-    }
-)
+_DISK_TOOLS = frozenset({"mkfs", "mke2fs", "mkswap", "fdisk", "sfdisk", "cfdisk", "gdisk", "sgdisk", "parted",
+                         "wipefs", "blkdiscard", "shred", "badblocks"})
 _POWER = frozenset({"shutdown", "reboot", "halt", "poweroff", "killall", "pkill", "killall5"})
 _DEVICE = re.compile(r"^/dev/(sd|hd|vd|xvd|nvme|mmcblk|disk|mapper/|md|loop|dm-|mem$|kmem$|port$)")
-_DB_CLIENTS = frozenset(
-    {
-        "psql",
-        "mysql",
-        "mariadb",
-        "sqlite3",
-        "sqlcmd",
-        "duckdb",
-        "clickhouse-client",
-        "cockroach",
-        "mongo",
-        "mongosh",
-        "redis-cli",
-    }
-)
+_DB_CLIENTS = frozenset({"psql", "mysql", "mariadb", "sqlite3", "sqlcmd", "duckdb", "clickhouse-client", "cockroach",
+                         "mongo", "mongosh", "redis-cli"})
 _SQL_DESTROY = re.compile(
     r"\b(DROP\s+(TABLE|DATABASE|SCHEMA|INDEX|VIEW|USER|ROLE)|TRUNCATE\s+(TABLE\s+)?\w|DELETE\s+FROM\s+[\w.\"`]+\s*(;|$|\))"
     r"|dropDatabase\s*\(|\.drop\s*\(|FLUSHALL|FLUSHDB)",
     re.I,
 )
 _FORCE_PUSH = ("--force", "--force-with-lease", "--mirror", "--delete")
-_FIND_FILTERS = frozenset(
-    {
-        "-name",
-        "-iname",
-        "-path",
-        "-ipath",
-        "-wholename",
-        "-regex",
-        "-iregex",
-        "-newer",
-        "-mtime",
-        "-mmin",
-        "-atime",
-        "-amin",
-        "-ctime",
-        "-cmin",
-        "-size",
-        "-empty",
-        "-user",
-        "-perm",
-        "-samefile",
-        "-inum",
-        "-links",
-    }
-)
+_FIND_FILTERS = frozenset({"-name", "-iname", "-path", "-ipath", "-wholename", "-regex", "-iregex", "-newer",
+                           "-mtime", "-mmin", "-atime", "-amin", "-ctime", "-cmin", "-size", "-empty", "-user",
+                           "-perm", "-samefile", "-inum", "-links"})
 _FRAMEWORK = (
     (re.compile(r"^(python[0-9.]* )?(manage\.py|django-admin) (flush|reset_db|sqlflush)\b"), "empties the database"),
     (re.compile(r"^(bundle exec )?(rails|rake) db:(drop|reset|purge)\b"), "drops the database"),
@@ -130,10 +80,8 @@ def check_script(info: ScriptInfo, ctx: Context) -> Iterator[Hit]:
     if not clients:
         return
     for inv in info.invocations:
-        texts = [
-            *inv.texts,
-            *(r.heredoc or (r.target.text if r.op == "<<<" and r.target else "") for r in inv.cmd.redirects),
-        ]
+        texts = [*inv.texts, *(r.heredoc or (r.target.text if r.op == "<<<" and r.target else "")
+                               for r in inv.cmd.redirects)]
         for text in texts:
             if m := _SQL_DESTROY.search(text):
                 yield hit(clients[0], POINT, f"runs destructive SQL `{m.group(0).strip()}`")
@@ -164,12 +112,8 @@ def _git(inv: Invocation) -> Iterator[Hit]:
         reason = "discards all uncommitted work (git reset --hard)"
     elif sub == "clean" and ("f" in flags or has_long(rest, "--force")) and not ("n" in flags or "--dry-run" in longs):
         reason = "deletes untracked files (git clean -f)"
-    elif sub == "push" and (
-        "f" in flags
-        or "d" in flags
-        or any(o.startswith(("+", ":")) for o in ops)
-        or any(has_long(rest, n) for n in _FORCE_PUSH)
-    ):
+    elif sub == "push" and ("f" in flags or "d" in flags or any(o.startswith(("+", ":")) for o in ops)
+                            or any(has_long(rest, n) for n in _FORCE_PUSH)):
         reason = "rewrites or deletes remote history (forced push)"
     elif sub == "checkout" and ("f" in flags or "--force" in longs or "." in ops or ":/" in ops):
         reason = "discards uncommitted changes (git checkout .)"

@@ -22,25 +22,17 @@ _NETWORK = re.compile(
     r"create_connection|fetch\(|https?\.(get|request)\(|axios|node-fetch|net\.connect|LWP|IO::Socket|HTTP::Tiny|"
     r"Net::HTTP|open-uri|URI\.open|TCPSocket)"
 )
-_DESTROY = re.compile(
-    r"\b(shutil\.rmtree|os\.removedirs|rmtree|remove_dir_all|rm_rf|rimraf|FileUtils\.rm_r)\b"
-    r"|\b(rmSync|rmdirSync|fs\.rm|fs\.rmdir)\s*\([^)]*recursive"
-)
-_ENV_DUMP = re.compile(
-    r"\bos\.environ\b(?!\s*(\[|\.get\b|\.setdefault\b|\.pop\b|\.copy\(\)|\.update\b|\|))"
-    r"|\bprocess\.env\b(?!\s*(\.|\[))|%ENV\b(?!\s*\{)|\bENV\.(to_h|each|inspect)\b"
-)
+_DESTROY = re.compile(r"\b(shutil\.rmtree|os\.removedirs|rmtree|remove_dir_all|rm_rf|rimraf|FileUtils\.rm_r)\b"
+                      r"|\b(rmSync|rmdirSync|fs\.rm|fs\.rmdir)\s*\([^)]*recursive")
+_ENV_DUMP = re.compile(r"\bos\.environ\b(?!\s*(\[|\.get\b|\.setdefault\b|\.pop\b|\.copy\(\)|\.update\b|\|))"
+                       r"|\bprocess\.env\b(?!\s*(\.|\[))|%ENV\b(?!\s*\{)|\bENV\.(to_h|each|inspect)\b")
 _PRIVILEGE = re.compile(r"\bos\.set(e|re|res)?[ug]id\s*\(|chmod\w*\s*\([^)]*\b0o?(777|[2467][0-7]{3})\b")
-_ENDLESS = re.compile(
-    r"\bwhile\s*(\(\s*)?(True|true|1)(\s*\))?\s*[:{]|\bfor\s*\(\s*;\s*;\s*\)|\bfork\s+while\s+fork"
-    r"|\bloop\s+do\b"
-)
+_ENDLESS = re.compile(r"\bwhile\s*(\(\s*)?(True|true|1)(\s*\))?\s*[:{]|\bfor\s*\(\s*;\s*;\s*\)|\bfork\s+while\s+fork"
+                      r"|\bloop\s+do\b")
 _SERVE = re.compile(r"\b(serve_forever|run_forever|uvicorn\.run|app\.run)\s*\(|\.listen\s*\(\s*\d+|\bhttp\.server\b")
 _SLEEP = re.compile(r"\b(time\.)?sleep\s*\(\s*(\d+(\.\d+)?)\s*\)")
-_SHELL_OUT = re.compile(
-    r"\b(os\.system|os\.popen|subprocess|commands\.getoutput|pty\.spawn|os\.exec\w*|child_process|"
-    r"execSync|spawnSync|execFileSync|system|popen|qx|IO\.popen|Open3|exec|spawn)\b|`[^`]+`|%x\("
-)
+_SHELL_OUT = re.compile(r"\b(os\.system|os\.popen|subprocess|commands\.getoutput|pty\.spawn|os\.exec\w*|child_process|"
+                        r"execSync|spawnSync|execFileSync|system|popen|qx|IO\.popen|Open3|exec|spawn)\b|`[^`]+`|%x\(")
 
 
 def check(lang: str, code: str, inv: Invocation, ctx: Context) -> Iterator[Hit]:
@@ -55,10 +47,8 @@ def check(lang: str, code: str, inv: Invocation, ctx: Context) -> Iterator[Hit]:
             if reason := next((r for r in reasons if r), None):
                 yield hit(inv, 1, f"{label} uses {reason}")
     checks = (
-        (_NETWORK, 5, "uses the network"),
-        (_DESTROY, 2, "deletes directory trees"),
-        (_ENV_DUMP, 3, "dumps the environment, secrets included"),
-        (_PRIVILEGE, 6, "changes privileges or modes"),
+        (_NETWORK, 5, "uses the network"), (_DESTROY, 2, "deletes directory trees"),
+        (_ENV_DUMP, 3, "dumps the environment, secrets included"), (_PRIVILEGE, 6, "changes privileges or modes"),
         (_SERVE, 7, "starts a server that never exits"),
     )
     for pattern, point, what in checks:

@@ -19,143 +19,34 @@ from policy.rules.base import Context, Hit, hit, show, stdin_given
 from policy.words import SHELLS, is_python, long_flags, operands, parse_duration, short_flags, subcommand
 
 POINT = 7
-_EDITORS = frozenset(
-    {
-        "vim",
-        "vi",
-        "nvim",
-        "nano",
-        "pico",
-        "micro",
-        "joe",
-        "ed",
-        "ex",
-        "emacs",
-        "mg",
-        "kak",
-        "helix",
-        "hx",
-        "less",
-        "more",
-        "most",
-        "man",
-        "htop",
-        "btop",
-        "atop",
-        "iftop",
-        "nmon",
-        "glances",
-        "mc",
-        "ranger",
-        "nnn",
-        "tig",
-        "lazygit",
-        "screen",
-        "tmux",
-        "vimtutor",
-        "crontab",
-        "mutt",
-    }
-)
-_REPLS = frozenset(
-    {
-        "ipython",
-        "bpython",
-        "ptpython",
-        "node",
-        "deno",
-        "bun",
-        "irb",
-        "pry",
-        "R",
-        "ghci",
-        "lua",
-        "julia",
-        "scala",
-        "jshell",
-        "clojure",
-        "sbcl",
-        "erl",
-        "iex",
-        "psql",
-        "mysql",
-        "mariadb",
-        "sqlite3",
-        "redis-cli",
-        "mongo",
-        "mongosh",
-        "perl",
-        "ruby",
-        "php",
-        "cat",
-    }
-)
-_NEVER_ENDING = frozenset(
-    {
-        "yes",
-        "nodemon",
-        "entr",
-        "ptw",
-        "pytest-watch",
-        "live-server",
-        "http-server",
-        "webpack-dev-server",
-        "uvicorn",
-        "gunicorn",
-        "hypercorn",
-        "daphne",
-        "waitress-serve",
-        "redis-server",
-        "mongod",
-        "postgres",
-        "httpd",
-        "caddy",
-        "mailhog",
-        "sphinx-autobuild",
-        "watchman",
-        "stress",
-        "stress-ng",
-        "serve",
-    }
-)
+_EDITORS = frozenset({"vim", "vi", "nvim", "nano", "pico", "micro", "joe", "ed", "ex", "emacs", "mg", "kak", "helix",
+                      "hx", "less", "more", "most", "man", "htop", "btop", "atop", "iftop", "nmon", "glances", "mc",
+                      "ranger", "nnn", "tig", "lazygit", "screen", "tmux", "vimtutor", "crontab", "mutt"})
+_REPLS = frozenset({"ipython", "bpython", "ptpython", "node", "deno", "bun", "irb", "pry", "R", "ghci", "lua",
+                    "julia", "scala", "jshell", "clojure", "sbcl", "erl", "iex", "psql", "mysql", "mariadb",
+                    "sqlite3", "redis-cli", "mongo", "mongosh", "perl", "ruby", "php", "cat"})
+_NEVER_ENDING = frozenset({"yes", "nodemon", "entr", "ptw", "pytest-watch", "live-server", "http-server",
+                           "webpack-dev-server", "uvicorn", "gunicorn", "hypercorn", "daphne", "waitress-serve",
+                           "redis-server", "mongod", "postgres", "httpd", "caddy", "mailhog", "sphinx-autobuild",
+                           "watchman", "stress", "stress-ng", "serve"})
 _SERVER_PATTERNS = (
     r"^python[0-9.]* (-\S+ )*-m (http\.server|SimpleHTTPServer|uvicorn|gunicorn|flask run|django runserver|"
     r"streamlit run|jupyter|notebook|aiohttp\.web)",
-    r"^(python[0-9.]* )?manage\.py runserver",
-    r"^flask( --app \S+)? run",
-    r"^fastapi (dev|run)",
-    r"^streamlit run",
-    r"^jupyter(-| )(notebook|lab|server)",
+    r"^(python[0-9.]* )?manage\.py runserver", r"^flask( --app \S+)? run", r"^fastapi (dev|run)",
+    r"^streamlit run", r"^jupyter(-| )(notebook|lab|server)",
     r"^(npm|pnpm|bun) (run )?(start|dev|serve|watch|preview)\b",
-    r"^yarn (run )?(start|dev|serve|watch|preview)\b",
-    r"^(npx )?(next|nuxt|astro|remix|gatsby|ember|expo) "
-    r"(dev|start|develop|serve)\b",
-    r"^(npx )?vite( (dev|serve|preview))?( |$)(?!.*\bbuild\b)",
-    r"^(npx )?ng serve",
-    r"^(npx )?webpack (serve|--watch|-w)\b",
-    r"^(bundle exec )?rails (s|server)\b",
-    r"^php -S\b",
-    r"^php artisan serve",
-    r"^(hugo|mkdocs|jekyll|bundle exec jekyll) (server|serve)\b",
-    r"^hugo serve",
-    r"^(docker|podman)( |-)compose( \S+)* up\b(?!.*(\s-d\b|--detach))",
-    r"^cargo watch",
-    r"^go run .*server",
-    r"^(npx )?tsc .*(-w\b|--watch)",
-    r"^(npx )?(jest|vitest) .*--watch",
-    r"^tail .*(-f\b|-F\b|--follow)",
-    r"^(journalctl|docker logs|kubectl logs) .*(-f\b|--follow)",
-    r"^inotifywait .*(-m\b|--monitor)",
-    r"^(nc|ncat|netcat) .*-l",
-    r"^ping (?!.*(-c|-w)\s*\d)",
-    r"^less \+F",
+    r"^yarn (run )?(start|dev|serve|watch|preview)\b", r"^(npx )?(next|nuxt|astro|remix|gatsby|ember|expo) "
+    r"(dev|start|develop|serve)\b", r"^(npx )?vite( (dev|serve|preview))?( |$)(?!.*\bbuild\b)", r"^(npx )?ng serve",
+    r"^(npx )?webpack (serve|--watch|-w)\b", r"^(bundle exec )?rails (s|server)\b", r"^php -S\b",
+    r"^php artisan serve", r"^(hugo|mkdocs|jekyll|bundle exec jekyll) (server|serve)\b", r"^hugo serve",
+    r"^(docker|podman)( |-)compose( \S+)* up\b(?!.*(\s-d\b|--detach))", r"^cargo watch", r"^go run .*server",
+    r"^(npx )?tsc .*(-w\b|--watch)", r"^(npx )?(jest|vitest) .*--watch", r"^tail .*(-f\b|-F\b|--follow)",
+    r"^(journalctl|docker logs|kubectl logs) .*(-f\b|--follow)", r"^inotifywait .*(-m\b|--monitor)",
+    r"^(nc|ncat|netcat) .*-l", r"^ping (?!.*(-c|-w)\s*\d)", r"^less \+F",
 )
 _SERVERS = re.compile("|".join(f"(?:{p})" for p in _SERVER_PATTERNS))
-_RUNS_COMMANDS = re.compile(
-    r"^(core\.(pager|editor|sshCommand|fsmonitor|hooksPath|askPass)|alias\.[^=]+=!"
-    r"|[\w.-]+\.(cmd|command|helper|textconv|clean|smudge|process)\b)",
-    re.I,
-)
+_RUNS_COMMANDS = re.compile(r"^(core\.(pager|editor|sshCommand|fsmonitor|hooksPath|askPass)|alias\.[^=]+=!"
+                            r"|[\w.-]+\.(cmd|command|helper|textconv|clean|smudge|process)\b)", re.I)
 _MAX_FILE_BYTES = 1024**3
 _ENDLESS_DEVICES = frozenset({"/dev/zero", "/dev/urandom", "/dev/random"})
 
@@ -208,10 +99,8 @@ def check_script(info: ScriptInfo, ctx: Context) -> Iterator[Hit]:
         cond = [i for k in range(loop.start, loop.cond_end) for i in by_index.get(k, [])]
         if loop.kind == "select":
             yield Hit(POINT, "`select` shows a menu and waits for a person")
-        elif (
-            _endless(loop.kind, loop.header, cond)
-            and not bounded
-            and not any(i.name in ("break", "exit", "return") for i in body)
+        elif _endless(loop.kind, loop.header, cond) and not bounded and not any(
+            i.name in ("break", "exit", "return") for i in body
         ):
             yield Hit(POINT, f"this `{loop.kind}` loop never ends (no break or exit)")
         for i in cond:
@@ -266,22 +155,8 @@ def _starts_repl(inv: Invocation) -> bool:
         return "-a" in texts
     if inv.name == "cat":
         return not operands(inv.args)
-    if inv.name in (
-        "ipython",
-        "bpython",
-        "ptpython",
-        "irb",
-        "pry",
-        "R",
-        "ghci",
-        "julia",
-        "scala",
-        "jshell",
-        "clojure",
-        "sbcl",
-        "erl",
-        "iex",
-    ):
+    if inv.name in ("ipython", "bpython", "ptpython", "irb", "pry", "R", "ghci", "julia", "scala", "jshell",
+                    "clojure", "sbcl", "erl", "iex"):
         return not texts or texts == ["-i"]
     return stdin_script(inv)
 
@@ -289,10 +164,8 @@ def _starts_repl(inv: Invocation) -> bool:
 def _git(inv: Invocation) -> Iterator[Hit]:
     sub, rest = subcommand(inv.args, frozenset({"-C", "-c", "--git-dir", "--work-tree"}))
     flags, longs = short_flags(rest), long_flags(rest)
-    if sub == "commit" and not (
-        flags & {"m", "F", "C"}
-        or longs & {"--message", "--file", "--reuse-message", "--no-edit", "--fixup", "--squash"}
-    ):
+    if sub == "commit" and not (flags & {"m", "F", "C"} or longs & {"--message", "--file", "--reuse-message",
+                                                                     "--no-edit", "--fixup", "--squash"}):
         yield hit(inv, POINT, "`git commit` without -m opens an editor and waits")
     elif sub in ("rebase", "add", "checkout", "reset", "stash", "clean", "restore") and (
         flags & {"i", "p"} or longs & {"--interactive", "--patch"}

@@ -18,54 +18,15 @@ from policy.tokens import Word
 from policy.words import FETCHERS, operands, subcommand
 
 POINT = 5
-_CLIENTS = frozenset(
-    {
-        "nc",
-        "ncat",
-        "netcat",
-        "socat",
-        "ssh",
-        "scp",
-        "sftp",
-        "ftp",
-        "tftp",
-        "telnet",
-        "ping",
-        "ping6",
-        "dig",
-        "nslookup",
-        "traceroute",
-        "tracepath",
-        "nmap",
-        "whois",
-        "mosh",
-        "ssh-keyscan",
-        "ssh-copy-id",
-        "gh",
-        "glab",
-        "hub",
-        "twine",
-        "ngrok",
-        "cloudflared",
-        "aws",
-        "gcloud",
-        "az",
-        "kubectl",
-        "heroku",
-        "vercel",
-        "netlify",
-        "fly",
-        "flyctl",
-        "websocat",
-    }
-)
+_CLIENTS = frozenset({"nc", "ncat", "netcat", "socat", "ssh", "scp", "sftp", "ftp", "tftp", "telnet", "ping",
+                      "ping6", "dig", "nslookup", "traceroute", "tracepath", "nmap", "whois", "mosh", "ssh-keyscan",
+                      "ssh-copy-id", "gh", "glab", "hub", "twine", "ngrok", "cloudflared", "aws", "gcloud", "az",
+                      "kubectl", "heroku", "vercel", "netlify", "fly", "flyctl", "websocat"})
 _LOOPBACK = re.compile(r"^(\w+://)?(\[?::1\]?|localhost|127(\.\d+){3}|0\.0\.0\.0)(:\d+)?(/|$)", re.I)
 _HOSTLIKE = re.compile(r"://|^[\w.-]+\.[a-z]{2,}(:\d+)?(/|$)|^\d+(\.\d+){3}(:\d+)?(/|$)|^\[?::1\]?|^localhost\b", re.I)
 _GIT_REMOTE = frozenset({"clone", "fetch", "pull", "push", "ls-remote", "remote update", "submodule"})
-_PUBLISH = re.compile(
-    r"^(npm|pnpm|yarn) publish|^(cargo|poetry|uv|gem|dotnet nuget) (publish|push)"
-    r"|^(docker|podman) (pull|push|login|search)\b|^pip download\b"
-)
+_PUBLISH = re.compile(r"^(npm|pnpm|yarn) publish|^(cargo|poetry|uv|gem|dotnet nuget) (publish|push)"
+                      r"|^(docker|podman) (pull|push|login|search)\b|^pip download\b")
 _DEV_NET = re.compile(r"^/dev/(tcp|udp)/")
 _REMOTE_SPEC = re.compile(r"^[\w.-]+@[\w.-]+:|^[\w-]+(\.[\w-]+)+:|^rsync://")
 

@@ -18,54 +18,12 @@ from policy.rules.packages import SYSTEM_MANAGERS, install
 from policy.words import operands, subcommand
 
 POINT = 6
-_ESCALATE = frozenset(
-    {
-        "sudo",
-        "su",
-        "doas",
-        "run0",
-        "pkexec",
-        "runuser",
-        "sg",
-        "newgrp",
-        "chroot",
-        "nsenter",
-        "unshare",
-        "setcap",
-        "capsh",
-        "setpriv",
-    }
-)
+_ESCALATE = frozenset({"sudo", "su", "doas", "run0", "pkexec", "runuser", "sg", "newgrp", "chroot", "nsenter",
+                       "unshare", "setcap", "capsh", "setpriv"})
 _SCHEDULERS = frozenset({"at", "batch", "systemd-run"})
-_SYSTEM = frozenset(
-    {
-        "mount",
-        "umount",
-        "insmod",
-        "rmmod",
-        "modprobe",
-        "useradd",
-        "usermod",
-        "userdel",
-        "groupadd",
-        "groupmod",
-        "passwd",
-        "chpasswd",
-        "visudo",
-        "iptables",
-        "ip6tables",
-        "nft",
-        "ufw",
-        "swapon",
-        "swapoff",
-        "systemctl",
-        "service",
-        "launchctl",
-        "update-rc.d",
-        "chattr",
-        "setenforce",
-    }
-)
+_SYSTEM = frozenset({"mount", "umount", "insmod", "rmmod", "modprobe", "useradd", "usermod", "userdel", "groupadd",
+                     "groupmod", "passwd", "chpasswd", "visudo", "iptables", "ip6tables", "nft", "ufw", "swapon",
+                     "swapoff", "systemctl", "service", "launchctl", "update-rc.d", "chattr", "setenforce"})
 _OWNERS = frozenset({"chown", "chgrp"})
 _HOST_NS = re.compile(r"^--(pid|net|network|ipc|uts|userns|cgroupns)(=|$)")
 _CONTAINER_RUN = frozenset({"run", "create", "exec"})

@@ -31,12 +31,8 @@ KEY_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"), "an npm token"),
     (re.compile(r"\bpypi-[A-Za-z0-9_-]{50,}"), "a PyPI token"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"), "a JSON web token"),
-    (
-        re.compile(
-            r"(Authorization|Proxy-Authorization):\s*(Bearer|Basic|token)\s+(?!\$)[A-Za-z0-9._~+/=-]{16,}", re.I
-        ),
-        "a literal authorization header",
-    ),
+    (re.compile(r"(Authorization|Proxy-Authorization):\s*(Bearer|Basic|token)\s+(?!\$)[A-Za-z0-9._~+/=-]{16,}", re.I),
+     "a literal authorization header"),
 )
 # Only in commands: in source files these match development defaults (postgres://app:devpass@localhost).
 COMMAND_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -58,14 +54,8 @@ _SECRET_FILES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^/etc/ssl/private(/|$)"), "TLS private key"),
 )
 SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|API_?KEY|PRIVATE_KEY|CREDENTIAL|ACCESS_KEY|AUTH)", re.I)
-_DUMPERS = {
-    "set": (),
-    "export": ("-p",),
-    "declare": ("-p", "-x", "-px", "-xp"),
-    "typeset": ("-p", "-x"),
-    "compgen": ("-v", "-e"),
-    "history": (),
-}
+_DUMPERS = {"set": (), "export": ("-p",), "declare": ("-p", "-x", "-px", "-xp"), "typeset": ("-p", "-x"),
+            "compgen": ("-v", "-e"), "history": ()}
 _KEY_EXPORTS = frozenset({"--export-secret-keys", "--export-secret-subkeys", "--export-ssh-key"})
 
 

@@ -18,44 +18,17 @@ from policy.rules.packages import install
 from policy.words import FETCHERS, SHELLS, is_interpreter, is_python, operands
 
 POINT = 4
-_SOURCE_OPTIONS = (
-    "--index-url",
-    "-i",
-    "--extra-index-url",
-    "--trusted-host",
-    "--find-links",
-    "-f",
-    "--registry",
-    "--source",
-    "--index",
-    "--default-index",
-    "--extra-index",
-    "--channel",
-    "-c",
-    "--repo",
-    "--allow-insecure-host",
-    "--allow-unauthenticated",
-)
-_ALWAYS_BAD_OPTIONS = (
-    "--extra-index-url",
-    "--trusted-host",
-    "--allow-insecure-host",
-    "--allow-unauthenticated",
-    "--index-url",
-    "--registry",
-    "--default-index",
-    "--extra-index",
-)
+_SOURCE_OPTIONS = ("--index-url", "-i", "--extra-index-url", "--trusted-host", "--find-links", "-f", "--registry",
+                   "--source", "--index", "--default-index", "--extra-index", "--channel", "-c", "--repo",
+                   "--allow-insecure-host", "--allow-unauthenticated")
+_ALWAYS_BAD_OPTIONS = ("--extra-index-url", "--trusted-host", "--allow-insecure-host", "--allow-unauthenticated",
+                       "--index-url", "--registry", "--default-index", "--extra-index")
 _REMOTE = re.compile(r"^(git\+|hg\+|svn\+|bzr\+|git://|git@|github:|gitlab:|bitbucket:|gist:)|://")
 _NPM_GIT_SHORTHAND = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(#\S+)?$")
-_ENV_SOURCES = re.compile(
-    r"^(PIP_(EXTRA_)?INDEX_URL|PIP_TRUSTED_HOST|UV_(EXTRA_)?INDEX_URL|UV_INDEX"
-    r"|NPM_CONFIG_REGISTRY|GOPROXY|GONOSUMDB|GONOSUMCHECK|GOINSECURE|GOPRIVATE|GOSUMDB|GOFLAGS)="
-)
-_CONFIG = re.compile(
-    r"^(npm|pnpm|yarn) config set (registry|strict-ssl)|^pip config set \S*(index-url|trusted-host)"
-    r"|^(git) config .*url\..*insteadOf|^gem sources (-a|--add)"
-)
+_ENV_SOURCES = re.compile(r"^(PIP_(EXTRA_)?INDEX_URL|PIP_TRUSTED_HOST|UV_(EXTRA_)?INDEX_URL|UV_INDEX"
+                          r"|NPM_CONFIG_REGISTRY|GOPROXY|GONOSUMDB|GONOSUMCHECK|GOINSECURE|GOPRIVATE|GOSUMDB|GOFLAGS)=")
+_CONFIG = re.compile(r"^(npm|pnpm|yarn) config set (registry|strict-ssl)|^pip config set \S*(index-url|trusted-host)"
+                     r"|^(git) config .*url\..*insteadOf|^gem sources (-a|--add)")
 
 
 def check(inv: Invocation, ctx: Context) -> Iterator[Hit]:
@@ -77,15 +50,12 @@ def check(inv: Invocation, ctx: Context) -> Iterator[Hit]:
         for op in operands(found.args):
             if op.text in values:
                 continue  # reported above as a source option
-            if _REMOTE.search(op.text) or (
-                found.manager in ("npm", "yarn", "pnpm", "bun") and _NPM_GIT_SHORTHAND.match(op.text)
-            ):
+            if _REMOTE.search(op.text) or (found.manager in ("npm", "yarn", "pnpm", "bun")
+                                           and _NPM_GIT_SHORTHAND.match(op.text)):
                 yield hit(inv, POINT, f"{show(inv)} installs {op.text!r} from a URL or repository, not a registry")
     for word in inv.args:
-        if (
-            word.raw.startswith("<(")
-            and any(_fetches(s) for s in word.subs)
-            and (is_interpreter(inv.name) or inv.name in ("source", "."))
+        if word.raw.startswith("<(") and any(_fetches(s) for s in word.subs) and (
+            is_interpreter(inv.name) or inv.name in ("source", ".")
         ):
             yield hit(inv, POINT, f"`{inv.name}` runs code downloaded by {word.raw[:60]!r}")
 
@@ -100,11 +70,8 @@ def check_script(info: ScriptInfo, ctx: Context) -> Iterator[Hit]:
             return
     downloaded = {_output_name(f) for f in fetchers} - {None}
     for inv in info.invocations:
-        target = (
-            inv.args[0].text
-            if inv.name in SHELLS | {"source", "."} and inv.args
-            else (inv.argv0.text if inv.argv0 is not None else "")
-        )
+        target = inv.args[0].text if inv.name in SHELLS | {"source", "."} and inv.args else (
+            inv.argv0.text if inv.argv0 is not None else "")
         if is_python(inv.name) and inv.args:
             target = inv.args[0].text
         if target and target.lstrip("./") in {d.lstrip("./") for d in downloaded if d}:

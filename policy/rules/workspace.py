@@ -19,81 +19,17 @@ from policy.words import operands, subcommand
 POINT = 1
 PATH_ARGS = frozenset(
     [
-        "cd",
-        "pushd",
-        "ls",
-        "cat",
-        "head",
-        "tail",
-        "less",
-        "more",
-        "touch",
-        "mkdir",
-        "rmdir",
-        "rm",
-        "cp",
-        "mv",
-        "ln",
-        "tee",
-        "stat",
-        "file",
-        "du",
-        "wc",
-        "diff",
-        "cmp",
-        "chmod",
-        "chown",
-        "chgrp",
-        "truncate",
-        "shred",
-        "install",
-        "source",
-        ".",
-        "realpath",
-        "readlink",
-        "unlink",
-        "nl",
-        "tac",
-        "od",
-        "xxd",
-        "hexdump",
-        "strings",
-        "md5sum",
-        "sha1sum",
-        "sha256sum",
-        "sha512sum",
-        "zip",
-        "unzip",
-        "gzip",
-        "gunzip",
-        "bzip2",
-        "bunzip2",
-        "xz",
-        "unxz",
-        "tar",
-        "rsync",
-        "find",
-        "tree",
-        "bat",
-        "sort",
-        "uniq",
-        "cut",
-        "paste",
-        "split",
-        "dd",
-        "vim",
-        "vi",
-        "nvim",
-        "nano",
-        "emacs",
-        "code",
-        "patch",
+        "cd", "pushd", "ls", "cat", "head", "tail", "less", "more", "touch", "mkdir", "rmdir", "rm", "cp", "mv", "ln",
+        "tee", "stat", "file", "du", "wc", "diff", "cmp", "chmod", "chown", "chgrp", "truncate", "shred", "install",
+        "source", ".", "realpath", "readlink", "unlink", "nl", "tac", "od", "xxd", "hexdump", "strings", "md5sum",
+        "sha1sum", "sha256sum", "sha512sum", "zip", "unzip", "gzip", "gunzip", "bzip2", "bunzip2", "xz", "unxz", "tar",
+        "rsync", "find", "tree", "bat", "sort", "uniq", "cut", "paste", "split", "dd", "vim", "vi", "nvim", "nano",
+        "emacs", "code", "patch",
     ]
 )
 PATTERN_FIRST = frozenset({"grep", "egrep", "fgrep", "rg", "ag", "ack", "sed", "awk", "gawk", "mawk", "jq", "yq"})
-WRITE_ALL = frozenset(
-    {"rm", "rmdir", "touch", "mkdir", "tee", "truncate", "shred", "unlink", "mv", "chmod", "chown", "chgrp", "patch"}
-)
+WRITE_ALL = frozenset({"rm", "rmdir", "touch", "mkdir", "tee", "truncate", "shred", "unlink", "mv", "chmod",
+                       "chown", "chgrp", "patch"})
 WRITE_LAST = frozenset({"cp", "install", "ln", "rsync"})
 DATA_ONLY = frozenset({"echo", "printf", "true", "false", ":", "test", "[", "[[", "export", "alias", "for", "case"})
 _WRITE_REDIRECTS = frozenset({">", ">>", ">|", "&>", "&>>", "<>", ">&"})
@@ -109,10 +45,8 @@ def check(inv: Invocation, ctx: Context) -> Iterator[Hit]:
     if inv.name in ("cd", "pushd"):
         yield from _cd(inv, ctx)
         return
-    if (
-        inv.name == "git"
-        and subcommand(inv.args)[0] == "config"
-        and any(a.text in ("--global", "--system") or a.text.startswith("--file") for a in inv.args)
+    if inv.name == "git" and subcommand(inv.args)[0] == "config" and any(
+        a.text in ("--global", "--system") or a.text.startswith("--file") for a in inv.args
     ):
         yield hit(inv, POINT, f"`{inv.normalized[:50]}` writes git settings outside the workspace")
     for word, write in _path_args(inv):
