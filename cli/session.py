@@ -16,7 +16,7 @@ from temporalio.service import RPCError
 
 from cli import project_store as store
 from cli import runtime
-from cli.output import console, explain_interrupt, fail, ok, print_json
+from cli.output import console, err_console, explain_interrupt, fail, ok, print_json
 from cli.session_view import print_end, print_event
 from cli.watch import follow_session, full_screen_wanted, watch_until_left
 from models.config import Settings
