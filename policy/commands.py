@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from policy.interpreters import (
     WRAPPERS,
@@ -31,6 +31,7 @@ from policy.interpreters import (
     strip_wrapper,
 )
 from policy.invocation import Analysis, Invocation, Problem, ScriptInfo
+from policy.parsers.pyfiles import python_files_run
 from policy.parsers.shell import SimpleCommand, parse
 from policy.tokens import ShellSyntaxError, Word
 from policy.words import FETCHERS, SHELLS, command_name, is_python
@@ -43,9 +44,12 @@ Cwds = frozenset[str | None]
 _JS_RUNNERS = frozenset({"npm", "pnpm", "yarn", "bun"})
 
 
-def analyze(src: str, load: Loader | None = None) -> Analysis:
+def analyze(src: str, load: Loader | None = None, plan_files: Mapping[str, str] | None = None) -> Analysis:
+    """``plan_files``: the files earlier steps of the plan wrote (path from the root -> text); a
+    Python file among them that this command runs is read too (``python x.py``, ``python -m``,
+    ``pytest`` and its conftest.py and test files, ``setup.py``, ``manage.py``)."""
     out = Analysis()
-    _Walker(out, load).walk(src, _Where("", 0, frozenset({"."}), None, None))
+    _Walker(out, load, plan_files or {}).walk(src, _Where("", 0, frozenset({"."}), None, None))
     return out
 
 
@@ -62,9 +66,10 @@ class _Where:
 
 
 class _Walker:
-    def __init__(self, out: Analysis, load: Loader | None) -> None:
+    def __init__(self, out: Analysis, load: Loader | None, plan_files: Mapping[str, str]) -> None:
         self.out = out
         self.load = load
+        self.plan_files = plan_files
         # files this command line itself writes with a here-document or echo: cat > x.sh <<EOF ... sh x.sh
         self.written: dict[str, str] = {}
 
@@ -183,6 +188,9 @@ class _Walker:
             self._stdin_code(inv, info, at)
         elif (code_text := inline_code(inv)) is not None:
             self.out.inline_code.append(("python" if is_python(name) else name, code_text, inv))
+        if self.plan_files:
+            for path in python_files_run(inv, self.plan_files):
+                self.out.python_files.append((path, self.plan_files[path], inv))
 
     def _stdin_code(self, inv: Invocation, info: ScriptInfo, at: _Where) -> None:
         """An interpreter reading its program from stdin: a here-document, a file, or a pipe."""
