@@ -18,7 +18,9 @@ from policy.tokens import Word
 from policy.words import FETCHERS, operands, subcommand
 
 POINT = 5
-_CLIENTS = frozenset({"nc", "ncat", "netcat", "socat", "ssh", "scp", "sftp", "ftp", "tftp", "telnet", "ping",
+_OPENSSL_NET = frozenset({"s_client", "s_server", "s_time", "ocsp"})
+_CLIENTS = frozenset({"host", "drill", "mtr", "arping",
+                      "nc", "ncat", "netcat", "socat", "ssh", "scp", "sftp", "ftp", "tftp", "telnet", "ping",
                       "ping6", "dig", "nslookup", "traceroute", "tracepath", "nmap", "whois", "mosh", "ssh-keyscan",
                       "ssh-copy-id", "gh", "glab", "hub", "twine", "ngrok", "cloudflared", "aws", "gcloud", "az",
                       "kubectl", "heroku", "vercel", "netlify", "fly", "flyctl", "websocat"})
@@ -40,7 +42,7 @@ def check(inv: Invocation, ctx: Context) -> Iterator[Hit]:
         hosts = [t for t in inv.texts if _HOSTLIKE.search(t) and not t.startswith("-")]
         if not hosts or not all(_LOOPBACK.match(h) for h in hosts):
             yield hit(inv, POINT, f"{show(inv)} downloads from the network", hold=True)
-    elif name in _CLIENTS:
+    elif name in _CLIENTS or (name == "openssl" and inv.texts[:1] and inv.texts[0] in _OPENSSL_NET):
         yield hit(inv, POINT, f"{show(inv)} uses the network", hold=True)
     elif name in ("rsync", "scp") or (name == "git" and _git_remote(inv)):
         if name == "git" or any(_REMOTE_SPEC.match(o.text) for o in operands(inv.args)):
