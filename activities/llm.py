@@ -93,9 +93,21 @@ async def _until_stalled(progress: Progress, call: Awaitable[StreamResult]) -> S
                 await task
 
 
+class _AnswerTooLong(Exception):
+    """Raised from the token callback: the stream stops reading there."""
+
+
+def cut_answer(pieces: list[str], cap: int) -> str:
+    text = "".join(pieces).encode()[:cap].decode(errors="ignore")
+    return text
+
+
 async def stream_answer(inp: ModelCallInput) -> ModelCallOutput:
     """Try the role's models in order; a missing model moves on to the next, anything else raises.
-    Tokens go to the workflow's event stream as they come."""
+
+    Tokens go to the workflow's event stream as they come. An answer is cut off at
+    ``bounds.max_answer_bytes`` (and marked truncated, so it is invalid): bad model output stays
+    bounded before it reaches history."""
     async with LivePublisher() as live:
         return await _try_models(inp, live)
 
@@ -110,11 +122,18 @@ def _loud_attempt() -> bool:
 
 async def _try_models(inp: ModelCallInput, live: LivePublisher) -> ModelCallOutput:
     llm = inp.settings.llm
+    cap = inp.settings.bounds.max_answer_bytes
     progress = Progress(llm)
+    pieces: list[str] = []
+    size = [0]
 
     def on_token(text: str) -> None:
         progress.token()
         live.token(inp.role, text)
+        pieces.append(text)
+        size[0] += len(text.encode())
+        if size[0] > cap:
+            raise _AnswerTooLong
 
     messages = [m.model_dump() for m in inp.messages]
     missing: list[str] = []
@@ -126,6 +145,9 @@ async def _try_models(inp: ModelCallInput, live: LivePublisher) -> ModelCallOutp
         else:
             live.before_first_token(started)
         progress.restart()
+        pieces.clear()
+        size[0] = 0
+        began = time.monotonic()
         try:
             result = await _until_stalled(
                 progress,
@@ -133,6 +155,17 @@ async def _try_models(inp: ModelCallInput, live: LivePublisher) -> ModelCallOutp
                     llm, model, messages, inp.schema_name, json_schema(inp.schema_name), on_token, llm_api_key()
                 ),
             )
+        except _AnswerTooLong:
+            usage = ModelUsage(
+                role=inp.role,
+                model=model,
+                host=llm.base_url,
+                completion_tokens=progress.chunks,
+                duration_s=round(time.monotonic() - began, 3),
+                done_reason=f"cut off at {cap} bytes",
+            )
+            live.event(ModelEnded(role=inp.role, usage=usage))
+            return ModelCallOutput(text=cut_answer(pieces, cap), usage=usage, truncated=True)
         except ModelError as exc:
             if exc.kind == "ModelNotFound":
                 missing.append(str(exc))

@@ -15,6 +15,16 @@ from urllib.parse import urlparse
 import httpx
 
 from models.config import LLMSettings
+from models.context_fit import DoesNotFit, fit, window_from
+from models.repetition import RepetitionGuard
+
+# What each phase's answer needs at most, capped by llm.max_tokens: a plan or a fix writes whole
+# files, a safety review is eight short checks. A small model that loses its way runs to this
+# limit, so a limit sized to the phase is also how long a bad answer can cost.
+PHASE_MAX_TOKENS = {"plan": 4096, "session_plan": 4096, "post_review": 3072, "safety_review": 1024}
+# The least room for an answer worth asking for; below it the call is refused before it is sent.
+PHASE_MIN_TOKENS = {"plan": 512, "session_plan": 512, "post_review": 384, "safety_review": 256}
+REPETITION = "repetition"  # done_reason of a stream cut off because it repeated a short pattern
 
 
 class ModelError(Exception):
@@ -39,7 +49,8 @@ class StreamResult:
 
     @property
     def truncated(self) -> bool:
-        return self.done_reason == "length"
+        """Cut off, by the length limit or by the repetition guard: never a complete answer."""
+        return self.done_reason in ("length", REPETITION)
 
 
 OnToken = Callable[[str], None]
@@ -101,6 +112,7 @@ async def _stream_ollama(
     url = settings.resolved_base_url() + "/api/chat"
     result = StreamResult(text="", model=model, host=host_of(settings.resolved_base_url()))
     parts: list[str] = []
+    guard = RepetitionGuard()
     async with client.stream("POST", url, json=body) as resp:
         await _raise_for_status(resp, settings, model)
         async for line in _lines(resp):
@@ -112,6 +124,10 @@ async def _stream_ollama(
                 parts.append(piece)
                 result.chunks += 1
                 on_token(piece)
+                if guard.feed(piece):
+                    result.done_reason = REPETITION  # closing the stream stops the server's generation
+                    result.completion_tokens = result.chunks
+                    break
             if chunk.get("done"):
                 result.done_reason = chunk.get("done_reason", "stop")
                 result.prompt_tokens = int(chunk.get("prompt_eval_count", 0))
@@ -132,6 +148,7 @@ async def _stream_openai(
     result = StreamResult(text="", model=model, host=host_of(settings.resolved_base_url()))
     parts: list[str] = []
     finished = False
+    guard = RepetitionGuard()
     async with client.stream("POST", url, json=body) as resp:
         await _raise_for_status(resp, settings, model)
         async for line in _lines(resp):
@@ -150,8 +167,13 @@ async def _stream_openai(
                     parts.append(piece)
                     result.chunks += 1
                     on_token(piece)
-                if choice.get("finish_reason"):
+                    if guard.feed(piece):
+                        result.done_reason = REPETITION
+                if choice.get("finish_reason") and result.done_reason != REPETITION:
                     result.done_reason = choice["finish_reason"]
+            if result.done_reason == REPETITION:
+                result.completion_tokens = result.chunks  # no usage chunk comes: one token per chunk
+                break
             usage = chunk.get("usage")
             if usage:
                 result.prompt_tokens = int(usage.get("prompt_tokens", 0))
@@ -163,8 +185,14 @@ async def _stream_openai(
 
 
 def build_body(
-    settings: LLMSettings, model: str, messages: list[dict[str, str]], schema_name: str, schema: dict[str, Any]
+    settings: LLMSettings,
+    model: str,
+    messages: list[dict[str, str]],
+    schema_name: str,
+    schema: dict[str, Any],
+    max_tokens: int | None = None,
 ) -> dict[str, Any]:
+    max_tokens = max_tokens or phase_max_tokens(settings, schema_name)
     if settings.provider == "ollama":
         return {
             "model": model,
@@ -175,7 +203,7 @@ def build_body(
             "options": {
                 "num_ctx": settings.num_ctx,
                 "temperature": settings.temperature,
-                "num_predict": settings.max_tokens,
+                "num_predict": max_tokens,
             },
         }
     return {
@@ -184,12 +212,48 @@ def build_body(
         "stream": True,
         "stream_options": {"include_usage": True},
         "temperature": settings.temperature,
-        "max_tokens": settings.max_tokens,
+        "max_tokens": max_tokens,
         "response_format": {
             "type": "json_schema",
             "json_schema": {"name": schema_name, "schema": schema, "strict": True},
         },
     }
+
+
+def phase_max_tokens(settings: LLMSettings, schema_name: str) -> int:
+    return min(settings.max_tokens, PHASE_MAX_TOKENS.get(schema_name, settings.max_tokens))
+
+
+# --- the server's real context window --------------------------------------------------------------
+
+_WINDOWS: dict[tuple[str, str, int], int] = {}  # (base url, model, configured num_ctx) -> tokens
+
+
+def props_url(base_url: str) -> str:
+    """llama.cpp serves /props beside /v1, not under it."""
+    return (base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url) + "/props"
+
+
+async def context_window(client: httpx.AsyncClient, settings: LLMSettings, model: str) -> int:
+    """What the server really gives one request: llama.cpp's ``/props`` ``n_ctx`` (per slot), for
+    Ollama the smaller of ``num_ctx`` (always sent) and the model's own length from ``/api/show``,
+    else the configured ``llm.num_ctx``. Asked once per server and model per process."""
+    base = settings.resolved_base_url()
+    key = (base, model, settings.num_ctx)
+    if key in _WINDOWS:
+        return _WINDOWS[key]
+    window = settings.num_ctx
+    try:
+        if settings.provider == "ollama":
+            resp = await client.post(base + "/api/show", json={"model": model}, timeout=10.0)
+        else:
+            resp = await client.get(props_url(base), timeout=10.0)
+        if resp.status_code == 200:
+            window = window_from(settings.provider, resp.json(), settings.num_ctx)
+    except (httpx.HTTPError, ValueError, TypeError):
+        pass  # a server without these endpoints: the configured value is the best we know
+    _WINDOWS[key] = window
+    return window
 
 
 async def stream_chat(
@@ -202,13 +266,21 @@ async def stream_chat(
     api_key: str = "",
 ) -> StreamResult:
     """One streamed, schema-constrained chat call. Raises ``ModelError`` on every failure."""
+    settings = settings.settings_for(model)  # a model listed in llm.models may live on its own server
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     timeout = httpx.Timeout(settings.request_timeout_s, connect=10.0)
-    body = build_body(settings, model, messages, schema_name, schema)
     started = time.monotonic()
     streamer = _stream_ollama if settings.provider == "ollama" else _stream_openai
     try:
         async with httpx.AsyncClient(timeout=timeout, headers=headers, verify=_tls_context()) as client:
+            window = await context_window(client, settings, model)
+            try:
+                fitted = fit(
+                    messages, window, phase_max_tokens(settings, schema_name), PHASE_MIN_TOKENS.get(schema_name, 256)
+                )
+            except DoesNotFit as exc:
+                raise ModelError(str(exc), kind="PromptTooLarge", retryable=False) from None
+            body = build_body(settings, model, fitted.messages, schema_name, schema, fitted.max_tokens)
             result = await streamer(client, settings, model, body, on_token)
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
         raise ModelError(

@@ -22,7 +22,17 @@ Answer with JSON only, matching the schema. Step types:
 - "command": a shell command that finishes on its own (no servers, no editors, no prompts).
 - "verify": a read-only check, such as running the tests; at least one, at the end.
 Never write placeholders such as "... rest unchanged"; never touch .git/; never use sudo,
-the network, or files outside the workspace."""
+the network, or files outside the workspace.
+
+Example. Request: "add a function double(n) to calc.py", with calc.py holding an add function
+and test_calc.py its tests. A complete answer:
+{"summary": "add double(n) to calc.py", "steps": [
+ {"id": "s1", "type": "file", "path": "calc.py", "action": "modify",
+  "content": "def add(a, b):\n    return a + b\n\n\ndef double(n):\n    return 2 * n\n"},
+ {"id": "s2", "type": "verify", "command": "python -m pytest -q"}]}"""
+
+# The command that runs a stack's tests, when the project names none (``project.test_command``).
+TEST_COMMANDS = {"python": "python -m pytest -q"}
 
 
 def charter_for(project: Project, workspace: Path, override: str = "") -> str:
@@ -60,6 +70,10 @@ def project_state(project: Project, request_id: str) -> str:
     return "\n".join(lines)
 
 
+def project_test_command(project: Project) -> str:
+    return project.test_command or TEST_COMMANDS.get(project.stack, "")
+
+
 def build(inp: PromptInput) -> PromptOutput:
     workspace = Path(inp.workspace)
     project = inp.project
@@ -78,18 +92,23 @@ def build(inp: PromptInput) -> PromptOutput:
         sections.append(f"--- {rel}\n{text}")
     feature = project.feature(request.feature) if request.feature else None
     criteria = "\n".join(f"- {c}" for c in request.criteria) or "- the request works and its tests pass"
+    tests = project_test_command(project)
     user = "\n\n".join(
         [
             project_state(project, inp.request_id),
             "Coding standards:\n" + charter_for(project, workspace, inp.charter),
-            "Files:\n" + ("\n".join(sections) or "(none selected)"),
+            "Answer schema:\n" + json.dumps(Plan.model_json_schema()),
+            "Files (current contents):\n" + ("\n".join(sections) or "(none selected)"),
             f"Request {request.id}" + (f" (feature: {feature.name})" if feature else "") + f":\n{request.description}",
             "Acceptance criteria:\n" + criteria,
-            "Answer schema:\n" + json.dumps(Plan.model_json_schema()),
+            (f"The project's test command: {tests}\n" if tests else "")
+            + "Answer with the whole plan: file steps with the complete new content of every file you change, "
+            + "then a verify step"
+            + (f" running `{tests}`." if tests else " that checks the change."),
         ]
     )
     approx = (len(SYSTEM) + len(user)) // CHARS_PER_TOKEN
-    return PromptOutput(system=SYSTEM, user=user, context_files=included, approx_tokens=approx)
+    return PromptOutput(system=SYSTEM, user=user, context_files=included, approx_tokens=approx, test_command=tests)
 
 
 @activity.defn

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from activities.llm import stream_answer
+from models.answers import echo, truncated_reason
 from models.config import Settings
 from models.request import ChatMessage, ModelCallInput, ModelUsage
 from models.schemas import parse_answer
@@ -23,13 +24,13 @@ async def ask_reviewer(
         )
         usages.append(out.usage)
         if out.truncated:
-            errors = "the answer was cut off by the length limit"
+            errors = truncated_reason(out)
         else:
             parsed, errors = parse_answer(schema_name, out.text)
             if parsed is not None:
                 return parsed, usages, ""
         messages += [
-            ChatMessage(role="assistant", content=out.text),
+            ChatMessage(role="assistant", content=echo(out.text)),
             ChatMessage(
                 role="user", content=f"That answer is invalid:\n{errors}\nAnswer again with JSON matching the schema."
             ),

@@ -21,7 +21,9 @@ BRIEF = 160
 
 def _decode(payloads: Any) -> list[Any]:
     try:
-        return list(CONVERTER.from_payloads(list(payloads.payloads)))
+        from temporal.payloads import resolve  # large values are stored by reference
+
+        return list(CONVERTER.from_payloads(resolve(list(payloads.payloads))))
     except Exception:
         return ["<undecodable>"]
 
@@ -123,7 +125,9 @@ def entries(events: list[HistoryEvent]) -> list[dict[str, Any]]:
 
 def _decode_single(payload: Any) -> Any:
     try:
-        value = CONVERTER.from_payloads([payload])[0]
+        from temporal.payloads import resolve
+
+        value = CONVERTER.from_payloads(resolve([payload]))[0]
     except Exception:
         return "?"
     return value[0] if isinstance(value, list) and value else value

@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("cli.setup:config", "Show each setting, its value and where it comes from (flag, env, file, default)."),
     "doctor": ("cli.setup:doctor", "Check what iter needs: Temporal, the model server, the executor."),
     "version": ("cli.setup:version", "Show the version of iter and its engine."),
+    "models": ("cli.models:models", "List the models, their capabilities and roles, and which of them answer now."),
 }  # fmt: skip
 
 HELP = "Feature requests to verified code, and long unattended coding sessions, as durable Temporal workflows."

@@ -16,6 +16,7 @@ from cli.output import console, err_console, explain_interrupt, fail, print_json
 from cli.summary import print_summary
 from cli.watch import follow
 from models.config import Settings
+from models.details import request_details, static_summary
 from models.project import Project, request_workflow_id
 from models.request import RequestInput
 from workflows.request import RequestWorkflow
@@ -65,6 +66,7 @@ async def _orchestrate(
     wid = request_workflow_id(project.name, request_id)
     attached = await _running(client, wid)
     if not attached:
+        summary, details = _ui_summary(project, request_id)
         # USE_EXISTING closes the race with a second `iter orchestrate` started at the same moment.
         await client.start_workflow(
             RequestWorkflow.run,
@@ -72,6 +74,8 @@ async def _orchestrate(
             id=wid,
             task_queue=cfg.temporal.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=summary,
+            static_details=details,
         )
     # With --json, stdout carries the JSON alone; people's lines go to stderr.
     out = err_console if as_json else console
@@ -83,6 +87,15 @@ async def _orchestrate(
         return None
     status = await follow(client, wid, show_tokens=not quiet, show_phases=not as_json)
     return await final_state(client, wid, status)
+
+
+def _ui_summary(project: Project, request_id: str) -> tuple[str, str]:
+    """What the Temporal web UI shows for the workflow: the request's description in the list,
+    and its criteria on the workflow's page."""
+    request = project.request(request_id)
+    description = request.description if request else request_id
+    criteria = list(request.criteria) if request else []
+    return static_summary(request_id, description), request_details(project.name, request_id, description, criteria)
 
 
 async def _running(client: Client, wid: str) -> bool:

@@ -20,6 +20,7 @@ from cli.output import console, err_console, explain_interrupt, fail, ok, print_
 from cli.session_view import print_end, print_event
 from cli.watch import follow_session
 from models.config import Settings
+from models.details import session_details, spec_title, static_summary
 from models.project import session_workflow_id
 from models.session import SessionState
 from models.session_io import SessionInput
@@ -143,12 +144,15 @@ async def _build(cfg: Settings, inp: SessionInput, reset: bool, detach: bool, qu
             return carry.model_dump(mode="json")
         inp = inp.model_copy(update={"carry": carry})
     if not attached:
+        title = spec_title(inp.spec_text, inp.spec_path)
         await client.start_workflow(
             SessionWorkflow.run,
             inp,
             id=wid,
             task_queue=cfg.temporal.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=static_summary(f"session {inp.name}", title),
+            static_details=session_details(inp.name, inp.spec_path, title),
         )
     verb = "Attached to" if attached else ("Resumed" if inp.carry else "Started")
     console.print(f"{verb} session {inp.name} ({wid}); `iter status {inp.name}`, `iter pause|resume|stop {inp.name}`")

@@ -21,12 +21,35 @@ DEFAULT_TASK_QUEUE = "iter"
 DEFAULT_EXECUTOR_IMAGE = "iter-executor:latest"
 
 
+ModelRole = Literal["coder", "reviewer"]
+
+
+class ModelSpec(BaseModel):
+    """A model iter may use and what it can do, listed under ``llm.models`` in iter.yml. Each
+    phase takes the first listed model that has what the phase needs (its role, JSON-schema
+    output); the others are its fallbacks, in order."""
+
+    name: str = Field(min_length=1, description="The model name its server answers to")
+    provider: Provider | None = Field(default=None, description="Its server's API; default: llm.provider")
+    base_url: str = Field(default="", description="Its server; default: llm.base_url")
+    json_schema: bool = Field(default=True, description="Can constrain its answer to a JSON schema")
+    context: int = Field(default=0, ge=0, description="Context window in tokens; 0: llm.num_ctx")
+    tokens_per_s: float = Field(default=0.0, ge=0, description="Expected generation speed; 0: unknown")
+    roles: list[ModelRole] = Field(default_factory=list, description="Roles it may take; empty: any")
+
+    def serves(self, role: str) -> bool:
+        return self.json_schema and (not self.roles or role in self.roles)
+
+
 class LLMSettings(BaseModel):
     provider: Provider = "ollama"
     base_url: str = ""
     model: str = "qwen2.5-coder:7b"
     reviewer_model: str = ""
     fallback_models: list[str] = Field(default_factory=list)
+    models: list[ModelSpec] = Field(
+        default_factory=list, description="Models with their capabilities, in order of preference"
+    )
     num_ctx: int = 16384
     temperature: float = 0.2
     max_tokens: int = 8192
@@ -62,9 +85,30 @@ class LLMSettings(BaseModel):
         return "http://localhost:11434" if self.provider == "ollama" else "http://localhost:8080/v1"
 
     def models_for(self, role: str) -> list[str]:
-        """The models to try for a role, in order: the role's own, then the fallbacks."""
+        """The models to try for a role, in order: the listed models that serve it (those naming
+        the role before those open to any), then the role's own model, then the fallbacks."""
+        routed = sorted((m for m in self.models if m.serves(role)), key=lambda m: role not in m.roles)
         first = self.reviewer_model if role == "reviewer" and self.reviewer_model else self.model
-        return [first, *[m for m in self.fallback_models if m != first]]
+        return list(dict.fromkeys([*(m.name for m in routed), first, *self.fallback_models]))
+
+    def spec(self, model: str) -> ModelSpec | None:
+        return next((m for m in self.models if m.name == model), None)
+
+    def settings_for(self, model: str) -> LLMSettings:
+        """These settings as one model's call sees them: its own server and context, if listed."""
+        spec = self.spec(model)
+        if spec is None:
+            return self
+        update: dict[str, Any] = {"models": []}
+        if spec.base_url:
+            update["base_url"] = spec.base_url
+            # As for llm.base_url: no provider given, the URL says which.
+            update["provider"] = spec.provider or ("openai" if spec.base_url.rstrip("/").endswith("/v1") else "ollama")
+        elif spec.provider:
+            update["provider"] = spec.provider
+        if spec.context:
+            update["num_ctx"] = spec.context
+        return self.model_copy(update=update)
 
 
 class ExecutorSettings(BaseModel):
@@ -88,6 +132,8 @@ class Bounds(BaseModel):
     max_fix_depth: int = Field(default=5, ge=0, le=5)
     max_info_rounds: int = Field(default=3, ge=0)
     max_file_bytes: int = Field(default=10_240, ge=256)
+    max_answer_bytes: int = Field(default=200_000, ge=1_000, le=1_000_000)
+    """A model answer longer than this is cut off there (and is invalid): it never reaches history whole."""
 
 
 class RetrySettings(BaseModel):
@@ -95,6 +141,20 @@ class RetrySettings(BaseModel):
 
     initial_interval_s: float = 1.0
     max_interval_s: float = 30.0
+
+
+class PayloadSettings(BaseModel):
+    """Where values too large for Temporal go (the claim check in temporal/payloads.py)."""
+
+    store: Literal["local", "s3"] = "local"
+    """local: a directory under the data dir, for one machine; s3: an S3-compatible bucket, for clusters."""
+    threshold_bytes: int = Field(default=128_000, ge=1_000, le=1_500_000)
+    """A payload above this size is stored and travels by reference."""
+    s3_endpoint: str = ""
+    """e.g. https://s3.eu-west-1.amazonaws.com or http://minio:9000 (credentials: AWS_* variables)."""
+    s3_bucket: str = ""
+    s3_prefix: str = "iter-payloads/"
+    s3_region: str = "us-east-1"
 
 
 class TemporalSettings(BaseModel):
@@ -113,6 +173,7 @@ class Settings(BaseModel):
     bounds: Bounds = Field(default_factory=Bounds)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    payloads: PayloadSettings = Field(default_factory=PayloadSettings)
     data_dir: str = ""
     auto_commit: bool = True
     iterations: int = 0
@@ -146,6 +207,12 @@ ENV_KEYS: dict[str, str] = {
     "ITER_TEMPLATE": "template",
     "ITER_RETRY_INITIAL_INTERVAL": "retry.initial_interval_s",
     "ITER_RETRY_MAX_INTERVAL": "retry.max_interval_s",
+    "ITER_PAYLOAD_STORE": "payloads.store",
+    "ITER_PAYLOAD_THRESHOLD": "payloads.threshold_bytes",
+    "ITER_PAYLOAD_S3_ENDPOINT": "payloads.s3_endpoint",
+    "ITER_PAYLOAD_S3_BUCKET": "payloads.s3_bucket",
+    "ITER_PAYLOAD_S3_PREFIX": "payloads.s3_prefix",
+    "ITER_PAYLOAD_S3_REGION": "payloads.s3_region",
 }
 SECRET_ENV_KEYS = ("ITER_LLM_API_KEY", "ITER_TEMPORAL_API_KEY")
 

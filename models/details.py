@@ -52,3 +52,15 @@ class Details(BaseModel):
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())[:500]
+
+
+def request_details(project: str, request_id: str, description: str, criteria: list[str]) -> str:
+    """The static details of a request's workflow: what was asked, and how it is judged."""
+    lines = [f"**request** `{request_id}` of project `{project}`", "", description.strip()[:MAX_DETAIL_CHARS // 2]]
+    if criteria:
+        lines += ["", "**acceptance criteria**", *(f"- {_one_line(c)}" for c in criteria[:20])]
+    return "\n".join(lines)[:MAX_DETAIL_CHARS]
+
+
+def session_details(name: str, spec_path: str, title: str) -> str:
+    return f"**session** `{name}`\n\nspec `{spec_path}`: {_one_line(title)}"[:MAX_DETAIL_CHARS]

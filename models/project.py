@@ -41,6 +41,7 @@ class FeatureRequest(BaseModel):
 class Project(BaseModel):
     name: str
     stack: str = "python"
+    test_command: str = ""  # what runs the project's tests; empty: the stack's usual one
     features: list[Feature] = Field(default_factory=list)
     endpoints: list[Endpoint] = Field(default_factory=list)
     selected_files: list[str] = Field(default_factory=list)

@@ -80,6 +80,10 @@ class RequestState(BaseModel):
     prompt_tokens: int = 0
     context_files: int = 0
     parse_repairs: int = 0
+    # The verify step iter added because the plan had none (the project's test command), or "".
+    added_verify: str = ""
+    # Model calls whose answer repeated an earlier one, and were asked again differently.
+    repeated_answers: int = 0
     block_replans: int = 0
     fix_rounds: int = 0
     info_rounds: int = 0
@@ -114,6 +118,9 @@ class PromptOutput(BaseModel):
     user: str
     context_files: list[str]
     approx_tokens: int
+    test_command: str = Field(
+        default="", description="The project's test command; a plan without a verify step gets it"
+    )
 
 
 Role = Literal["coder", "reviewer"]

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client, TLSConfig
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
 from models import search
 from models.config import Settings
 from temporal import devserver
+from temporal.payloads import data_converter
 from temporal.tracing import tracing_interceptors
 
 
@@ -51,7 +51,7 @@ async def connect(settings: Settings, *, start_server: bool = True, say: Callabl
         client = await Client.connect(
             target(settings),
             namespace=settings.temporal.namespace,
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter(settings),  # large values by reference (payloads.py)
             tls=_tls(settings) if not embedded else False,
             api_key=api_key,
             interceptors=tracing_interceptors(),  # a client's interceptors reach its workers too

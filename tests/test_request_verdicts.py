@@ -136,8 +136,11 @@ async def test_reviewer_block_to_the_end_runs_nothing(
     state = await run_request(client, settings, workspace)
 
     assert state.outcome == "blocked"
-    assert state.block_replans == 2
-    assert len(fake.calls("plan")) == 3
+    # The same blocked plan came back from the re-plan: asked again differently, never the same call.
+    assert state.block_replans == 1 and state.repeated_answers == settings.bounds.max_parse_repairs + 1
+    calls = [(c["messages"], c["options"]["temperature"]) for c in fake.calls("plan")]
+    assert len(calls) == 1 + state.repeated_answers
+    assert all(a != b for i, a in enumerate(calls) for b in calls[i + 1 :]), "a call was repeated unchanged"
     assert not (workspace / "ran.txt").exists()
     assert state.results == []
     assert any(f.source == "reviewer" and "phones home" in f.reason for f in state.findings)
@@ -199,5 +202,8 @@ async def test_invalid_to_the_end_fails_without_running(
     state = await run_request(client, settings, workspace)
 
     assert state.outcome == "failed"
-    assert state.parse_repairs == settings.bounds.max_parse_repairs + 1
+    # The first "[]" is repaired with its errors; each identical one after it is asked for differently.
+    assert state.parse_repairs == 1 and state.repeated_answers == settings.bounds.max_parse_repairs
+    temperatures = [c["options"]["temperature"] for c in fake.calls("plan")]
+    assert temperatures[2:] == sorted(set(temperatures[2:])), "each call after a repeat samples hotter"
     assert state.results == []

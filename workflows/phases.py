@@ -18,8 +18,10 @@ with workflow.unsafe.imports_passed_through():
     from activities.llm import call_model
     from activities.review import post_review, safety_review
     from models import search
+    from models.answers import echo, truncated_reason
     from models.config import Settings
     from models.plan import FileStep, Step, StepNode, iter_nodes
+    from models.repetition import repeating_pattern
     from models.request import (
         ChatMessage,
         Evidence,
@@ -56,13 +58,20 @@ class Phases:
         self.journal_seal = workflow.uuid4().hex
 
     async def ask_model(
-        self, role: Role, schema_name: SchemaName, messages: list[ChatMessage], summary: str
+        self,
+        role: Role,
+        schema_name: SchemaName,
+        messages: list[ChatMessage],
+        summary: str,
+        temperature: float | None = None,
     ) -> ModelCallOutput:
+        """``temperature`` overrides the configured one for this call (asking again differently)."""
+        settings = self.settings
+        if temperature is not None:
+            settings = settings.model_copy(update={"llm": settings.llm.model_copy(update={"temperature": temperature})})
         out = await workflow.execute_activity(
             call_model,
-            ModelCallInput(
-                role=role, schema_name=schema_name, messages=messages, settings=self.settings
-            ),
+            ModelCallInput(role=role, schema_name=schema_name, messages=messages, settings=settings),
             **options.model_call(self.settings),
             summary=summary,
         )
@@ -82,7 +91,7 @@ class Phases:
                 guidance=guidance or [],
             ),
             **options.model_call(self.settings),
-            summary="safety review",
+            summary=f"8-point safety review of {len(steps)} step(s)",
         )
         self._on_usage(out.usage)
         # Network only for a step a policy rule approved, in a review the whole plan passed, and
@@ -140,7 +149,7 @@ class Phases:
                 guidance=guidance or [],
             ),
             **options.model_call(self.settings),
-            summary="post-execution review",
+            summary=f"post-execution review ({len(results)} result(s))",
         )
         self._on_usage(out.usage)
         return out.review
@@ -153,6 +162,7 @@ class Phases:
             args=[self.key, self.workspace, self.settings],
             start_to_close_timeout=options.CLEANUP_TIMEOUT,
             retry_policy=options.CLEANUP_RETRY,
+            summary="release the executor and the step journals",
         )
 
 
@@ -162,16 +172,20 @@ class Phases:
 def parse_reply(schema_name: SchemaName, out: ModelCallOutput) -> tuple[BaseModel | None, str]:
     """The parsed answer, or None and the errors; an answer cut off by the length limit is invalid
     even where what arrived happens to parse."""
+    if out.usage.done_reason == "repetition":
+        pattern = repeating_pattern(out.text)[:40]
+        return None, f"the answer got stuck repeating {pattern!r} and was cut off; write the plan itself"
     if out.truncated:
-        return None, "the answer was cut off by the length limit"
+        return None, truncated_reason(out)
     return parse_answer(schema_name, out.text)
 
 
 def with_repair(messages: list[ChatMessage], answer: str, errors: str, ask: str) -> list[ChatMessage]:
-    """The conversation so far, the invalid answer, and what was wrong with it."""
+    """The conversation so far, the invalid answer (its head and tail when long), and what was
+    wrong with it."""
     return [
         *messages,
-        ChatMessage(role="assistant", content=answer),
+        ChatMessage(role="assistant", content=echo(answer)),
         ChatMessage(role="user", content=f"That answer is invalid:\n{errors}\n{ask}"),
     ]
 

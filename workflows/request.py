@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.holds import HeldStep, HoldDecision, effective_mode
     from models.plan import Plan, Step, StepNode, iter_nodes
+    from models.replan import answer_key, changed_temperature, direct_prompt, with_verify
     from models.request import (
         ChatMessage,
         Evidence,
@@ -66,6 +67,12 @@ class RequestWorkflow:
         self._last_fix: StepNode | None = None
         self.live = LiveStream()  # the event stream every viewer reads (models/events.py)
         self.details = Details()  # the web UI's current details
+        self._prompt: list[ChatMessage] = []  # the system prompt and the request, as first built
+        self._test_command = ""
+        self._answers: set[str] = set()  # every plan answer so far, normalised: none was accepted
+        self._problem = ""  # what was wrong with the last answer, for a changed call after a repeat
+        self._last_key = ""  # the normalised text of the plan _plan returned last
+        self._blocked: set[str] = set()  # answers the safety review blocked
 
     # --- the process -----------------------------------------------------------------------------
 
@@ -118,26 +125,58 @@ class RequestWorkflow:
                     charter=self.inp.charter,
                 ),
                 start_to_close_timeout=options.PROMPT_TIMEOUT,
+                summary=f"build the prompt for {self.inp.request_id}",
             )
             self.state.prompt_tokens, self.state.context_files = prompt.approx_tokens, len(prompt.context_files)
+            self._test_command = prompt.test_command
             self._messages = [
                 ChatMessage(role="system", content=prompt.system),
                 ChatMessage(role="user", content=prompt.user),
             ]
+            self._prompt = list(self._messages)
         else:
             self._messages = messages
+        temperature: float | None = None
+        errors = ""
+        key = ""
         for attempt in range(self.inp.settings.bounds.max_parse_repairs + 1):
             await self._enter("stream", "the coder is answering" + (f" (repair {attempt})" if attempt else ""))
-            out = await self._call_model("coder", "plan", self._messages)
+            out = await self._call_model("coder", "plan", self._messages, temperature)
             await self._enter("parse", "parsing the plan")
+            key = answer_key(out.text)
+            if key in self._answers:
+                # The same answer again: asking the same way would get it a third time.
+                self.state.repeated_answers += 1
+                temperature = changed_temperature(self.inp.settings.llm.temperature, self.state.repeated_answers)
+                self._note("parse", f"the coder repeated an earlier answer; asking directly, temperature {temperature}")
+                self._messages = [
+                    self._prompt[0],
+                    ChatMessage(role="user", content=direct_prompt(self._prompt[1].content, self._problem)),
+                ]
+                errors = "the same answer as before: " + self._problem
+                continue
+            self._answers.add(key)
+            self._last_key = key
             parsed, errors = parse_reply("plan", out)
             if isinstance(parsed, Plan):
-                self.state.summary = parsed.summary
-                return parsed
+                plan, added = with_verify(parsed, self._test_command)
+                if added:
+                    self.state.added_verify = added
+                    self._note("parse", f"the plan had no verify step: added the project's test command `{added}`")
+                self.state.summary = plan.summary
+                return plan
             self.state.parse_repairs += 1
+            self._problem = errors
             self._note("parse", f"invalid plan: {errors.splitlines()[0]}")
             self._messages = with_repair(self._messages, out.text, errors, REPAIR_ASK)
-        self._finish("failed", f"the coder's plan stayed invalid after {self.state.parse_repairs} answers: {errors}")
+        if key in self._blocked:
+            self._finish(
+                "blocked", "the coder kept sending the blocked plan back, even when asked differently; nothing ran"
+            )
+        else:
+            self._finish(
+                "failed", f"the coder's plan stayed invalid after {self.state.parse_repairs} answers: {errors}"
+            )
         return None
 
     async def _review(self, plan: Plan) -> Plan | None:
@@ -151,7 +190,9 @@ class RequestWorkflow:
             if replan == self.inp.settings.bounds.max_block_replans:
                 break
             self.state.block_replans += 1
+            self._blocked.add(self._last_key)
             reasons = "\n".join(f"- {f.line()}" for f in findings)
+            self._problem = "the safety review blocked it:\n" + reasons
             replanned = await self._plan(
                 [
                     *self._messages,
@@ -299,11 +340,15 @@ class RequestWorkflow:
         )
         self.evidence.extend(out.items)
 
-    async def _call_model(self, role: Role, schema_name: SchemaName, messages: list[ChatMessage]) -> ModelCallOutput:
+    async def _call_model(
+        self, role: Role, schema_name: SchemaName, messages: list[ChatMessage], temperature: float | None = None
+    ) -> ModelCallOutput:
         guidance = self._take_guidance()
         if guidance:
             messages.append(ChatMessage(role="user", content="Guidance from the user:\n" + "\n".join(guidance)))
-        return await self.phases.ask_model(role, schema_name, messages, f"{role} answers ({schema_name})")
+        return await self.phases.ask_model(
+            role, schema_name, messages, f"{role} answers ({schema_name})", temperature=temperature
+        )
 
     def _fix_parent(self) -> StepNode:
         """Fixes hang under the step that failed. When only a re-run check failed, the last fix did

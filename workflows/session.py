@@ -244,6 +244,7 @@ class SessionWorkflow(SessionHooks):
                 budget_chars=self._budget(),
             ),
             start_to_close_timeout=options.PROMPT_TIMEOUT,
+            summary=f"iteration {n}: build the prompt",
         )
         chat = [ChatMessage(role="system", content=prompt.system), ChatMessage(role="user", content=prompt.user)]
         errors = ""

@@ -35,14 +35,22 @@ class SessionHooks(SessionTools):
     async def _session_start(self) -> None:
         assert self.inp
         loaded = await workflow.execute_activity(
-            load_hooks, self.inp.workspace, start_to_close_timeout=options.PROMPT_TIMEOUT, retry_policy=HOOK_RETRY
+            load_hooks,
+            self.inp.workspace,
+            start_to_close_timeout=options.PROMPT_TIMEOUT,
+            retry_policy=HOOK_RETRY,
+            summary="load .iter/hooks.yml",
         )
         self.state.hooks = loaded.config
         if loaded.error:
             self._event("hooks", loaded.error)
         if self.inp.settings.auto_commit:
             snap = await workflow.execute_activity(
-                git_snapshot, self.inp.workspace, start_to_close_timeout=GIT_TIMEOUT, retry_policy=options.FAST_RETRY
+                git_snapshot,
+                self.inp.workspace,
+                start_to_close_timeout=GIT_TIMEOUT,
+                retry_policy=options.FAST_RETRY,
+                summary="git baseline for auto-commit",
             )
             self.state.git_on = snap.is_repo and not snap.error
             self.state.dirty_baseline = snap.dirty
