@@ -31,6 +31,7 @@ from policy.rules import (
     python_code,
     secrets,
     supply,
+    test_weakening,
     workspace,
 )
 from policy.rules.base import Context, Hit
@@ -72,7 +73,10 @@ def evaluate_steps(
         except Exception as exc:  # a bug in a rule must block the step, never let it through
             hits = [Hit(7, f"the rules could not check this step ({type(exc).__name__}); blocked to be safe")]
         findings.extend(_findings(step.id, hits, ctx.policy))
-    plan_hits = consistency.check_plan(steps, analyses, ctx.root, require_verify)
+    plan_hits = [
+        *consistency.check_plan(steps, analyses, ctx.root, require_verify),
+        *test_weakening.check_plan(steps, analyses, ctx.root),
+    ]
     for step_id, h in plan_hits:
         findings.extend(_findings(step_id, [h], ctx.policy))
     return _dedupe(findings)

@@ -139,7 +139,7 @@ class _Reader(ast.NodeVisitor):
             if base is None and quiet:
                 return None
             if base is None and isinstance(node.value, ast.Call):
-                inner = self.qualname(node.value.func, quiet=True)
+                inner = self.qualname(node.value.func)
                 base = f"{inner}()" if inner else "?"
             return f"{base or '?'}.{node.attr}"
         if isinstance(node, ast.Call):

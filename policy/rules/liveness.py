@@ -60,7 +60,8 @@ def check(inv: Invocation, ctx: Context) -> Iterator[Hit]:
         total = sum(parse_duration(o.text) or math.inf for o in operands(inv.args)) if inv.args else 0
         if total > ctx.policy.max_sleep_s:
             yield hit(inv, POINT, f"{show(inv)} stalls longer than the {ctx.policy.max_sleep_s} s cap")
-    endless = name in _NEVER_ENDING or name == "watch" or _SERVERS.search(normalized)
+    asks_help = any(t in ("--help", "-h", "--version", "-V") for t in inv.texts)
+    endless = (name in _NEVER_ENDING or name == "watch" or _SERVERS.search(normalized)) and not asks_help
     if endless and not bounded and not (name == "yes" and inv.cmd.pipe_out):
         yield hit(inv, POINT, f"{show(inv)} never exits by itself (a server, watcher or endless output)")
     if name in _EDITORS and not _batch(inv):

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from policy.invocation import Invocation
 from policy.rules.base import Context, Hit, hit, show
-from policy.rules.packages import install
+from policy.rules.packages import Install, install
 from policy.tokens import Word
 from policy.words import FETCHERS, operands, subcommand
 
@@ -47,11 +47,23 @@ def check(inv: Invocation, ctx: Context) -> Iterator[Hit]:
     elif name in ("rsync", "scp") or (name == "git" and _git_remote(inv)):
         if name == "git" or any(_REMOTE_SPEC.match(o.text) for o in operands(inv.args)):
             yield hit(inv, POINT, f"{show(inv)} talks to a remote repository or host", hold=True)
-    elif (found := install(inv)) is not None and not _offline(found.args):
+    elif (found := install(inv)) is not None and not _offline(found.args) and not _this_project(found):
         what = f"installs packages from the network ({found.manager} {found.action})"
         yield hit(inv, POINT, f"{show(inv)} {what}", hold=True)
     if _PUBLISH.search(inv.normalized):
         yield hit(inv, POINT, f"{show(inv)} uploads or downloads through the network")
+
+
+def _this_project(found: Install) -> bool:
+    """``pip install -e .``, ``pip install '.[dev]'``: the project itself, as a developer installs it.
+    Named packages and requirement files stay held: that is installing packages."""
+    if found.manager != "pip" or found.action != "install":
+        return False
+    ops = [a.text for a in found.args if not a.text.startswith("-")]
+    return bool(ops) and all(o == "." or (o.startswith((".[", "./")) and ".." not in o) for o in ops) and not any(
+        a.text in ("-r", "--requirement", "-c", "--constraint") or a.text.startswith(("-r", "--requirement="))
+        for a in found.args
+    )
 
 
 def _offline(args: list[Word]) -> bool:

@@ -66,6 +66,9 @@ def _call(call: PyCall, label: str, inv: Invocation, ctx: Context) -> Iterator[H
         if "docker.sock" in text or ":2375" in text or ":2376" in text:
             yield hit(inv, 6, f"{where} talks to the Docker API, which is root on the host")
             return
+    if any(v in (2375, 2376) for v in (*call.args, *call.kwargs.values()) if isinstance(v, int)):
+        yield hit(inv, 6, f"{where} talks to the Docker API (port 2375/2376), which is root on the host")
+        return
     if name in _TREE_DELETERS or name.endswith(("Path().rmtree", ".rmtree")):
         target = call.args[0] if call.args else call.receiver
         yield from _tree(target, where, inv, ctx)
@@ -76,7 +79,7 @@ def _call(call: PyCall, label: str, inv: Invocation, ctx: Context) -> Iterator[H
             mode = call.args[0] if call.args else call.kwargs.get("mode", "r")
         if isinstance(mode, str) and any(c in mode for c in "wax+"):
             yield from _write(path, where, inv, ctx)
-    elif name.rsplit(".", 1)[-1] in _WRITE_METHODS and "Path" in name:
+    elif name.rsplit(".", 1)[-1] in _WRITE_METHODS and ("Path" in name or isinstance(call.receiver, str)):
         yield from _write(call.receiver, where, inv, ctx)
     elif name in _COPIERS and len(call.args) > 1:
         yield from _write(call.args[1], where, inv, ctx)
