@@ -164,3 +164,13 @@ def test_evasions_and_ordinary_commands_are_measured(dev_workspace: Path) -> Non
     assert blocked + held == len(EVASIONS)
     assert installs == ["HOLD"] * len(INSTALLS), list(zip(INSTALLS, installs, strict=True))
     assert share < MAX_ORDINARY_STOPPED, stopped_ordinary
+
+
+def test_the_old_corpus_is_still_all_stopped_and_says_how(workspace: Path) -> None:
+    """Issue 9 keeps the corpus at 100% stopped; with the hold verdict some are held, not blocked."""
+    verdicts = []
+    for case in BAD:
+        at_point = [f for f in _evaluate(case, workspace) if f.point in {case["point"], *case.get("or_points", [])}]
+        verdicts.append("block" if any(f.verdict == "block" for f in at_point) else ("hold" if at_point else "none"))
+    print(f"\nold corpus: {len(BAD)} bad, blocked {verdicts.count('block')}, held {verdicts.count('hold')}")
+    assert "none" not in verdicts

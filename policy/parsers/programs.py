@@ -92,6 +92,8 @@ def printed_text(inv: Invocation) -> str:
 
 
 def _awk(inv: Invocation) -> Embedded:
+    if any(a.text in ("-f", "--file") or a.text.startswith("--file=") for a in inv.args):
+        return [], ["`awk -f` runs a program file the rules do not read"]
     program = _awk_program(inv.args)
     if program is None:
         return [], []
@@ -108,8 +110,6 @@ def _awk_program(args: list[Word]) -> str | None:
     i = 0
     while i < len(args):
         t = args[i].text
-        if t in ("-f", "--file"):
-            return None  # a program file: read by _run_file-like loaders elsewhere; unknown here
         if t in ("-F", "-v", "--assign", "--field-separator") or (t.startswith(("-v", "-F")) and len(t) == 2):
             i += 2
             continue
