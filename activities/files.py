@@ -98,7 +98,9 @@ def apply_file_step(step: FileStep, workspace: Path, run_dir: Path, reviewed: st
         return str(intent["change"])  # an earlier attempt already applied it
     if intent is not None and not _untouched(intent, current):
         raise FileStepError(f"{step.path} changed under the step (not by it); refusing to guess")
-    if intent is None and reviewed is not None and _digest(current) != reviewed:
+    # An append overwrites nothing: what others added since the review stays, ahead of it (another
+    # request appending to the same file is no reason to refuse).
+    if intent is None and reviewed is not None and step.action != "append" and _digest(current) != reviewed:
         now = "was deleted" if current is None else ("was created" if reviewed == ABSENT else "was edited")
         raise FileStepError(f"{step.path} {now} after the plan was reviewed; not overwriting what the review never saw")
     if step.action in ("modify", "delete") and current is None:

@@ -139,7 +139,7 @@ async def _try_models(inp: ModelCallInput, live: LivePublisher) -> ModelCallOutp
     missing: list[str] = []
     loud = _loud_attempt()
     for model in llm.models_for(inp.role):
-        started = ModelStarted(role=inp.role, model=model, schema_name=inp.schema_name)
+        started = ModelStarted(role=inp.role, model=model, schema_name=inp.schema_name, repair=inp.repair)
         if loud:
             live.event(started)
         else:

@@ -7,11 +7,13 @@ from pathlib import Path
 
 from temporalio import activity
 
+from activities.reads import read_capped
 from models.plan import Plan
 from models.project import Project
 from models.request import PromptInput, PromptOutput
 
 CHARTERS = Path(__file__).parent / "charters"
+CHARTER_CAP = 64_000
 CHARS_PER_TOKEN = 4  # a rough, model-independent estimate; the model's own count is recorded later
 
 SYSTEM = """You are the coder of iter. You turn one feature request into a plan of steps that a
@@ -39,23 +41,11 @@ def charter_for(project: Project, workspace: Path, override: str = "") -> str:
     """The user's own charter (``.iter/charter.md``) wins over the built-in one for the stack."""
     if override:
         return override
-    own = workspace / ".iter" / "charter.md"
-    if own.is_file():
-        return own.read_text()
+    own = read_capped(workspace, ".iter/charter.md", CHARTER_CAP)
+    if own is not None:
+        return own
     builtin = CHARTERS / f"{project.stack}.md"
     return (builtin if builtin.is_file() else CHARTERS / "generic.md").read_text()
-
-
-def read_capped(workspace: Path, rel: str, cap: int) -> str | None:
-    path = workspace / rel
-    try:
-        data = path.read_bytes()
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        return None
-    text = data[:cap].decode(errors="replace")
-    if len(data) > cap:
-        text += f"\n[... truncated: {len(data) - cap} more bytes ...]"
-    return text
 
 
 def project_state(project: Project, request_id: str) -> str:

@@ -18,9 +18,15 @@ async def ask_reviewer(
     messages = [ChatMessage(role="system", content=system), ChatMessage(role="user", content=user)]
     usages: list[ModelUsage] = []
     errors = ""
-    for _ in range(settings.bounds.max_parse_repairs + 1):
+    for repair in range(settings.bounds.max_parse_repairs + 1):
         out = await stream_answer(
-            ModelCallInput(role="reviewer", schema_name=schema_name, messages=messages, settings=settings)  # type: ignore[arg-type]
+            ModelCallInput(
+                role="reviewer",
+                schema_name=schema_name,  # type: ignore[arg-type]
+                messages=messages,
+                settings=settings,
+                repair=repair,  # the live view labels it "(repair N)"
+            )
         )
         usages.append(out.usage)
         if out.truncated:

@@ -4,6 +4,7 @@ id (req_01), a session name, or a workflow id."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -45,13 +46,29 @@ async def _state(handle: WorkflowHandle[Any, Any]) -> tuple[str, dict[str, Any]]
     except (RPCError, Exception):
         state = {}
     state = state if isinstance(state, dict) else {}
+    if state.get("paused"):
+        state["pause"] = pause_word(desc)
     waiting = waiting_lines(desc)
     return status, {**state, "waiting": waiting} if waiting else state
+
+
+def pause_word(desc: WorkflowExecutionDescription) -> str:
+    """A pause takes effect at the next phase boundary: until the running activity ends, the
+    workflow is only pausing."""
+    from cli.waiting import ACTIVITIES
+
+    running = [p.activity_type.name for p in desc.raw_description.pending_activities]
+    if not running:
+        return "paused"
+    what = ACTIVITIES.get(running[0], (running[0].replace("_", " "), ""))[0]
+    return f"pausing (once {what} ends)"
 
 
 def waiting_lines(desc: WorkflowExecutionDescription) -> list[str]:
     """What the running activities wait on: a model that has gone quiet (from its heartbeat), or
     the last failure of an activity being retried."""
+    from cli.waiting import explain
+
     lines = []
     for pending in desc.raw_description.pending_activities:
         name = pending.activity_type.name
@@ -60,8 +77,9 @@ def waiting_lines(desc: WorkflowExecutionDescription) -> list[str]:
         if silent >= SHOW_SILENCE_S:
             limit = details.get("limit_s", 0)
             lines.append(f"{name}: the model has sent nothing for {silent:.0f} s (stopped, retried at {limit:.0f} s)")
-        if pending.attempt > 1 and pending.last_failure.message:
-            lines.append(f"{name}: waiting: {pending.last_failure.message} (attempt {pending.attempt})")
+        said = explain(pending)
+        if said:
+            lines.append(said)
     return lines
 
 
@@ -104,7 +122,7 @@ def status(
     console.print(
         f"[bold]{state.get('workflow_id', target)}[/bold]  workflow {status_name}"
         + (f"  phase {state.get('phase')}  outcome {state.get('outcome')}" if state.get("phase") else "")
-        + ("  [yellow]paused[/yellow]" if state.get("paused") else "")
+        + (f"  [yellow]{state.get('pause') or 'paused'}[/yellow]" if state.get("paused") else "")
     )
     if "results" in state:
         for line in summary_lines(state):
@@ -117,6 +135,51 @@ def status(
     print_held(state)
     for event in (state.get("events") or [])[-10:]:
         console.print(f"  [cyan]{event['phase']:>8}[/cyan] {event['message']}")
+
+
+def refresh_running(project: Any) -> bool:
+    """Bring the project file's "running" requests up to date with their workflows (cancelled,
+    finished while detached...). False when Temporal cannot be asked."""
+    from cli import project_store as store
+
+    async def go() -> dict[str, dict[str, Any]]:
+        from models.project import request_workflow_id
+        from temporal.client import connect
+
+        cfg = runtime.settings()
+        client = await connect(cfg, start_server=False, say=lambda _: None)
+        found = {}
+        for req in project.requests:
+            if req.status == "running":
+                handle = client.get_workflow_handle(request_workflow_id(project.name, req.id, project.id))
+                found[req.id] = await _final(handle)
+        return found
+
+    try:
+        states = runtime.run(go())
+    except Exception:  # no server, no connection: the caller says so
+        return False
+    for request_id, state in states.items():
+        store.record_outcome(request_id, state)
+    return True
+
+
+async def _final(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.service import RPCError
+
+    try:
+        desc = await handle.describe()
+    except RPCError:
+        return {}
+    if desc.status == WorkflowExecutionStatus.RUNNING:
+        return {"outcome": "running"}
+    if desc.status == WorkflowExecutionStatus.CANCELED:
+        return {"outcome": "cancelled"}
+    if desc.status == WorkflowExecutionStatus.COMPLETED:  # the result needs no worker, a query would
+        result = await handle.result()
+        return dict(result.get("state", {})) if isinstance(result, dict) else {}
+    return {"outcome": "failed"}  # terminated, timed out, failed: it will not pass any more
 
 
 async def _status(target: str) -> tuple[str, dict[str, Any]]:
@@ -144,17 +207,29 @@ async def _list(as_json: bool) -> None:
                 "phase": attrs.get(search.PHASE) or "",
                 "outcome": attrs.get(search.OUTCOME) or "",
                 "started": wf.start_time.isoformat(timespec="seconds"),
+                "folder": await _folder(wf),
             }
         )
     if as_json:
         print_json(rows)
         return
-    table = Table("workflow", "status", "phase", "outcome", "started")
+    table = Table("workflow", "status", "phase", "outcome", "started", "folder")
+    home = str(Path.home())
     for row in rows:
-        table.add_row(row["workflow_id"], row["status"], row["phase"], row["outcome"], row["started"][:19])
+        folder = "~" + row["folder"][len(home) :] if row["folder"].startswith(home + "/") else row["folder"]
+        table.add_row(row["workflow_id"], row["status"], row["phase"], row["outcome"], row["started"][:19], folder)
     console.print(table)
     if not rows:
         console.print("nothing yet" + ("" if root else "; create a project with `iter project create`"))
+
+
+async def _folder(wf: Any) -> str:
+    """The folder a workflow works in: the memo iter sets when it starts one."""
+    try:
+        memo = await wf.memo()
+    except Exception:  # a workflow started by something else: no memo to read
+        return ""
+    return str(memo.get("folder", "")) if isinstance(memo, dict) else ""
 
 
 def _signal(target: str, name: str, *args: Any) -> str:

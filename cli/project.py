@@ -11,7 +11,7 @@ from rich.table import Table
 
 from cli import project_store as store
 from cli.output import console, fail, ok, print_json
-from models.project import HTTP_METHODS, Endpoint, Feature, FeatureRequest, Project, slugify
+from models.project import HTTP_METHODS, Endpoint, Feature, FeatureRequest, Project, new_project_id, slugify
 
 project_app = typer.Typer(help="Create and show the project in this folder.", no_args_is_help=True)
 feature_app = typer.Typer(help="Features of the project.", no_args_is_help=True)
@@ -33,7 +33,7 @@ def project_create(
         fail(f"a project already exists here ({store.project_file(root)}); edit it or remove it first")
     if not name.strip():
         fail("the project name must not be empty")
-    store.save(root, Project(name=name.strip(), stack=stack))
+    store.save(root, Project(id=new_project_id(), name=name.strip(), stack=stack))
     ok(f"Project created: {name} ({store.project_file(root)})")
 
 
@@ -45,7 +45,7 @@ def project_show(as_json: bool = JsonFlag) -> None:
     if as_json:
         print_json(project)
         return
-    console.print(f"[bold]{project.name}[/bold]  stack {project.stack}  ({root})")
+    console.print(f"[bold]{project.name}[/bold]  id {project.id}  stack {project.stack}  ({root})")
     console.print(
         f"features {len(project.features)}, endpoints {len(project.endpoints)}, "
         f"selected files {len(project.selected_files)}, requests {len(project.requests)}"
@@ -115,9 +115,26 @@ def _relative_file(root: Path, raw: str) -> str:
     if not path.is_file():
         fail(f"file not found: {raw}")
     try:
-        return str(path.relative_to(root.resolve()))
+        rel = str(path.relative_to(root.resolve()))
     except ValueError:
-        fail(f"{raw} is outside the project folder {root}")
+        fail(f"{raw} is outside the project folder {root} (or a symlink that leads out of it)")
+    _refuse_secret(root, raw, rel)
+    return rel
+
+
+def _refuse_secret(root: Path, *names: str) -> None:
+    """Selected and affected files go into every prompt and into workflow history: never a secret."""
+    from policy import load_policy  # the policy is imported only by the commands that need it
+    from policy.rules.secrets import secret_file
+
+    try:
+        extra = load_policy(root).secret_files
+    except ValueError:
+        extra = []
+    for name in names:
+        what = secret_file(name, extra)
+        if what:
+            fail(f"refusing {name}: it is a secret file ({what}); iter never sends those to a model")
 
 
 @files_app.command("select")
@@ -160,6 +177,7 @@ def request_add(
                 fail(f"unknown feature {feature!r} (known: {known})")
             fid = found.id
         affected = [_relative_file(root, f) if (Path.cwd() / f).exists() else f for f in files]
+        _refuse_secret(root, *affected)
         rid = project.next_request_id()
         project.requests.append(
             FeatureRequest(
@@ -171,8 +189,16 @@ def request_add(
 
 @request_app.command("list")
 def request_list(as_json: bool = JsonFlag) -> None:
-    """List the requests and where each stands."""
-    show_rows(store.load(store.require_root()).requests, ("id", "status", "feature", "description"), as_json)
+    """List the requests and where each stands (asking Temporal about those last seen running)."""
+    root = store.require_root()
+    project = store.load(root)
+    if any(r.status == "running" for r in project.requests):
+        from cli.control import refresh_running
+
+        if not refresh_running(project):
+            console.print("[dim]Temporal does not answer: running statuses are as last recorded[/dim]")
+        project = store.load(root)
+    show_rows(project.requests, ("id", "status", "feature", "description"), as_json)
 
 
 @request_app.command("show")

@@ -18,7 +18,7 @@ from cli import project_store as store
 from cli import runtime
 from cli.output import console, err_console, explain_interrupt, fail, ok, print_json
 from cli.session_view import print_end, print_event
-from cli.watch import follow_session
+from cli.watch import follow_session, full_screen_wanted, watch_until_left
 from models.config import Settings
 from models.details import session_details, spec_title, static_summary
 from models.project import session_workflow_id
@@ -46,6 +46,7 @@ def build(
     detach: bool = typer.Option(False, "--detach", help="Start it and return at once."),
     quiet: bool = typer.Option(False, "--quiet", help="Progress only, no streamed tokens."),
     as_json: bool = typer.Option(False, "--json", help="Print the final state as JSON."),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Follow it full screen (on a terminal; else lines)."),
 ) -> None:
     """Run the session loop over a spec's tasks, durably: resume it any time, steer it while it runs."""
     cfg0 = runtime.settings()
@@ -61,6 +62,12 @@ def build(
         **{"llm.model": model, "iterations": iterations, "auto_commit": auto_commit, "executor.backend": executor}
     )
     workspace = Path.cwd()
+    if name and spec is None and not (workspace / DEFAULT_SPEC).is_file():
+        # `iter build --name S` names a session, not a spec: attach to it when it runs.
+        state = _attach_only(cfg, workspace, name, quiet or as_json)
+        if state is not None:
+            _print_end(state, as_json)
+            return
     spec_rel, spec_text = _spec(workspace, spec or DEFAULT_SPEC)
     _ignore_machine_state(workspace)
     session = name or Path(spec_rel).stem
@@ -77,7 +84,8 @@ def build(
         hold_mode="block" if (headless or cfg.headless) else None,
     )
     try:
-        state = runtime.run(_build(cfg, inp, reset, detach, quiet or as_json))
+        full = full_screen_wanted(watch and not detach, headless=headless or cfg.headless or as_json)
+        state = runtime.run(_build(cfg, inp, reset, detach, quiet or as_json, full))
     except KeyboardInterrupt:
         explain_interrupt(
             f"Detached; the session goes on. Attach again with `iter build --name {session} --spec {spec_rel}`; "
@@ -86,12 +94,35 @@ def build(
         raise typer.Exit(130) from None
     if state is None:
         return
+    _print_end(state, as_json)
+
+
+def _print_end(state: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(state)
     else:
         print_end(state)
     if state.get("status") in ("failed", "cancelled"):
         raise typer.Exit(1)
+
+
+def _attach_only(cfg: Settings, workspace: Path, name: str, quiet: bool) -> dict[str, Any] | None:
+    """Follow the running session ``name`` of this folder; None when it is not running."""
+
+    async def go() -> dict[str, Any] | None:
+        client = await runtime.client_for(cfg)
+        wid = session_workflow_id(name, store.scope(workspace))
+        if await _status(client.get_workflow_handle(wid)) != WorkflowExecutionStatus.RUNNING:
+            return None
+        await runtime.ensure_worker(client, cfg)
+        console.print(f"Attached to session {name} ({wid}); `iter status {name}`, `iter pause|resume|stop {name}`")
+        return await follow(client, cfg, wid, show_tokens=not quiet, attached=True)
+
+    try:
+        return runtime.run(go())
+    except KeyboardInterrupt:
+        explain_interrupt(f"Detached; the session goes on. `iter build --name {name}` attaches again")
+        raise typer.Exit(130) from None
 
 
 def _spec(workspace: Path, spec: str) -> tuple[str, str]:
@@ -125,10 +156,12 @@ def _template(template: str) -> str:
     return str(path)
 
 
-async def _build(cfg: Settings, inp: SessionInput, reset: bool, detach: bool, quiet: bool) -> dict[str, Any] | None:
+async def _build(
+    cfg: Settings, inp: SessionInput, reset: bool, detach: bool, quiet: bool, full_screen: bool = False
+) -> dict[str, Any] | None:
     client = await runtime.client_for(cfg)
     await runtime.ensure_worker(client, cfg)
-    wid = session_workflow_id(inp.name)
+    wid = session_workflow_id(inp.name, store.scope(Path(inp.workspace)))
     handle = client.get_workflow_handle(wid)
     status = await _status(handle)
     attached = False
@@ -151,6 +184,7 @@ async def _build(cfg: Settings, inp: SessionInput, reset: bool, detach: bool, qu
             id=wid,
             task_queue=cfg.temporal.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            memo={"folder": inp.workspace},
             static_summary=static_summary(f"session {inp.name}", title),
             static_details=session_details(inp.name, inp.spec_path, title),
         )
@@ -158,6 +192,12 @@ async def _build(cfg: Settings, inp: SessionInput, reset: bool, detach: bool, qu
     console.print(f"{verb} session {inp.name} ({wid}); `iter status {inp.name}`, `iter pause|resume|stop {inp.name}`")
     if detach:
         return None
+    if full_screen:
+        status = await watch_until_left(client, wid)
+        if status == WorkflowExecutionStatus.RUNNING:
+            console.print(f"Left the view; the session goes on. `iter watch {inp.name}` comes back")
+            return None
+        return await final_session_state(client, wid, status)
     return await follow(client, cfg, wid, show_tokens=not quiet, attached=attached)
 
 
@@ -193,6 +233,14 @@ async def follow(
         for event in (state.get("events") or [])[-SHOWN_ON_ATTACH:]:
             print_event(event)
     status = await follow_session(client, wid, show_tokens, attached)
+    return await final_session_state(client, wid, status, state)
+
+
+async def final_session_state(
+    client: Client, wid: str, status: WorkflowExecutionStatus | None, state: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    state = state or {}
+    handle = client.get_workflow_handle(wid)
     if status == WorkflowExecutionStatus.COMPLETED:
         final = await client.get_workflow_handle_for(SessionWorkflow.run, wid).result()
         return final.model_dump(mode="json")
@@ -208,7 +256,7 @@ def stop(name: str = typer.Argument(..., help="The session name.")) -> None:
     async def go() -> str:
         cfg = runtime.settings()
         client = await runtime.client_for(cfg, start_server=False)
-        handle = client.get_workflow_handle(session_workflow_id(name))
+        handle = client.get_workflow_handle(session_workflow_id(name, store.scope(Path.cwd())))
         if await _status(handle) != WorkflowExecutionStatus.RUNNING:
             fail(f"session {name} is not running; nothing to stop")
         await handle.signal("stop")

@@ -38,7 +38,7 @@ def print_notes(notes: list[dict[str, Any]]) -> None:
 
 
 def headline(workflow_status: str, state: dict[str, Any]) -> str:
-    paused = "  [yellow]paused[/yellow]" if state.get("paused") else ""
+    paused = f"  [yellow]{state.get('pause') or 'paused'}[/yellow]" if state.get("paused") else ""
     return (
         f"[bold]session {state.get('name', '?')}[/bold]  workflow {workflow_status}  status {state.get('status')}  "
         f"iteration {state.get('iteration', 0)}  phase {state.get('phase')}{paused}"

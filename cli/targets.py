@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from cli import project_store as store
 from cli.output import fail
@@ -16,7 +17,7 @@ def workflow_id_for(target: str) -> str:
     if root is not None:
         project = store.load(root)
         if project.request(target):
-            return request_workflow_id(project.name, target)
+            return request_workflow_id(project.name, target, project.id)
     if re.fullmatch(r"req_\d+", target):
         fail(f"no request {target!r} in this project" if root else f"{target!r} needs an iter project here")
-    return session_workflow_id(target)
+    return session_workflow_id(target, store.scope(Path.cwd()))

@@ -5,6 +5,7 @@ early session-complete) before anything is written to history; reads are queries
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -12,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from cli import project_store as store
 from cli import runtime
 from cli.output import console, fail, ok, print_json
 from cli.session_view import print_notes, print_tasks, task_line
@@ -48,7 +50,7 @@ async def _handle(session: str) -> WorkflowHandle[Any, Any]:
     cfg = runtime.settings()
     client = await runtime.client_for(cfg, start_server=False)
     await runtime.ensure_worker(client, cfg)
-    return client.get_workflow_handle(session_workflow_id(session))
+    return client.get_workflow_handle(session_workflow_id(session, store.scope(Path.cwd())))
 
 
 def _rpc_failure(session: str, exc: RPCError) -> str:

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from datetime import timedelta
 from typing import Any
 
+import typer
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
 from cli.output import console, err_console
+from cli.waiting import StatusLine, explain
 from models.events import (
     Finished,
     HookRan,
@@ -46,10 +49,15 @@ class LinePrinter:
         self.show_tokens, self.show_phases, self.session = show_tokens, show_phases, session
         self.mid_line = False
         self.on_token: list[Any] = []  # callbacks(text) after a token reaches the terminal (bench)
+        self.waiting = StatusLine()  # why it waits: one line, in place on a terminal
+        self._header = ""  # the last stream header shown, and whether tokens followed it
+        self._answered = False
 
     def show(self, event: LiveEvent) -> None:
         if isinstance(event, Tokens):
+            self._answered = True
             if self.show_tokens:
+                self.waiting.clear()
                 console.print(event.text, end="", markup=False, soft_wrap=True, highlight=False)
                 console.file.flush()
                 self.mid_line = True
@@ -59,13 +67,26 @@ class LinePrinter:
         if isinstance(event, ModelEnded):
             self.newline()
             return
-        if isinstance(event, (ModelFailed, Notice, StepHeld)):
+        if isinstance(event, ModelFailed):
             self.newline()
+            self.waiting.show(f"waiting: {event.message}")
+            return
+        if isinstance(event, (Notice, StepHeld)):
+            self.newline()
+            self.waiting.clear()
             err_console.print(f"[yellow]{_problem_line(event)}[/yellow]", soft_wrap=True)
             return
+        if isinstance(event, ModelStarted):
+            header = f"{event.role} · {event.model} · {event.schema_name}" + (
+                f" (repair {event.repair})" if event.repair else ""
+            )
+            if header == self._header and not self._answered:
+                return  # a retry of a call that never answered: its header once is enough
+            self._header, self._answered = header, False
         line = self._line(event)
         if line is not None:
             self.newline()
+            self.waiting.clear()
             console.print(line, soft_wrap=True, highlight=False)
 
     def _line(self, event: LiveEvent) -> str | None:
@@ -76,8 +97,9 @@ class LinePrinter:
             width = 9 if self.session else 8
             return f"[cyan]{event.phase:>{width}}[/cyan]{where} {_esc(event.message)}"
         if isinstance(event, ModelStarted):
+            repair = f" (repair {event.repair})" if event.repair else ""
             return (
-                f"[dim]── {event.role} · {_esc(event.model)} · {event.schema_name} ──[/dim]"
+                f"[dim]── {event.role} · {_esc(event.model)} · {event.schema_name}{repair} ──[/dim]"
                 if self.show_tokens
                 else None
             )
@@ -135,14 +157,15 @@ def _problem_line(event: ModelFailed | Notice | StepHeld) -> str:
 
 
 async def pending_problem(handle: WorkflowHandle[Any, Any]) -> str:
-    """Why the workflow waits, in the words of its last failed attempt (an unreachable model...)."""
+    """Why the workflow waits, in iter's words (an unreachable model, a dead worker...)."""
     try:
         desc = await handle.describe()
     except RPCError:
         return ""
     for pending in desc.raw_description.pending_activities:
-        if pending.attempt > 1 and pending.last_failure.message:
-            return f"waiting: {pending.last_failure.message} (attempt {pending.attempt}, retrying)"
+        text = explain(pending)
+        if text:
+            return text
     return ""
 
 
@@ -153,7 +176,7 @@ async def _report_problems(handle: WorkflowHandle[Any, Any], printer: LinePrinte
         problem = await pending_problem(handle)
         if problem and problem != last:
             printer.newline()
-            err_console.print(f"[yellow]{_esc(problem)}[/yellow]", soft_wrap=True)
+        printer.waiting.show(problem)
         last = problem
 
 
@@ -172,6 +195,7 @@ async def print_stream(
         with contextlib.suppress(asyncio.CancelledError):
             await problems
         printer.newline()
+        printer.waiting.clear()
     return await _closed_status(handle)
 
 
@@ -191,10 +215,14 @@ async def _closed_status(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionS
 
 
 async def follow(
-    client: Client, workflow_id: str, show_tokens: bool = True, show_phases: bool = True
+    client: Client, workflow_id: str, show_tokens: bool = True, show_phases: bool = True, attached: bool = False
 ) -> WorkflowExecutionStatus | None:
-    """A request's progress as lines until it closes; returns its final status."""
-    return await print_stream(client, workflow_id, LinePrinter(show_tokens, show_phases))
+    """A request's progress as lines until it closes; returns its final status. Attached to a
+    running one: from what is new (its past is in `iter status` and `iter history`)."""
+    start = await end_offset(client, workflow_id) if attached else 0
+    if attached and start and show_phases:
+        console.print("[dim]… attached: what happened before is in `iter status` and `iter history`[/dim]")
+    return await print_stream(client, workflow_id, LinePrinter(show_tokens, show_phases), from_offset=start)
 
 
 async def follow_session(
@@ -203,3 +231,73 @@ async def follow_session(
     """A session's progress as lines; attached to a running one, from what is new."""
     start = await end_offset(client, workflow_id) if attached else 0
     return await print_stream(client, workflow_id, LinePrinter(show_tokens, True, session=True), from_offset=start)
+
+
+# --- `iter watch` and `--watch` ---------------------------------------------------------------------
+
+
+def full_screen_wanted(watch: bool, headless: bool = False) -> bool:
+    """The full screen needs a terminal on both ends; anywhere else (a pipe, CI, --headless) lines."""
+    if not watch or headless:
+        return False
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        return True
+    err_console.print("[dim]--watch needs a terminal; printing lines instead[/dim]")
+    return False
+
+
+async def watch_until_left(client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:
+    """The full screen until the user leaves it; the workflow's status then (running: detached)."""
+    from cli.tui import watch_full_screen
+
+    await watch_full_screen(client, workflow_id)
+    try:
+        return (await client.get_workflow_handle(workflow_id).describe()).status
+    except RPCError:
+        return None
+
+
+async def latest_running(client: Client) -> str | None:
+    async for wf in client.list_workflows("WorkflowId STARTS_WITH 'iter-' AND ExecutionStatus = 'Running'", limit=1):
+        return wf.id
+    return None
+
+
+def watch(
+    target: str | None = typer.Argument(
+        None, help="A request id (req_01), a session name or a workflow id; none: the latest running one."
+    ),
+    lines: bool = typer.Option(False, "--lines", help="Print lines instead of the full screen."),
+    quiet: bool = typer.Option(False, "--quiet", help="With --lines: phases only, no streamed tokens."),
+) -> None:
+    """Follow a request or session live: full screen on a terminal, lines otherwise."""
+    from cli import runtime
+    from cli.output import explain_interrupt, fail
+    from cli.targets import workflow_id_for
+
+    async def go() -> None:
+        cfg = runtime.settings()
+        client = await runtime.client_for(cfg, start_server=False)
+        wid = workflow_id_for(target) if target else await latest_running(client)
+        if wid is None:
+            fail("nothing is running; `iter status` lists requests and sessions, `iter watch ID` follows one")
+        handle = client.get_workflow_handle(wid)
+        try:
+            desc = await handle.describe()
+        except RPCError:
+            fail(f"no workflow {wid}; `iter status` lists what exists")
+        if full_screen_wanted(not lines):
+            status = await watch_until_left(client, wid)
+            if status == WorkflowExecutionStatus.RUNNING:
+                err_console.print(f"Left the view; {wid} goes on. `iter watch {target or wid}` comes back")
+            return
+        if desc.workflow_type == "SessionWorkflow":
+            await follow_session(client, wid, show_tokens=not quiet, attached=False)
+        else:
+            await follow(client, wid, show_tokens=not quiet)
+
+    try:
+        runtime.run(go())
+    except KeyboardInterrupt:
+        explain_interrupt("Stopped watching; the workflow goes on")
+        raise typer.Exit(130) from None

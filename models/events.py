@@ -47,6 +47,7 @@ class ModelStarted(BaseModel):
     role: str
     model: str
     schema_name: str
+    repair: int = 0  # 0: a first answer; N: the Nth answer asked for because the last was unreadable
 
 
 class Tokens(BaseModel):

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.holds import HoldState
 from models.plan import Plan, Step
+from models.worktree import LandOutput, Sandbox
 
 TaskStatus = Literal["remaining", "in_progress", "completed", "blocked", "cancelled"]
 TASK_STATUSES: tuple[str, ...] = get_args(TaskStatus)
@@ -248,6 +249,8 @@ class SessionState(BaseModel):
     events: list[SessionEvent] = Field(default_factory=list)
     event_seq: int = 0
     error: str = ""
+    sandbox: Sandbox | None = Field(default=None, description="Where the steps run: the session's own worktree")
+    landing: LandOutput | None = Field(default=None, description="How the change reached the checkout, if it did")
 
     @property
     def journal_key(self) -> str:

@@ -7,6 +7,10 @@ import sys
 import uuid
 from pathlib import Path
 
+import yaml
+
+from models.project import request_workflow_id
+
 ITER = str(Path(sys.executable).parent / "iter")
 
 
@@ -39,4 +43,10 @@ def setup_project(cwd: Path, env: dict[str, str], name: str = "") -> str:
     ):
         done = iter_cmd(cwd, env, *args)
         assert done.returncode == 0, done.stderr
-    return f"iter-{name}-req_01"
+    return request_wid(cwd)
+
+
+def request_wid(cwd: Path, request_id: str = "req_01") -> str:
+    """The workflow id of a request of the project in ``cwd``: its name and its unique id."""
+    project = yaml.safe_load((cwd / ".iter" / "project.yaml").read_text())
+    return request_workflow_id(project["name"], request_id, project["id"])

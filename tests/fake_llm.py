@@ -10,6 +10,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -42,8 +43,18 @@ class FakeModel:
     chunk_chars: int = 8
     scripts: dict[str, list[Reply]] = field(default_factory=dict)
     defaults: dict[str, Reply] = field(default_factory=dict)
+    responders: dict[str, Callable[[dict[str, Any]], Reply | dict[str, Any] | str]] = field(default_factory=dict)
     received: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # When each content chunk left the server (time.time(), text): latency benchmarks match them
+    # to when the text reached a viewer. Off by default: tests need no clock.
+    record_sends: bool = False
+    sends: list[tuple[float, str]] = field(default_factory=list)
+
+    def sent(self, piece: str) -> None:
+        if self.record_sends:
+            with self.lock:
+                self.sends.append((time.time(), piece))
 
     def script(self, schema: str, *replies: Reply | dict[str, Any] | str) -> None:
         with self.lock:
@@ -51,6 +62,17 @@ class FakeModel:
 
     def default(self, schema: str, reply: Reply | dict[str, Any] | str) -> None:
         self.defaults[schema] = reply if isinstance(reply, Reply) else Reply(reply)
+
+    def respond(self, schema: str, answer: Callable[[dict[str, Any]], Reply | dict[str, Any] | str]) -> None:
+        """Answer every call of ``schema`` with ``answer(request body)``: one fake, many requests."""
+        self.responders[schema] = answer
+
+    def reply_for(self, schema: str, body: dict[str, Any]) -> Reply:
+        answer = self.responders.get(schema)
+        if answer is None:
+            return self.next_reply(schema)
+        reply = answer(body)
+        return reply if isinstance(reply, Reply) else Reply(reply)
 
     def next_reply(self, schema: str) -> Reply:
         with self.lock:
@@ -123,7 +145,7 @@ class _Handler(BaseHTTPRequestHandler):
                 404, {"error": msg} if not openai else {"error": {"message": msg, "code": "model_not_found"}}
             )
             return
-        reply = self.fake.next_reply(schema)
+        reply = self.fake.reply_for(schema, body)
         if reply.status != 200:
             self._send_json(reply.status, {"error": reply.error_body or f"fake error {reply.status}"})
             return
@@ -161,6 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             chunk = {"model": body["model"], "message": {"role": "assistant", "content": piece}, "done": False}
             self._chunk((json.dumps(chunk) + "\n").encode())
+            self.fake.sent(piece)
         final = {
             "model": body["model"],
             "message": {"role": "assistant", "content": ""},
@@ -180,6 +203,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             chunk = {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
             self._chunk(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.fake.sent(piece)
         done = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "length" if reply.truncate else "stop"}]}
         self._chunk(f"data: {json.dumps(done)}\n\n".encode())
         if body.get("stream_options", {}).get("include_usage"):

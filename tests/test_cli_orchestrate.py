@@ -92,7 +92,8 @@ def test_second_orchestrate_attaches_and_ctrl_c_detaches(
 
     again = iter_cmd(workspace, cli_env, "orchestrate", "--request", "req_01", "--quiet")
     assert again.returncode == 0, again.stderr
-    assert f"Attached to {wid}" in again.stdout
+    # Attached, or (on a slow machine) it finished meanwhile and is shown: never a second start.
+    assert f"Attached to {wid}" in again.stdout or f"has already run ({wid}" in again.stdout, again.stdout
     listed = json.loads(iter_cmd(workspace, cli_env, "status", "--json").stdout)
     assert [row["workflow_id"] for row in listed].count(wid) == 1  # one workflow, never a second start
     assert (workspace / "src/calc/ops.py").read_text().count("def multiply") == 1
@@ -138,5 +139,8 @@ def test_orchestrate_says_when_no_model_server_answers(workspace: Path, cli_env:
     with FakeModelServer(fake, port=port):
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert f"waiting: no model server answers at http://127.0.0.1:{port} (ollama)" in err, (out, err)
+    assert f"waiting: no model server answers at http://127.0.0.1:{port} (ollama)" in err
+    waits = [line for line in err.splitlines() if line.startswith("waiting:")]
+    assert len(waits) == 1, err  # every retry says the same: once (not a terminal: plain lines)
+    assert "StartToClose" not in err and "ITER_LLM_BASE_URL" in err
     assert "Passed:" in out

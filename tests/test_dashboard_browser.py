@@ -97,6 +97,10 @@ async def test_a_running_request_is_shown_live_and_steered_from_the_page(
     await expect(page.locator("#wf-phase")).to_have_text("execute", timeout=UI_TIMEOUT_MS)
     await expect(page.locator("#checks li .mark.ok")).to_have_count(8, timeout=UI_TIMEOUT_MS)
     await expect(page.locator("#tree li[data-step]")).to_have_count(3, timeout=UI_TIMEOUT_MS)
+    # The live stream: the coder's tokens, then s2 started (marked running in the tree) and its first line.
+    await expect(page.locator("#live")).to_contain_text('"summary": "Add multiply to calc.ops', timeout=UI_TIMEOUT_MS)
+    await expect(page.locator('#tree li[data-step="s2"] .mark.run')).to_be_visible(timeout=UI_TIMEOUT_MS)
+    await expect(page.locator("#live")).to_contain_text("building", timeout=UI_TIMEOUT_MS)
     await expect(page.locator("#usage tbody tr")).to_have_count(2, timeout=UI_TIMEOUT_MS)  # coder, reviewer
     assert "Add multiply" in await text_of(page, "#wf-summary")
     shot = os.environ.get("ITER_DASHBOARD_SCREENSHOT")
@@ -187,3 +191,48 @@ async def test_a_held_step_is_approved_from_the_page(
     assert page.errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"], (
         "only the refused denial's answer"
     )
+
+
+async def test_a_session_shows_its_tasks_and_resumes_from_the_page(
+    dash: Dashboard, page: Any, client: Client, settings: Settings, workspace: Path, fake: FakeModel
+) -> None:
+    from playwright.async_api import expect
+
+    from models.project import session_workflow_id
+    from tests import session_replies as s
+    from workflows.session import SessionWorkflow
+
+    s.reviewers_pass(fake)
+    # One iteration does both tasks (the plan completes #2 and the session): a short session.
+    fake.script(
+        "session_plan",
+        {
+            **s.append_plan("a.txt", "one two\n", action="create"),
+            "task_updates": [{"id": "1", "status": "completed"}, {"id": "2", "status": "completed"}],
+            "session_complete": True,
+        },
+    )
+    spec = s.write_spec(workspace, "# Two\n- [ ] write one\n- [ ] write two\n")
+    inp = s.session_input(settings, workspace, spec)
+    wid = session_workflow_id(inp.name)
+    handle = await client.start_workflow(
+        SessionWorkflow.run, inp, id=wid, task_queue=settings.temporal.task_queue, start_signal="pause"
+    )
+
+    await page.goto(dash.base + "/")
+    await page.locator('#filters button[data-kind="session"]').click()
+    row = page.locator(f'#workflows tr[data-id="{wid}"]')
+    await expect(row, "the sessions filter lists the session").to_be_visible(timeout=UI_TIMEOUT_MS)
+    await expect(page.locator('#workflows tr[data-id^="iter-calc-req_01"]')).to_have_count(0)
+    await row.click()
+    await expect(page.locator("#wf-kind")).to_have_text("session", timeout=UI_TIMEOUT_MS)
+    await expect(page.locator("#wf-paused")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    await expect(page.locator("#tasks li")).to_have_count(2, timeout=UI_TIMEOUT_MS)
+    assert "write one" in await text_of(page, "#tasks")
+    await expect(page.locator("#tree")).to_be_hidden()  # a request's sections stay out of a session's page
+
+    await page.locator('#controls button[data-action="resume"]').click()
+    await expect(page.locator("#wf-outcome")).to_have_text("completed", timeout=UI_TIMEOUT_MS)
+    await expect(page.locator("#tasks li .mark.ok")).to_have_count(2, timeout=UI_TIMEOUT_MS)
+    assert (await handle.result()).status == "completed"
+    assert page.errors == [], page.errors

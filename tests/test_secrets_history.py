@@ -17,8 +17,8 @@ from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 
-from models.project import request_workflow_id
 from tests import replies as r
+from tests.cli import request_wid
 from tests.fake_llm import FakeModel, Reply
 
 API_KEY = "sk-test-" + uuid.uuid4().hex  # ITER_LLM_API_KEY: a known key format
@@ -103,7 +103,7 @@ async def test_history_of_a_request_whose_step_prints_secrets_holds_none(
     result = await asyncio.to_thread(iter_cli, env, workspace, "orchestrate", "--request", "req_01", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
 
-    raw, decoded = await history_text(client, request_workflow_id("calc", "req_01"))
+    raw, decoded = await history_text(client, request_wid(workspace))
     assert "[REDACTED]" in decoded  # the step did print them: they were masked, not missing
     assert "'PATH'" in decoded  # the environment dump ran (and held none of the worker's secrets)
     assert_absent([API_KEY, TOKEN, PRINTED_PREFIX], raw, decoded)
@@ -126,7 +126,7 @@ async def test_failure_message_that_echoes_the_key_is_masked_in_history(
 
     result = await asyncio.to_thread(iter_cli, env, workspace, "orchestrate", "--request", "req_01", "--json")
     assert result.returncode == 1
-    raw, decoded = await history_text(client, request_workflow_id("calc", "req_01"))
+    raw, decoded = await history_text(client, request_wid(workspace))
     assert b"bad request: Authorization Bearer [REDACTED]" in raw  # the reason survives, masked
     assert_absent([API_KEY, TOKEN], raw, decoded)
     assert API_KEY not in result.stdout + result.stderr  # nor in what the live view shows

@@ -19,6 +19,7 @@ from tests import replies as r
 from tests import session_replies as s
 from tests.conftest import REPO
 from tests.fake_llm import FakeModel
+from tests.pipeline import steps_dir
 from workflows.session import SessionWorkflow
 
 LONG_ITERATIONS = int(os.environ.get("ITER_TEST_LONG_ITERATIONS", "210"))
@@ -132,7 +133,8 @@ async def test_worker_killed_mid_iteration_session_goes_on_nothing_lost_nothing_
     second = None
     try:
         handle = await s.start_session(client, settings, s.session_input(settings, workspace, spec))
-        await wait_file(workspace / "count.txt", "run")
+        state = await s.wait_state(handle, lambda st: st.sandbox is not None)
+        await wait_file(steps_dir(state) / "count.txt", "run")
         first.send_signal(signal.SIGKILL)
         first.wait()
         second = start_worker(settings, tmp_path, "worker2.log")

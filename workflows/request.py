@@ -91,6 +91,7 @@ class RequestWorkflow:
         )
         self.details.title = self._request_description()
         try:
+            await self._isolate()
             plan = await self._plan()
             plan = await self._review(plan) if plan else None
             if plan:
@@ -102,13 +103,34 @@ class RequestWorkflow:
                 message = str(cause or exc)
                 self._finish("failed", message)
                 await self.phases.release()
+                await self._land()
                 kind = getattr(cause, "type", None) or "ActivityFailed"
                 raise ApplicationError(message, type=kind, non_retryable=True) from None
             self._finish("cancelled", "cancelled by the user")
             await self.phases.release()
+            await self._land()
             raise
         await self.phases.release()
+        await self._land()
         return RequestResult(state=self.state)
+
+    async def _isolate(self) -> None:
+        """A worktree of the request's own: the user's checkout stays untouched until it lands."""
+        assert self.inp
+        await self._enter("isolate", "making the request's own worktree")
+        self.state.sandbox = await self.phases.isolate(self.inp.workspace, self.inp.request_id, self.state.run_key)
+
+    async def _land(self) -> None:
+        """A passed request's change goes into the checkout; any other keeps it on its branch."""
+        assert self.inp
+        message = f"iter {self.inp.request_id}: {self._request_description()}"[:200]
+        if self.state.summary:
+            message += f"\n\n{self.state.summary}"
+        landing = await self.phases.land(self.state.outcome == "passed", message)
+        if landing is not None:
+            self.state.landing = landing
+            if landing.message:
+                self._note("done", landing.message)
 
     async def _plan(self, messages: list[ChatMessage] | None = None) -> Plan | None:
         """Prompt, stream, parse; an invalid answer goes back with its errors, a bounded number of times."""
@@ -120,7 +142,7 @@ class RequestWorkflow:
                 PromptInput(
                     project=self.inp.project,
                     request_id=self.inp.request_id,
-                    workspace=self.inp.workspace,
+                    workspace=self.phases.workspace,
                     max_file_bytes=self.inp.settings.bounds.max_file_bytes,
                     charter=self.inp.charter,
                 ),
@@ -327,7 +349,7 @@ class RequestWorkflow:
             gather_evidence,
             EvidenceInput(
                 workflow_id=self.state.run_key,
-                workspace=self.inp.workspace,
+                workspace=self.phases.workspace,
                 requests=review.info_requests,
                 round=self.state.info_rounds,
                 settings=self.inp.settings,
@@ -336,6 +358,7 @@ class RequestWorkflow:
             start_to_close_timeout=options.EVIDENCE_TIMEOUT,
             heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
             retry_policy=options.FAST_RETRY,
+            task_queue=options.exec_queue(),
             summary=f"gather evidence, round {self.state.info_rounds}",
         )
         self.evidence.extend(out.items)

@@ -83,6 +83,7 @@ class SessionWorkflow(SessionHooks):
     @workflow.run
     async def run(self, inp: SessionInput) -> SessionState:
         try:
+            await self._isolate(inp)
             if not inp.continued:
                 await self._session_start()
             while not self._finished():
@@ -101,9 +102,37 @@ class SessionWorkflow(SessionHooks):
             self.live.publish(Finished(outcome="cancelled", message="cancelled by the user"))
             self._publish()
             await self.phases.release()
+            await self._land()
             raise
         await self.phases.release()
+        await self._land()
         return self.state
+
+    async def _isolate(self, inp: SessionInput) -> None:
+        """The session's own worktree on ``iter/<session>`` (taken up again by a later ``iter build``),
+        or, with ``worktree.session_branch: user``, the checkout itself. A continued run keeps its."""
+        if inp.continued and self.state.sandbox is not None:
+            self.phases.adopt(self.state.sandbox)
+            return
+        user = inp.settings.worktree.session_branch == "user"
+        key = f"{self.state.journal_key}.{workflow.info().run_id}"
+        self.state.sandbox = await self.phases.isolate(inp.workspace, inp.name, key, checkout=user, resume=True)
+        self.state.landing = None
+
+    async def _land(self) -> None:
+        """A session that ended well lands its branch like a passed request; a failed or cancelled
+        one leaves it on ``iter/<session>``."""
+        assert self.inp
+        message = f"iter session {self.state.name}: {self.state.commits} iteration commit(s)"
+        # iteratr's promise: with auto-commit, each iteration's commit reaches the user's branch.
+        mode = self.inp.settings.worktree.mode
+        if self.inp.settings.auto_commit and mode == "apply":
+            mode = "commit"
+        landing = await self.phases.land(self.state.status in ("completed", "limit", "stopped"), message, mode)
+        if landing is not None:
+            self.state.landing = landing
+            if landing.message:
+                self._event("done", landing.message)
 
     def _begin(self, inp: SessionInput) -> None:
         info = workflow.info()
@@ -226,7 +255,7 @@ class SessionWorkflow(SessionHooks):
         prompt = await workflow.execute_local_activity(
             render_session_prompt,
             SessionPromptInput(
-                workspace=self.inp.workspace,
+                workspace=self.phases.workspace,
                 session=st.name,
                 spec_path=self.inp.spec_path,
                 spec_fallback=self.inp.spec_text,

@@ -13,6 +13,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
+from workflows.phases import Phases
 from workflows.session_tools import SessionTools
 
 with workflow.unsafe.imports_passed_through():
@@ -31,12 +32,13 @@ HOOK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts
 
 class SessionHooks(SessionTools):
     inp: SessionInput | None
+    phases: Phases  # its ``workspace`` is the session's worktree once the run has made it
 
     async def _session_start(self) -> None:
         assert self.inp
         loaded = await workflow.execute_activity(
             load_hooks,
-            self.inp.workspace,
+            self.phases.workspace,
             start_to_close_timeout=options.PROMPT_TIMEOUT,
             retry_policy=HOOK_RETRY,
             summary="load .iter/hooks.yml",
@@ -47,7 +49,7 @@ class SessionHooks(SessionTools):
         if self.inp.settings.auto_commit:
             snap = await workflow.execute_activity(
                 git_snapshot,
-                self.inp.workspace,
+                self.phases.workspace,
                 start_to_close_timeout=GIT_TIMEOUT,
                 retry_policy=options.FAST_RETRY,
                 summary="git baseline for auto-commit",
@@ -70,7 +72,7 @@ class SessionHooks(SessionTools):
         out = await workflow.execute_activity(
             git_commit,
             GitCommitInput(
-                workspace=self.inp.workspace,
+                workspace=self.phases.workspace,
                 message=message,
                 marker=f"Iter-Iteration: {self.state.uid}/{n}",
                 baseline=self.state.dirty_baseline,
@@ -100,7 +102,7 @@ class SessionHooks(SessionTools):
             out = await workflow.execute_activity(
                 run_hooks,
                 RunHooksInput(
-                    workspace=self.inp.workspace,
+                    workspace=self.phases.workspace,
                     point=point,
                     hooks=self.state.hooks,
                     variables=values,

@@ -356,7 +356,8 @@ function appendLive(event) {
     case "step_end": {
       const status = event.skipped ? "skipped" : event.ok ? "ok" : "failed";
       stepMark(event.step_id, status);
-      const how = event.skipped ? "skipped" : `exit ${event.exit_code ?? "-"}, ${Number(event.duration_s || 0).toFixed(2)} s${event.timed_out ? ", timed out" : ""}`;
+      const exit = event.exit_code === null || event.exit_code === undefined ? "" : `exit ${event.exit_code}, `;
+      const how = event.skipped ? "skipped" : `${exit}${Number(event.duration_s || 0).toFixed(2)} s${event.timed_out ? ", timed out" : ""}`;
       liveLine(event.ok || event.skipped ? "step" : "note", `${event.ok ? "✓" : event.skipped ? "–" : "✗"} ${event.step_id} (${how})`);
       break;
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from policy.invocation import Invocation
 from policy.parsers.programs import printed_text
@@ -62,9 +62,10 @@ COMMAND_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 _SECRET_FILES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(^|/)\.env(\.(?!example\b|sample\b|template\b|dist\b|defaults?\b)[\w.-]+)?$"), ".env file"),
-    (re.compile(r"(^|/)\.envrc$"), "direnv file"),
     (re.compile(r"(^|/)\.ssh(/|$)"), "SSH directory"),
     (re.compile(r"(^|/)id_(rsa|dsa|ecdsa|ed25519)$"), "SSH private key"),
+    (re.compile(r"(^|/)\.envrc$"), ".envrc file"),
+    (re.compile(r"\.(pem|key|p12|pfx|jks|keystore)$"), "key file"),
     (re.compile(r"^/proc/[^/]+/environ$"), "process environment"),
     (re.compile(r"^/etc/(shadow|gshadow|sudoers|master\.passwd)"), "system password file"),
     (re.compile(r"(^|/)\.aws/(credentials|config)$"), "AWS credentials"),
@@ -86,10 +87,15 @@ def scan_text(text: str, command: bool = False) -> list[str]:
     return list(dict.fromkeys(what for pattern, what in patterns if pattern.search(text)))
 
 
-def secret_file(text: str) -> str | None:
+def secret_file(text: str, extra: Sequence[str] = ()) -> str | None:
+    """What kind of secret file ``text`` names, by the built-in list and a project's own
+    ``secret_files`` patterns (``.iter/policy.yaml``); None when it names none."""
     for pattern, what in _SECRET_FILES:
         if pattern.search(text):
             return what
+    for own in extra:
+        if re.search(own, text):
+            return "a secret file by the project's policy"
     return None
 
 
@@ -119,10 +125,11 @@ def check(inv: Invocation, ctx: Context) -> Iterator[Hit]:
         words += [r.target for r in inv.cmd.redirects if r.target is not None and r.op in ("<", "<>")]
     for w in words:
         for candidate in (w.text, w.text.split("=", 1)[-1], w.text.lstrip("@<"), w.text.split(":", 1)[-1]):
-            if what := secret_file(candidate) or (secret_glob(candidate) if w.glob else None):
+            own = ctx.policy.secret_files
+            if what := secret_file(candidate, own) or (secret_glob(candidate) if w.glob else None):
                 yield hit(inv, POINT, f"{show(inv)} touches {w.text!r} ({what})")
                 break
-        if w.subs and (folded := fold_printed(w)) and (what := secret_file(folded)):
+        if w.subs and (folded := fold_printed(w)) and (what := secret_file(folded, ctx.policy.secret_files)):
             yield hit(inv, POINT, f"{show(inv)} touches {folded!r}, spelt {w.raw!r} ({what})")
         for name in w.params:
             if SECRET_NAME.search(name):
