@@ -60,7 +60,7 @@ def _call(call: PyCall, label: str, inv: Invocation, ctx: Context) -> Iterator[H
     name, where = call.name, f"{label}, line {call.line}"
     texts = [v for v in (*call.args, *call.kwargs.values(), call.receiver) if isinstance(v, str)]
     for text in texts:
-        if len(text) < 300 and (what := secret_file(text)):
+        if len(text) < 300 and (what := secret_file(text, ctx.policy.secret_files)):
             yield hit(inv, 3, f"{where} touches {text!r} ({what})")
             return
         if "docker.sock" in text or ":2375" in text or ":2376" in text:
