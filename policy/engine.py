@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from models.edits import EditError, apply_blocks
 from models.plan import CommandStep, FileStep, Step, VerifyStep
 from models.review import Finding
 from policy.commands import Loader, analyze
@@ -180,7 +181,12 @@ def _remember(step: FileStep, written: dict[str, str | None]) -> None:
         written[key] = None
     elif step.action == "append":
         written[key] = (written.get(key) or "") + (step.content or "")
-    else:
+    elif step.action == "edit" and isinstance(written.get(key), str):
+        try:
+            written[key] = apply_blocks(written[key] or "", step.content or "", step.path)
+        except EditError:
+            written[key] = step.content  # the blocks as text: a script made of them does not parse, so it is blocked
+    else:  # create, modify; an edit of a file no earlier step wrote is judged by its blocks' text
         written[key] = step.content
 
 

@@ -35,20 +35,11 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (outside / "secret.txt").write_text("top secret\n")
     ws = tmp_path_factory.mktemp("ws")
     files = {
-        "README.md": "# App\n",
-        "notes.txt": "a\n",
-        "src/app.py": "print('app')\n",
-        "src/x.py": "a = 1\n",
-        "src/pkg/__init__.py": "",
-        "tests/test_app.py": "def test_ok():\n    assert True\n",
-        "build/tmp.txt": "tmp\n",
-        "package.json": PACKAGE_JSON,
-        "scripts/test.sh": "#!/bin/sh\npytest -q\n",
-        "scripts/clean.sh": "#!/bin/sh\nrm -rf /\n",
-        "scripts/build.js": "console.log('build')\n",
-        ".env": "SECRET=1\n",
-        ".git/HEAD": "ref: refs/heads/main\n",
-        "pyproject.toml": "[project]\nname='app'\n",
+        "README.md": "# App\n", "notes.txt": "a\n", "src/app.py": "print('app')\n", "src/x.py": "a = 1\n",
+        "src/pkg/__init__.py": "", "tests/test_app.py": "def test_ok():\n    assert True\n",
+        "build/tmp.txt": "tmp\n", "package.json": PACKAGE_JSON, "scripts/test.sh": "#!/bin/sh\npytest -q\n",
+        "scripts/clean.sh": "#!/bin/sh\nrm -rf /\n", "scripts/build.js": "console.log('build')\n",
+        ".env": "SECRET=1\n", ".git/HEAD": "ref: refs/heads/main\n", "pyproject.toml": "[project]\nname='app'\n",
     }
     for rel, text in files.items():
         (ws / rel).parent.mkdir(parents=True, exist_ok=True)

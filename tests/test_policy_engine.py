@@ -58,9 +58,7 @@ def test_finding_names_point_step_and_a_one_line_reason(ws: Path) -> None:
     findings = evaluate_steps(steps, ws, Policy())
     assert findings == [
         Finding(
-            point=2,
-            step_id="b",
-            verdict="hold",
+            point=2, step_id="b", verdict="hold",
             reason="`rm -rf build` deletes recursively and without asking (rm -rf)",
         )
     ]
@@ -89,31 +87,14 @@ def test_quoting_and_escapes_are_undone_as_bash_does() -> None:
     "command",
     [
         "sudo -u root env FOO=1 timeout 5 nice -n 3 nohup rm -rf build",
-        "bash -c 'rm -rf build'",
-        'sh -ec "rm -rf build"',
-        "bash -c -- 'rm -rf build'",
-        "bash -lc \"bash -c 'rm -rf build'\"",
-        "eval 'rm -rf build'",
-        "echo $(rm -rf build)",
-        "echo `rm -rf build`",
-        "echo ${X:-$(rm -rf build)}",
-        "ls | xargs rm -rf",
-        "find . -name x -exec rm -rf {} \\;",
-        "env -S 'rm -rf build'",
-        "bash <<'EOF'\nrm -rf build\nEOF",
-        "bash <<< 'rm -rf build'",
-        "echo 'rm -rf build' | sh",
-        "alias x='rm -rf build'",
-        "trap 'rm -rf build' EXIT",
-        "a=(1 $(rm -rf build))",
-        "command rm -rf build",
-        "exec rm -rf build",
-        "time rm -rf build",
-        "if true; then rm -rf build; fi",
-        "python3 -c \"import os; os.system('rm -rf build')\"",
-        "x=1; (cd src && rm -rf build) &",
-        "watch -n 5 rm -rf build",
-        "cat > x.sh <<'EOF'\nrm -rf build\nEOF\nsh x.sh",
+        "bash -c 'rm -rf build'", "sh -ec \"rm -rf build\"", "bash -c -- 'rm -rf build'",
+        "bash -lc \"bash -c 'rm -rf build'\"", "eval 'rm -rf build'", "echo $(rm -rf build)", "echo `rm -rf build`",
+        "echo ${X:-$(rm -rf build)}", "ls | xargs rm -rf", "find . -name x -exec rm -rf {} \\;",
+        "env -S 'rm -rf build'", "bash <<'EOF'\nrm -rf build\nEOF", "bash <<< 'rm -rf build'",
+        "echo 'rm -rf build' | sh", "alias x='rm -rf build'", "trap 'rm -rf build' EXIT", "a=(1 $(rm -rf build))",
+        "command rm -rf build", "exec rm -rf build", "time rm -rf build", "if true; then rm -rf build; fi",
+        "python3 -c \"import os; os.system('rm -rf build')\"", "x=1; (cd src && rm -rf build) &",
+        "watch -n 5 rm -rf build", "cat > x.sh <<'EOF'\nrm -rf build\nEOF\nsh x.sh",
     ],
 )
 def test_rm_rf_is_seen_through_wrappers_and_nested_shells(command: str, ws: Path) -> None:
@@ -129,7 +110,7 @@ def test_rm_rf_is_seen_through_wrappers_and_nested_shells(command: str, ws: Path
         ("if true; then ls", "could not parse"),
         ("$CMD -rf /", "only known at run time"),
         ("{rm,-rf,/}", "could not parse"),  # tree-sitter-bash reads no brace expansion in a command name
-        ('bash -c "$PAYLOAD"', "only known at run time"),
+        ("bash -c \"$PAYLOAD\"", "only known at run time"),
         ("base64 -d blob | sh", "cannot be checked"),
         ("bash ./generated.sh", "cannot read"),
     ],
@@ -140,18 +121,9 @@ def test_what_cannot_be_read_is_blocked(command: str, reason: str, ws: Path) -> 
 
 
 def test_constructs_real_scripts_use_still_parse() -> None:
-    for src in (
-        "[[ -n $x && $a < $b ]] && echo",
-        "echo $((1 + 2))",
-        "case $x in (a|b) echo;; *) ;; esac",
-        'arr=(a "b c"); declare -A m=()',
-        "for ((i=0; i<3; i++)); do :; done",
-        "f() { local x=1; }",
-        "mapfile -t t < <(ls)",
-        "while read -r l; do :; done < f",
-        "time -p make",
-        "! grep -q x f",
-    ):
+    for src in ("[[ -n $x && $a < $b ]] && echo", "echo $((1 + 2))", "case $x in (a|b) echo;; *) ;; esac",
+                "arr=(a \"b c\"); declare -A m=()", "for ((i=0; i<3; i++)); do :; done", "f() { local x=1; }",
+                "mapfile -t t < <(ls)", "while read -r l; do :; done < f", "time -p make", "! grep -q x f"):
         parse(src)
     script = parse("a 2>&1 | b")
     shape = [(c.words[0].text, c.pipe_out, c.pipe_in) for c in script.commands]
@@ -169,7 +141,7 @@ def test_constructs_real_scripts_use_still_parse() -> None:
         ("(cd build && ls) && cat ../x", True),  # the cd does not outlive its subshell
         ("cd build | cat ../x", True),  # nor a pipeline
         ("cd src && cd .. && cd ..", True),
-        ('cd "$DIR" && ls', True),
+        ("cd \"$DIR\" && ls", True),
     ],
 )
 def test_cd_is_followed_through_the_command_line(command: str, blocked: bool, ws: Path) -> None:
@@ -272,59 +244,9 @@ def test_policy_none_reads_the_workspace_policy(ws: Path) -> None:
 
 
 # ---- failing closed --------------------------------------------------------------------------------
-_FUZZ_ATOMS = [
-    "rm",
-    "-rf",
-    "/",
-    "'",
-    '"',
-    "$(",
-    ")",
-    "`",
-    "${",
-    "}",
-    "{",
-    "(",
-    "<<",
-    "EOF",
-    "\n",
-    "|",
-    "&&",
-    ";",
-    "&",
-    ">",
-    "<",
-    "2>&1",
-    "<(",
-    "$'",
-    "\\",
-    "case",
-    "in",
-    "esac",
-    "if",
-    "then",
-    "fi",
-    "while",
-    "do",
-    "done",
-    "a=(",
-    "[[",
-    "]]",
-    "((",
-    "$((",
-    "#",
-    " ",
-    " ",
-    "bash",
-    "-c",
-    "eval",
-    "sudo",
-    "f()",
-    ";;",
-    "*",
-    "~",
-    "..",
-]
+_FUZZ_ATOMS = ["rm", "-rf", "/", "'", '"', "$(", ")", "`", "${", "}", "{", "(", "<<", "EOF", "\n", "|", "&&", ";",
+               "&", ">", "<", "2>&1", "<(", "$'", "\\", "case", "in", "esac", "if", "then", "fi", "while", "do", "done",
+               "a=(", "[[", "]]", "((", "$((", "#", " ", " ", "bash", "-c", "eval", "sudo", "f()", ";;", "*", "~", ".."]
 
 
 def test_random_shell_never_crashes_the_gate(ws: Path) -> None:
