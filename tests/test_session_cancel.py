@@ -8,7 +8,9 @@ from pathlib import Path
 
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from cli.project_store import scope
 from models.config import Settings
+from models.project import session_workflow_id
 from tests import replies as r
 from tests import session_replies as s
 from tests.fake_llm import FakeModel
@@ -64,7 +66,9 @@ async def test_cancel_ends_a_paused_session(
     spec = s.write_spec(workspace, "# One\n- [ ] never reached\n")
     inp = s.session_input(settings, workspace, spec)
     handle = await client.start_workflow(
-        SessionWorkflow.run, inp, id=f"iter-session-{inp.name}", task_queue=settings.temporal.task_queue,
+        SessionWorkflow.run, inp,
+        id=session_workflow_id(inp.name, scope(Path(inp.workspace))),
+        task_queue=settings.temporal.task_queue,
         start_signal="pause",
     )  # fmt: skip
     await s.wait_state(handle, lambda st: any(e.message == "paused" for e in st.events))

@@ -69,7 +69,7 @@ async def test_checkout_untouched_while_it_runs_then_the_passed_change_lands(
     client: Client, settings: Settings, workspace: Path, fake: FakeModel
 ) -> None:
     (workspace / "mine.txt").write_text("my unfinished edit\n")  # uncommitted: the request sees it, keeps it
-    passing(fake, r.plan(r.write("s1", "new.txt", "made\n"), r.run("s2", "cat mine.txt > seen.txt; sleep 2"),
+    passing(fake, r.plan(r.write("s1", "new.txt", "made\n"), r.run("s2", "cat mine.txt > seen.txt; sleep 5"),
                          r.verify("s3", "test -s seen.txt")))  # fmt: skip
     handle = await start_request(client, settings, workspace, example_project(), "req_01")
     running = await wait_for(handle, lambda s: s.phase == "execute" and s.sandbox is not None, timeout=60)

@@ -447,6 +447,9 @@ class SessionWorkflow(SessionHooks):
 
     async def _session_end(self) -> None:
         st = self.state
+        for task in st.tasks:  # nothing is worked on once the session ends (a stop mid-iteration)
+            if task.status == "in_progress":
+                set_status(st, TaskStatusChange(id=task.id, status="remaining"), st.iteration)
         await self._task_hooks()
         if st.complete:
             st.status = "completed"
