@@ -222,15 +222,21 @@ async def _status(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionStatus |
 
 
 async def _last_state(client: Client, wid: str, status: WorkflowExecutionStatus | None) -> SessionState | None:
-    """Where the last run of the session stopped: its result, or what it held when it failed."""
+    """Where the last run of the session stopped: its result, or what it held when it failed. A
+    session whose state cannot be read is never discarded: the command stops and says what to do."""
     handle = client.get_workflow_handle_for(SessionWorkflow.run, wid)
     try:
         if status == WorkflowExecutionStatus.COMPLETED:
             return await handle.result()
         return await handle.query(SessionWorkflow.status)
     except Exception as exc:
-        err_console.print(f"[yellow]the last run of {wid} left no readable state ({exc}); starting afresh[/yellow]")
-        return None
+        reason = (getattr(exc, "message", "") or str(exc) or type(exc).__name__).splitlines()[0][:200]
+        name = wid.removeprefix("iter-session-")
+        fail(
+            f"the last run of {wid} left a state this version of iter cannot read ({reason}); nothing was "
+            f"discarded. Resume it with the iter version that ran it, or start afresh with "
+            f"`iter build --name {name} --reset` (its tasks and notes stay in `iter history {wid}`)"
+        )
 
 
 async def follow(
