@@ -29,46 +29,86 @@ from activities.llm import call_model
 from activities.prompt import build_prompt
 from activities.review import post_review, safety_review
 from activities.session_prompt import render_session_prompt
+from activities.worktree import land_workspace, prepare_workspace
 from models.config import Settings, data_dir, load_settings
+from models.queues import ROLES, QueueRole, parse_roles, queue_name
 from temporal.client import connect, ensure_search_attributes
+from temporal.own_settings import WorkerOwnsSettings
 from temporal.redaction import RedactFailures
 from temporal.shutdown import LeaveOnShutdown
 from workflows.request import RequestWorkflow
 from workflows.session import SessionWorkflow
 
 WORKFLOWS: list[type] = [RequestWorkflow, SessionWorkflow]
-ACTIVITIES: list[Any] = [
-    build_prompt,
-    call_model,
-    safety_review,
-    execute_steps,
-    post_review,
-    gather_evidence,
-    release_executor,
-]
-ACTIVITIES += [load_hooks, run_hooks, git_snapshot, git_commit, render_session_prompt]
+# What each queue's workers run. The workflow worker also runs the local activities (prompt
+# assembly, the release of a request's executor) and the workspace's hooks and git.
+ACTIVITIES_BY_ROLE: dict[QueueRole, list[Any]] = {
+    "workflows": [
+        build_prompt,
+        render_session_prompt,
+        release_executor,
+        load_hooks,
+        run_hooks,
+        git_snapshot,
+        git_commit,
+        prepare_workspace,  # the request's worktree, made and landed beside the checkout
+        land_workspace,
+    ],
+    "llm": [call_model, safety_review, post_review],
+    "exec": [execute_steps, gather_evidence],
+}
+ACTIVITIES: list[Any] = [a for acts in ACTIVITIES_BY_ROLE.values() for a in acts]
 MAX_CONCURRENT_ACTIVITIES = 100
 IDLE_CHECK_S = 15.0
+SHUTDOWN_WAIT_S = 30.0
 HEARTBEAT_THROTTLE = timedelta(seconds=1)
 # A stopping worker hands its activities back at once (LeaveOnShutdown); this is the time their
 # failures have to reach the server before the SDK would cancel them.
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 
 
-def build_worker(client: Client, settings: Settings) -> Worker:
-    return Worker(
-        client,
-        task_queue=settings.temporal.task_queue,
-        workflows=WORKFLOWS,
-        activities=ACTIVITIES,
-        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
-        # Heartbeats carry cancellation back to a running step: send them promptly, not every 8 s.
-        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-        default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-        # No secret in a failure message reaches history; a stopping worker leaves steps running.
-        interceptors=[RedactFailures(), LeaveOnShutdown()],
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-    )
+class Workers:
+    """The workers of one process, one per queue it serves, started and stopped together."""
+
+    def __init__(self, workers: list[Worker]) -> None:
+        self.workers = workers
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> Workers:
+        for w in self.workers:
+            await self._stack.enter_async_context(w)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(w.shutdown() for w in self.workers))
+
+
+def build_worker(client: Client, settings: Settings, roles: Sequence[QueueRole] = ROLES) -> Workers:
+    """Workers for ``roles`` (all by default). ``settings`` are the worker's own: its keys
+    (models/ownership.py) win over what a workflow's input carries."""
+    # No secret in a failure message reaches history; a stopping worker leaves steps running;
+    # the worker's own settings win over the input's for the keys it owns.
+    interceptors = [RedactFailures(), LeaveOnShutdown(), WorkerOwnsSettings(settings)]
+    workers = []
+    for role in roles:
+        workers.append(
+            Worker(
+                client,
+                task_queue=queue_name(settings.temporal.task_queue, role),
+                workflows=WORKFLOWS if role == "workflows" else [],
+                activities=ACTIVITIES_BY_ROLE[role],
+                max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+                # Heartbeats carry cancellation back to a running step: send them promptly, not every 8 s.
+                max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+                default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+                interceptors=interceptors,
+                graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+            )
+        )
+    return Workers(workers)
 
 
 async def _running_count(client: Client, settings: Settings) -> int:
@@ -76,35 +116,42 @@ async def _running_count(client: Client, settings: Settings) -> int:
     return (await client.count_workflows(query)).count
 
 
-async def _exit_when_idle(client: Client, settings: Settings, idle_exit_s: float, worker: Worker) -> None:
+async def _exit_when_idle(client: Client, settings: Settings, idle_exit_s: float, worker: Workers) -> None:
+    """Leave after ``idle_exit_s`` with nothing of iter's running, or with the server unreachable
+    for as long: a worker `iter orchestrate` spawned for a short-lived dev server must not outlive
+    it (such workers accumulated, one per server, for hours)."""
     idle_since = time.monotonic()
     while True:
-        await asyncio.sleep(IDLE_CHECK_S)
+        await asyncio.sleep(min(IDLE_CHECK_S, max(idle_exit_s / 4, 0.5)))
         try:
-            busy = await _running_count(client, settings) > 0
-        except Exception:
-            busy = True
+            busy = await asyncio.wait_for(_running_count(client, settings), IDLE_CHECK_S) > 0
+        except Exception:  # unreachable: counts as idle, so the limit applies to it as well
+            busy = False
         if busy:
             idle_since = time.monotonic()
         elif time.monotonic() - idle_since >= idle_exit_s:
-            await worker.shutdown()
+            with contextlib.suppress(Exception):
+                # Polls against a dead server may not wind down on their own: bounded.
+                await asyncio.wait_for(worker.shutdown(), SHUTDOWN_WAIT_S)
             return
 
 
-async def run_worker(settings: Settings, idle_exit_s: float = 0.0, say: Any = print) -> None:
+async def run_worker(
+    settings: Settings, idle_exit_s: float = 0.0, say: Any = print, roles: Sequence[QueueRole] = ROLES
+) -> None:
     client = await connect(settings, say=say)
     await ensure_search_attributes(client)
-    await sweep_containers(client, say)  # containers of requests that ended while no worker ran
-    await sweep_journals(client, data_dir(settings), say)  # and their local steps and journals
-    worker = build_worker(client, settings)
+    if "exec" in roles:  # what runs steps cleans up after the requests that ended while none ran
+        await sweep_containers(client, say)
+        await sweep_journals(client, data_dir(settings), say)  # and their local steps and journals
+    worker = build_worker(client, settings, roles)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    say(
-        f"iter worker polling task queue {settings.temporal.task_queue!r} on {client.service_client.config.target_host}"
-    )
+    queues = ", ".join(repr(queue_name(settings.temporal.task_queue, r)) for r in roles)
+    say(f"iter worker polling task queue(s) {queues} on {client.service_client.config.target_host}")
     watchers: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
     if idle_exit_s > 0:
         watchers.append(asyncio.create_task(_exit_when_idle(client, settings, idle_exit_s, worker)))
@@ -117,9 +164,14 @@ async def run_worker(settings: Settings, idle_exit_s: float = 0.0, say: Any = pr
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="worker.py", description="Run an iter worker.")
     parser.add_argument("--idle-exit", type=float, default=0.0, help="exit after this many idle seconds")
+    parser.add_argument("--queues", default=",".join(ROLES), help="which queues to serve: workflows,llm,exec")
     args = parser.parse_args(argv)
     try:
-        asyncio.run(run_worker(load_settings(), args.idle_exit))
+        roles = parse_roles(args.queues)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        asyncio.run(run_worker(load_settings(), args.idle_exit, roles=roles))
     except KeyboardInterrupt:
         pass
     except RuntimeError as exc:

@@ -10,7 +10,7 @@ from temporalio import activity
 
 from activities.executor import ExecutorUnavailable, executor_for
 from activities.executor.base import runs_root, sealed_with, unavailable_failure
-from activities.prompt import read_capped
+from activities.reads import read_capped
 from activities.redact import redact
 from models.config import data_dir
 from models.plan import VerifyStep

@@ -14,7 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.llm_client import ModelError
-from activities.prompt import read_capped
+from activities.reads import read_capped
 from activities.reviewer import ask_reviewer
 from models.plan import FileStep, step_to_dict, tree_to_json
 from models.request import PostReviewInput, PostReviewOutput, SafetyReviewInput, SafetyReviewOutput

@@ -17,11 +17,13 @@ from pathlib import Path
 
 from temporalio import activity
 
+from activities.reads import read_capped
 from models.session import SessionPlan
 from models.session_io import SessionPromptInput, SessionPromptOutput
 from models.session_text import cut, render_history, render_lines, render_notes, render_tasks
 
 CHARS_PER_TOKEN = 4
+SPEC_CAP = 200_000  # the spec is cut to its share of the prompt later; this only bounds the read
 PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 # Shares of the budget left after the template's own text.
 SHARES = {"spec": 0.30, "tasks": 0.20, "notes": 0.12, "history": 0.14, "hooks": 0.12, "messages": 0.08, "extra": 0.04}
@@ -66,7 +68,9 @@ def build(inp: SessionPromptInput) -> SessionPromptOutput:
     used = set(PLACEHOLDER.findall(template))
     room = max(inp.budget_chars - len(PLACEHOLDER.sub("", template)), 1000)
     share = {k: int(room * v) for k, v in SHARES.items()}
-    spec = _read(workspace / inp.spec_path, inp.spec_fallback or f"(the spec {inp.spec_path} cannot be read)")
+    spec = read_capped(workspace, inp.spec_path, SPEC_CAP)
+    if spec is None:
+        spec = inp.spec_fallback or f"(the spec {inp.spec_path} cannot be read)"
     history = render_history(inp.summaries, inp.summaries_dropped, share["history"])
     if inp.feedback:
         problems = render_lines(inp.feedback, share["history"] // 2)

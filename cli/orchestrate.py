@@ -7,6 +7,7 @@ the request does not use."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -32,6 +33,7 @@ def orchestrate(
     detach: bool = typer.Option(False, "--detach", help="Start it and return at once."),
     quiet: bool = typer.Option(False, "--quiet", help="Phases only, no streamed tokens."),
     as_json: bool = typer.Option(False, "--json", help="Print the final state as JSON."),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Follow it full screen (on a terminal; else lines)."),
 ) -> None:
     """Run a request through the pipeline: prompt, stream, review, execute, verify."""
     from cli.summary import print_summary
@@ -48,8 +50,11 @@ def orchestrate(
     cfg = runtime.settings(**{"executor.backend": executor, "llm.model": model})
     options = {"executor": executor, "model": model}
     try:
+        from cli.watch import full_screen_wanted
+
+        full = full_screen_wanted(watch and not detach, headless=as_json)
         state = runtime.run(
-            _orchestrate(cfg, project, request, str(root), options, again, detach, quiet or as_json, as_json)
+            _orchestrate(cfg, project, request, str(root), options, again, detach, quiet or as_json, as_json, full)
         )
     except KeyboardInterrupt:
         explain_interrupt(
@@ -78,12 +83,13 @@ async def _orchestrate(
     detach: bool,
     quiet: bool,
     as_json: bool = False,
+    full_screen: bool = False,
 ) -> dict[str, Any] | None:
     from temporalio.client import WorkflowExecutionStatus
     from temporalio.common import WorkflowIDConflictPolicy
 
     from cli.executor import require_executor
-    from cli.watch import follow
+    from cli.watch import follow, watch_until_left
     from models.project import request_workflow_id
     from models.request import RequestInput
     from workflows.request import RequestWorkflow
@@ -103,8 +109,16 @@ async def _orchestrate(
         return await final_state(client, wid, status)
     if not attached:
         require_executor(cfg)  # no Docker: say so now, before a workflow starts
+        from cli.embedded import resolve
+
+        cfg = resolve(cfg, runtime.say)  # no model server configured or answering: the embedded one
     await runtime.ensure_worker(client, cfg)
     if not attached:
+        from activities.worktree import earlier_run  # lazily, like every import here: start-up time
+
+        leftover = await earlier_run(Path(workspace), request_id)
+        if leftover:
+            fail(leftover)
         summary, details = _ui_summary(project, request_id)
         # USE_EXISTING closes the race with a second `iter orchestrate` started at the same moment.
         await client.start_workflow(
@@ -127,6 +141,12 @@ async def _orchestrate(
             soft_wrap=True,
         )
         return None
+    if full_screen:
+        final = await watch_until_left(client, wid)
+        if final == WorkflowExecutionStatus.RUNNING:
+            out.print(f"Left the view; the request goes on. `iter watch {request_id}` comes back", soft_wrap=True)
+            return None
+        return await final_state(client, wid, final)
     final = await follow(client, wid, show_tokens=not quiet, show_phases=not as_json, attached=attached)
     return await final_state(client, wid, final)
 

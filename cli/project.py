@@ -115,9 +115,26 @@ def _relative_file(root: Path, raw: str) -> str:
     if not path.is_file():
         fail(f"file not found: {raw}")
     try:
-        return str(path.relative_to(root.resolve()))
+        rel = str(path.relative_to(root.resolve()))
     except ValueError:
-        fail(f"{raw} is outside the project folder {root}")
+        fail(f"{raw} is outside the project folder {root} (or a symlink that leads out of it)")
+    _refuse_secret(root, raw, rel)
+    return rel
+
+
+def _refuse_secret(root: Path, *names: str) -> None:
+    """Selected and affected files go into every prompt and into workflow history: never a secret."""
+    from policy import load_policy  # the policy is imported only by the commands that need it
+    from policy.rules.secrets import secret_file
+
+    try:
+        extra = load_policy(root).secret_files
+    except ValueError:
+        extra = []
+    for name in names:
+        what = secret_file(name, extra)
+        if what:
+            fail(f"refusing {name}: it is a secret file ({what}); iter never sends those to a model")
 
 
 @files_app.command("select")
@@ -160,6 +177,7 @@ def request_add(
                 fail(f"unknown feature {feature!r} (known: {known})")
             fid = found.id
         affected = [_relative_file(root, f) if (Path.cwd() / f).exists() else f for f in files]
+        _refuse_secret(root, *affected)
         rid = project.next_request_id()
         project.requests.append(
             FeatureRequest(

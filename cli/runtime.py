@@ -54,40 +54,60 @@ async def client_for(cfg: Settings, start_server: bool = True) -> Client:
 
 
 async def worker_polling(client: Client, cfg: Settings) -> bool:
+    """A live worker polls each queue a request needs: workflows, model calls, execution."""
     from temporalio.api.enums.v1 import TaskQueueType
     from temporalio.api.taskqueue.v1 import TaskQueue
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
+    from models.queues import ROLES, queue_name
+
     now = time.time()
-    for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
+    needed = [(queue_name(cfg.temporal.task_queue, "workflows"), TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW)]
+    needed += [(queue_name(cfg.temporal.task_queue, role), TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY) for role in ROLES]
+    for name, kind in needed:
         resp = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace=client.namespace, task_queue=TaskQueue(name=cfg.temporal.task_queue), task_queue_type=kind
-            )
+            DescribeTaskQueueRequest(namespace=client.namespace, task_queue=TaskQueue(name=name), task_queue_type=kind)
         )
         if not any(p.last_access_time.ToSeconds() > now - POLLER_FRESH_S for p in resp.pollers):
             return False
     return True
 
 
+def worker_env(cfg: Settings) -> dict[str, str]:
+    """The spawned worker's environment: this shell's, plus what this command resolved for the
+    worker's own keys (flags and ./iter.yml included), since the worker runs elsewhere than here."""
+    from models.config import ENV_KEYS, data_dir
+    from models.ownership import owner
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
+    for var, dotted in ENV_KEYS.items():
+        if owner(dotted) == "worker":
+            value: Any = cfg
+            for part in dotted.split("."):
+                value = getattr(value, part)
+            if value not in ("", None):
+                env[var] = str(value).lower() if isinstance(value, bool) else str(value)
+    env["ITER_DATA_DIR"] = str(data_dir(cfg))
+    return env
+
+
 def spawn_worker(cfg: Settings) -> str:
-    """A worker in its own process, detached, that leaves after a while with nothing to do."""
+    """A worker in its own process, detached, that leaves after a while with nothing to do. It
+    starts with ``python -P`` in the data directory: nothing in the user's directory (a project's
+    own ``worker.py`` or ``models/``) can shadow iter's modules."""
     from models.config import data_dir
 
     folder = data_dir(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "worker.log"
-    env = dict(os.environ)
-    env.update({"ITER_DATA_DIR": str(folder), "ITER_TASK_QUEUE": cfg.temporal.task_queue})
-    if cfg.temporal.address:
-        env["ITER_TEMPORAL_ADDRESS"] = cfg.temporal.address
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "worker", "--idle-exit", str(WORKER_IDLE_EXIT_S)],
+            [sys.executable, "-P", "-m", "worker", "--idle-exit", str(WORKER_IDLE_EXIT_S)],
+            cwd=folder,
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=env,
+            env=worker_env(cfg),
             start_new_session=True,
         )
     (folder / "worker.pid").write_text(str(proc.pid))

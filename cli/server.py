@@ -34,12 +34,20 @@ def server() -> None:
 
 def worker(
     idle_exit: float = typer.Option(0.0, "--idle-exit", help="Leave after this many idle seconds (0: never)."),
+    queues: str = typer.Option(
+        "workflows,llm,exec", "--queues", help="The task queues to serve: workflows, llm (model calls), exec (steps)."
+    ),
 ) -> None:
     """Run a worker in the foreground, for unattended and multi-machine use."""
+    from models.queues import parse_roles
     from worker import run_worker
 
+    try:
+        roles = parse_roles(queues)
+    except ValueError as exc:
+        fail(f"--queues: {exc}")
     cfg = runtime.settings()
     try:
-        runtime.run(run_worker(cfg, idle_exit, say=runtime.say))
+        runtime.run(run_worker(cfg, idle_exit, say=runtime.say, roles=roles))
     except KeyboardInterrupt:
         console.print("worker stopped")

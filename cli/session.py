@@ -18,7 +18,7 @@ from cli import project_store as store
 from cli import runtime
 from cli.output import console, err_console, explain_interrupt, fail, ok, print_json
 from cli.session_view import print_end, print_event
-from cli.watch import follow_session
+from cli.watch import follow_session, full_screen_wanted, watch_until_left
 from models.config import Settings
 from models.details import session_details, spec_title, static_summary
 from models.project import session_workflow_id
@@ -46,6 +46,7 @@ def build(
     detach: bool = typer.Option(False, "--detach", help="Start it and return at once."),
     quiet: bool = typer.Option(False, "--quiet", help="Progress only, no streamed tokens."),
     as_json: bool = typer.Option(False, "--json", help="Print the final state as JSON."),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Follow it full screen (on a terminal; else lines)."),
 ) -> None:
     """Run the session loop over a spec's tasks, durably: resume it any time, steer it while it runs."""
     cfg0 = runtime.settings()
@@ -65,7 +66,7 @@ def build(
         # `iter build --name S` names a session, not a spec: attach to it when it runs.
         state = _attach_only(cfg, workspace, name, quiet or as_json)
         if state is not None:
-            _print_end(state, as_json)
+            _print_end(state, as_json, headless=headless or cfg.headless)
             return
     spec_rel, spec_text = _spec(workspace, spec or DEFAULT_SPEC)
     _ignore_machine_state(workspace)
@@ -83,7 +84,8 @@ def build(
         hold_mode="block" if (headless or cfg.headless) else None,
     )
     try:
-        state = runtime.run(_build(cfg, inp, reset, detach, quiet or as_json))
+        full = full_screen_wanted(watch and not detach, headless=headless or cfg.headless or as_json)
+        state = runtime.run(_build(cfg, inp, reset, detach, quiet or as_json, full))
     except KeyboardInterrupt:
         explain_interrupt(
             f"Detached; the session goes on. Attach again with `iter build --name {session} --spec {spec_rel}`; "
@@ -92,15 +94,25 @@ def build(
         raise typer.Exit(130) from None
     if state is None:
         return
-    _print_end(state, as_json)
+    _print_end(state, as_json, headless=headless or cfg.headless)
 
 
-def _print_end(state: dict[str, Any], as_json: bool) -> None:
+def _print_end(state: dict[str, Any], as_json: bool, headless: bool = False) -> None:
     if as_json:
         print_json(state)
     else:
         print_end(state)
     if state.get("status") in ("failed", "cancelled"):
+        raise typer.Exit(1)
+    tasks = state.get("tasks") or []
+    if headless and tasks and not any(t["status"] == "completed" for t in tasks):
+        # Unattended, a run that got nothing done must not look like success to the caller.
+        why = (state.get("feedback") or [state.get("error") or "no iteration passed"])[-1]
+        err_console.print(
+            f"no task was completed in {state.get('iteration', 0)} iteration(s); the last word: {why}",
+            markup=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(1)
 
 
@@ -154,7 +166,9 @@ def _template(template: str) -> str:
     return str(path)
 
 
-async def _build(cfg: Settings, inp: SessionInput, reset: bool, detach: bool, quiet: bool) -> dict[str, Any] | None:
+async def _build(
+    cfg: Settings, inp: SessionInput, reset: bool, detach: bool, quiet: bool, full_screen: bool = False
+) -> dict[str, Any] | None:
     client = await runtime.client_for(cfg)
     await runtime.ensure_worker(client, cfg)
     wid = session_workflow_id(inp.name, store.scope(Path(inp.workspace)))
@@ -173,6 +187,9 @@ async def _build(cfg: Settings, inp: SessionInput, reset: bool, detach: bool, qu
             return carry.model_dump(mode="json")
         inp = inp.model_copy(update={"carry": carry})
     if not attached:
+        from cli.embedded import resolve
+
+        inp = inp.model_copy(update={"settings": resolve(inp.settings, runtime.say)})
         title = spec_title(inp.spec_text, inp.spec_path)
         await client.start_workflow(
             SessionWorkflow.run,
@@ -188,6 +205,12 @@ async def _build(cfg: Settings, inp: SessionInput, reset: bool, detach: bool, qu
     console.print(f"{verb} session {inp.name} ({wid}); `iter status {inp.name}`, `iter pause|resume|stop {inp.name}`")
     if detach:
         return None
+    if full_screen:
+        status = await watch_until_left(client, wid)
+        if status == WorkflowExecutionStatus.RUNNING:
+            console.print(f"Left the view; the session goes on. `iter watch {inp.name}` comes back")
+            return None
+        return await final_session_state(client, wid, status)
     return await follow(client, cfg, wid, show_tokens=not quiet, attached=attached)
 
 
@@ -199,15 +222,21 @@ async def _status(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionStatus |
 
 
 async def _last_state(client: Client, wid: str, status: WorkflowExecutionStatus | None) -> SessionState | None:
-    """Where the last run of the session stopped: its result, or what it held when it failed."""
+    """Where the last run of the session stopped: its result, or what it held when it failed. A
+    session whose state cannot be read is never discarded: the command stops and says what to do."""
     handle = client.get_workflow_handle_for(SessionWorkflow.run, wid)
     try:
         if status == WorkflowExecutionStatus.COMPLETED:
             return await handle.result()
         return await handle.query(SessionWorkflow.status)
     except Exception as exc:
-        err_console.print(f"[yellow]the last run of {wid} left no readable state ({exc}); starting afresh[/yellow]")
-        return None
+        reason = (getattr(exc, "message", "") or str(exc) or type(exc).__name__).splitlines()[0][:200]
+        name = wid.removeprefix("iter-session-")
+        fail(
+            f"the last run of {wid} left a state this version of iter cannot read ({reason}); nothing was "
+            f"discarded. Resume it with the iter version that ran it, or start afresh with "
+            f"`iter build --name {name} --reset` (its tasks and notes stay in `iter history {wid}`)"
+        )
 
 
 async def follow(
@@ -223,6 +252,14 @@ async def follow(
         for event in (state.get("events") or [])[-SHOWN_ON_ATTACH:]:
             print_event(event)
     status = await follow_session(client, wid, show_tokens, attached)
+    return await final_session_state(client, wid, status, state)
+
+
+async def final_session_state(
+    client: Client, wid: str, status: WorkflowExecutionStatus | None, state: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    state = state or {}
+    handle = client.get_workflow_handle(wid)
     if status == WorkflowExecutionStatus.COMPLETED:
         final = await client.get_workflow_handle_for(SessionWorkflow.run, wid).result()
         return final.model_dump(mode="json")

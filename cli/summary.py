@@ -16,6 +16,9 @@ MARK = {
 }
 
 
+LANDED = ("applied", "committed")
+
+
 def _files(results: list[dict[str, Any]], change: str) -> int:
     return len({r["path"] for r in results if r.get("file_change") == change and r.get("ok")})
 
@@ -69,6 +72,10 @@ def summary_items(state: dict[str, Any]) -> list[tuple[bool | None, str]]:
     if state.get("error"):
         end += f" ({state['error']})"
     items.append(({"passed": True, "running": None}.get(outcome, False), end))
+    landing = state.get("landing") or {}
+    if landing.get("message"):
+        landed = landing.get("landing") in LANDED
+        items.append((landed or None, f"Landed: {landing['message']}" if landed else landing["message"]))
     return items
 
 

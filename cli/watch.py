@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from datetime import timedelta
 from typing import Any
 
+import typer
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
@@ -229,3 +231,73 @@ async def follow_session(
     """A session's progress as lines; attached to a running one, from what is new."""
     start = await end_offset(client, workflow_id) if attached else 0
     return await print_stream(client, workflow_id, LinePrinter(show_tokens, True, session=True), from_offset=start)
+
+
+# --- `iter watch` and `--watch` ---------------------------------------------------------------------
+
+
+def full_screen_wanted(watch: bool, headless: bool = False) -> bool:
+    """The full screen needs a terminal on both ends; anywhere else (a pipe, CI, --headless) lines."""
+    if not watch or headless:
+        return False
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        return True
+    err_console.print("[dim]--watch needs a terminal; printing lines instead[/dim]")
+    return False
+
+
+async def watch_until_left(client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:
+    """The full screen until the user leaves it; the workflow's status then (running: detached)."""
+    from cli.tui import watch_full_screen
+
+    await watch_full_screen(client, workflow_id)
+    try:
+        return (await client.get_workflow_handle(workflow_id).describe()).status
+    except RPCError:
+        return None
+
+
+async def latest_running(client: Client) -> str | None:
+    async for wf in client.list_workflows("WorkflowId STARTS_WITH 'iter-' AND ExecutionStatus = 'Running'", limit=1):
+        return wf.id
+    return None
+
+
+def watch(
+    target: str | None = typer.Argument(
+        None, help="A request id (req_01), a session name or a workflow id; none: the latest running one."
+    ),
+    lines: bool = typer.Option(False, "--lines", help="Print lines instead of the full screen."),
+    quiet: bool = typer.Option(False, "--quiet", help="With --lines: phases only, no streamed tokens."),
+) -> None:
+    """Follow a request or session live: full screen on a terminal, lines otherwise."""
+    from cli import runtime
+    from cli.output import explain_interrupt, fail
+    from cli.targets import workflow_id_for
+
+    async def go() -> None:
+        cfg = runtime.settings()
+        client = await runtime.client_for(cfg, start_server=False)
+        wid = workflow_id_for(target) if target else await latest_running(client)
+        if wid is None:
+            fail("nothing is running; `iter status` lists requests and sessions, `iter watch ID` follows one")
+        handle = client.get_workflow_handle(wid)
+        try:
+            desc = await handle.describe()
+        except RPCError:
+            fail(f"no workflow {wid}; `iter status` lists what exists")
+        if full_screen_wanted(not lines):
+            status = await watch_until_left(client, wid)
+            if status == WorkflowExecutionStatus.RUNNING:
+                err_console.print(f"Left the view; {wid} goes on. `iter watch {target or wid}` comes back")
+            return
+        if desc.workflow_type == "SessionWorkflow":
+            await follow_session(client, wid, show_tokens=not quiet, attached=False)
+        else:
+            await follow(client, wid, show_tokens=not quiet)
+
+    try:
+        runtime.run(go())
+    except KeyboardInterrupt:
+        explain_interrupt("Stopped watching; the workflow goes on")
+        raise typer.Exit(130) from None

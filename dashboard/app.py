@@ -17,6 +17,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from dashboard import feed, view
 from dashboard.guard import Guard
@@ -45,7 +46,10 @@ def create_app(client: Client, links: view.Links, token: str | None) -> Guard:
         project = request.query_params.get("project", "")
         if not PROJECT_NAME.fullmatch(project):
             return _refused("a project name holds letters, digits, '.', '_' and '-' only", 400)
-        return JSONResponse(await view.list_workflows(client, links, project))
+        try:
+            return JSONResponse(await view.list_workflows(client, links, project))
+        except RPCError as exc:
+            return _refused(f"Temporal does not answer ({exc.message})", 503)
 
     def _id(request: Request) -> str | None:
         wid = str(request.path_params["wid"])

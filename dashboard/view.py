@@ -10,8 +10,14 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.service import RPCError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.service import RPCError, RPCStatusCode
 
 from models import search
 from models.review import SAFETY_POINTS
@@ -84,10 +90,7 @@ async def list_workflows(client: Client, links: Links, project: str = "") -> lis
 async def detail(client: Client, links: Links, workflow_id: str) -> dict[str, Any]:
     """One workflow as the page shows it: its Temporal status, kind and whole state."""
     handle = client.get_workflow_handle(workflow_id)
-    try:
-        desc = await handle.describe()
-    except RPCError as exc:
-        raise ActionRefused(f"no workflow {workflow_id}", status=404) from exc
+    desc = await _describe(handle)
     state = await _state(handle, desc.status)
     return {
         "workflow_id": workflow_id,
@@ -98,6 +101,15 @@ async def detail(client: Client, links: Links, workflow_id: str) -> dict[str, An
         "points": SAFETY_POINTS,
         "state": state,
     }
+
+
+async def _describe(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionDescription:
+    try:
+        return await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise ActionRefused(f"no workflow {handle.id}", status=404) from exc
+        raise ActionRefused(f"Temporal does not answer ({exc.message}); retrying", status=503) from exc
 
 
 async def _state(handle: WorkflowHandle[Any, Any], status: WorkflowExecutionStatus | None) -> dict[str, Any]:
@@ -125,10 +137,7 @@ SIGNALS = {"pause": "pause", "resume": "resume", "stop": "stop"}
 async def act(client: Client, workflow_id: str, action: str, body: dict[str, Any]) -> str:
     """Sends what a button asks for; returns what to tell the person, or raises ActionRefused."""
     handle = client.get_workflow_handle(workflow_id)
-    try:
-        desc = await handle.describe()
-    except RPCError as exc:
-        raise ActionRefused(f"no workflow {workflow_id}", status=404) from exc
+    desc = await _describe(handle)
     if desc.status != WorkflowExecutionStatus.RUNNING:
         raise ActionRefused(f"{workflow_id} is {_status(desc.status)}; nothing to {action}")
     kind = KINDS.get(desc.workflow_type, "")

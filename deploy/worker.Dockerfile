@@ -11,4 +11,5 @@ COPY activities activities
 COPY cli cli
 COPY temporal temporal
 RUN pip install --no-cache-dir ".[docker]"
-CMD ["python", "-m", "worker"]
+# The console script, never `python -m worker` from a working directory that could shadow it.
+CMD ["iter", "worker"]

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 Provider = Literal["ollama", "openai"]
 Backend = Literal["local", "docker"]
+ApplyMode = Literal["apply", "branch", "commit"]
 
 DEFAULT_TASK_QUEUE = "iter"
 DEFAULT_EXECUTOR_IMAGE = "iter-executor:latest"
@@ -124,6 +125,17 @@ class ExecutorSettings(BaseModel):
     network: str = Field(default="bridge", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+class WorktreeSettings(BaseModel):
+    """Where steps run and how a passed request's change reaches the user's checkout."""
+
+    mode: ApplyMode = "apply"
+    """apply: the files land uncommitted in the checkout; commit: and are committed on its branch;
+    branch: they stay on ``iter/<request>`` for ``iter diff`` / ``iter apply`` / ``iter discard``."""
+    session_branch: Literal["own", "user"] = "own"
+    """own: a session works on ``iter/<session>`` and lands at its end like a request; user: in the
+    checkout itself, committing on the user's branch as it goes."""
+
+
 class Bounds(BaseModel):
     """Every loop in the pipeline is bounded; each bound is a setting."""
 
@@ -171,6 +183,7 @@ class Settings(BaseModel):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     bounds: Bounds = Field(default_factory=Bounds)
+    worktree: WorktreeSettings = Field(default_factory=WorktreeSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
     payloads: PayloadSettings = Field(default_factory=PayloadSettings)
@@ -201,6 +214,8 @@ ENV_KEYS: dict[str, str] = {
     "ITER_TEMPORAL_TLS_KEY": "temporal.tls_key",
     "ITER_TASK_QUEUE": "temporal.task_queue",
     "ITER_DATA_DIR": "data_dir",
+    "ITER_APPLY_MODE": "worktree.mode",
+    "ITER_SESSION_BRANCH": "worktree.session_branch",
     "ITER_AUTO_COMMIT": "auto_commit",
     "ITER_ITERATIONS": "iterations",
     "ITER_HEADLESS": "headless",

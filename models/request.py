@@ -12,8 +12,9 @@ from models.holds import HoldMode, HoldState
 from models.plan import Step, StepNode
 from models.project import Project
 from models.review import Finding, InfoRequest, PostReview
+from models.worktree import LandOutput, Sandbox
 
-Phase = Literal["queued", "prompt", "stream", "parse", "review", "execute", "verify", "done"]
+Phase = Literal["queued", "isolate", "prompt", "stream", "parse", "review", "execute", "verify", "land", "done"]
 Outcome = Literal["running", "passed", "failed", "blocked", "cancelled"]
 
 
@@ -91,6 +92,8 @@ class RequestState(BaseModel):
     pending_messages: list[str] = Field(default_factory=list)
     events: list[PhaseEvent] = Field(default_factory=list)
     error: str = ""
+    sandbox: Sandbox | None = Field(default=None, description="Where the steps ran: the request's own worktree")
+    landing: LandOutput | None = Field(default=None, description="How the change reached the checkout, if it did")
 
     @property
     def run_key(self) -> str:

@@ -92,6 +92,20 @@ class Policy(BaseModel):
     max_sleep_s: int = Field(default=300, ge=0, le=3600)
     deny: list[DenyRule] = Field(default_factory=list)
     allow: list[AllowRule] = Field(default_factory=list)
+    secret_files: list[str] = Field(default_factory=list)
+    """Patterns (Python regular expressions, searched in a workspace path) of the project's own
+    secret files, on top of the built-in list (``.env*``, ``.envrc``, key files...): no step reads
+    them, and iter never sends them to a model."""
+
+    @field_validator("secret_files")
+    @classmethod
+    def _patterns_compile(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"secret_files pattern {value!r} is not a valid regular expression: {exc}") from None
+        return values
 
     def exempts(self, point: int, normalized: str) -> bool:
         return point in EXEMPTABLE_POINTS and any(point in r.points and r.matches(normalized) for r in self.allow)

@@ -34,6 +34,12 @@ async def run_request(
     return (await handle.result()).state
 
 
+def steps_dir(state: Any) -> Path:
+    """Where a request's (or session's) steps run: its own worktree, not the user's checkout."""
+    assert state.sandbox is not None, "no worktree yet"
+    return Path(state.sandbox.path)
+
+
 async def wait_for(handle: WorkflowHandle[Any, Any], predicate: Any, timeout: float = 20.0) -> RequestState:
     """Poll the status query until ``predicate(state)`` holds."""
     deadline = asyncio.get_running_loop().time() + timeout

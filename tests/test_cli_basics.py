@@ -87,3 +87,37 @@ def test_iter_server_with_a_server_up_exits_0(tmp_path: Path) -> None:
             listener.close()
     assert done.returncode == 0, done.stderr
     assert "already listens" in done.stdout and "nothing to start" in done.stdout
+
+
+def test_a_worker_leaves_when_its_server_is_gone(tmp_path: Path) -> None:
+    """`iter orchestrate` spawns workers with an idle limit; one whose server went away leaves
+    after as long, instead of living on (they used to accumulate, one per dev server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temporal = str(Path(sys.executable).parent / "temporal")
+    server = subprocess.Popen([temporal, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
+                               "--headless", "--log-level", "error"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    worker = None
+    try:
+        deadline = time.monotonic() + 60
+        while not port_open("127.0.0.1", port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        env = env_for(tmp_path, ITER_TEMPORAL_ADDRESS=f"127.0.0.1:{port}", ITER_TASK_QUEUE="iter-gone-test")
+        worker = subprocess.Popen([ITER, "worker", "--idle-exit", "6"], env=env, cwd=tmp_path,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        assert worker.stdout is not None
+        first = worker.stdout.readline()
+        assert "polling" in first, first
+        server.terminate()
+        server.wait(30)
+        gone = time.monotonic()
+        worker.wait(timeout=120)
+        took = time.monotonic() - gone
+        assert took < 90, f"the worker stayed {took:.0f} s after its server went away"
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+        if server.poll() is None:
+            server.kill()

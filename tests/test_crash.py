@@ -62,7 +62,7 @@ async def test_sigkill_mid_request_completes_exactly_once(
     first = spawn_worker(settings, tmp_path / "worker1.log")
     try:
         handle = await start(client, settings, workspace)
-        await wait_for(handle, lambda s: s.phase == kill_in, timeout=60)
+        state = await wait_for(handle, lambda s: s.phase == kill_in, timeout=60)
         if kill_in == "execute":  # kill while the sleep of s1 runs, after it started
             for _ in range(100):
                 if any(f.read_text() for f in (Path(settings.data_dir) / "journals").rglob("r0-s1/status")):

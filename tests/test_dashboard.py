@@ -148,27 +148,48 @@ async def test_list_detail_and_actions_on_a_running_request(
         assert (await handle.query(RequestWorkflow.status)).outcome == "passed"
 
 
+async def read_feed(http: httpx.AsyncClient, path: str, **headers: str) -> list[tuple[str, str, dict[str, object]]]:
+    """(event, id, data) of every message, until the server ends the feed."""
+    events: list[tuple[str, str, dict[str, object]]] = []
+    async with http.stream("GET", path, headers=headers) as feed:
+        assert feed.headers["content-type"].startswith("text/event-stream")
+        name, ident = "", ""
+        async for line in feed.aiter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("id: "):
+                ident = line[4:]
+            elif line.startswith("data: "):
+                events.append((name, ident, json.loads(line[6:])))
+                name, ident = "", ""
+    return events
+
+
 @pytest.mark.usefixtures("worker")
-async def test_the_feed_sends_state_until_the_request_ends(
+async def test_the_feed_sends_state_and_the_stream_until_the_request_ends_and_resumes(
     loopback: Dashboard, client: Client, settings: Settings, workspace: Path, fake: FakeModel
 ) -> None:
     fake.script("plan", PLAN)
     fake.script("safety_review", r.safety_pass())
     fake.script("post_review", r.post_pass())
     handle = await start(client, settings, workspace)
-    events: list[tuple[str, dict[str, object]]] = []
-    async with (
-        httpx.AsyncClient(base_url=loopback.base, timeout=60) as http,
-        http.stream("GET", f"/api/workflows/{handle.id}/events") as feed,
-    ):
-        assert feed.headers["content-type"].startswith("text/event-stream")
-        name = ""
-        async for line in feed.aiter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                events.append((name, json.loads(line[6:])))
-    kinds = [k for k, _ in events]
-    assert kinds[-1] == "end" and events[-1][1]["status"] == "completed", kinds
-    last_state = [d for k, d in events if k == "state"][-1]
-    assert last_state["state"]["outcome"] == "passed", last_state
+    path = f"/api/workflows/{handle.id}/events"
+    async with httpx.AsyncClient(base_url=loopback.base, timeout=60) as http:
+        events = await read_feed(http, path)
+        kinds = [k for k, _, _ in events]
+        assert kinds[-1] == "end" and events[-1][2]["status"] == "completed", kinds
+        last_state = [d for k, _, d in events if k == "state"][-1]
+        assert last_state["state"]["outcome"] == "passed", last_state
+        live = [(int(i), d) for k, i, d in events if k == "live"]
+        assert [o for o, _ in live] == sorted(o for o, _ in live), "the stream in order"
+        live_kinds = [d["kind"] for _, d in live]
+        for kind in ("phase", "model_start", "tokens", "step_start", "step_end", "verdict", "done"):
+            assert kind in live_kinds, (kind, live_kinds)
+        tokens = "".join(str(d["text"]) for _, d in live if d["kind"] == "tokens" and d["role"] == "coder")
+        assert '"summary": "implement the request"' in tokens
+
+        # A reconnecting EventSource sends the last id it saw: the feed goes on after it, nothing twice.
+        middle = live[len(live) // 2][0]
+        resumed = await read_feed(http, path, **{"Last-Event-ID": str(middle)})
+        offsets = [int(i) for k, i, _ in resumed if k == "live"]
+        assert offsets == [o for o, _ in live if o > middle]

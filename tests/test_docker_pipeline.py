@@ -21,7 +21,7 @@ from tests import replies as r
 from tests.conftest import REPO
 from tests.docker_env import request_containers
 from tests.fake_llm import FakeModel
-from tests.pipeline import start, wait_for
+from tests.pipeline import start, steps_dir, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -118,7 +118,8 @@ async def test_cancel_kills_the_step_and_removes_the_container(
     fake.script("safety_review", r.safety_pass())
     handle = await start(client, on_docker(settings, docker_image), workspace)
     state = await wait_for(handle, lambda s: s.phase == "execute")
-    await until(lambda: (workspace / "started.txt").exists(), 20, "the step started")
+    await until(lambda: (steps_dir(state) / "started.txt").exists(), 20, "the step started")
+    assert not (workspace / "started.txt").exists()  # the user's checkout is untouched while it runs
     assert len(request_containers(state.run_key)) == 1
     await handle.cancel()
     with pytest.raises(WorkflowFailureError):

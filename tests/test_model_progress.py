@@ -16,6 +16,7 @@ from tests import replies as r
 from tests.fake_llm import FakeModel, Reply
 from tests.pipeline import start
 from tests.test_session_control import ITER
+from worker import build_worker
 
 PLAN = r.plan(r.write("s1", "notes.txt", "hello\n"), r.verify("s2", "test -f notes.txt"))
 
@@ -25,7 +26,7 @@ def _slow(settings: Settings, **llm: float) -> Settings:
 
 
 async def test_a_long_answer_that_keeps_coming_completes(
-    client: Client, settings: Settings, workspace: Path, fake: FakeModel, worker: None
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel
 ) -> None:
     fake.chunk_chars = 16
     # Each answer takes several seconds, longer than the old per-call limit (request_timeout_s) and
@@ -35,8 +36,9 @@ async def test_a_long_answer_that_keeps_coming_completes(
     fake.default("post_review", r.post_pass())
     settings = _slow(settings, idle_timeout_s=1.5, first_token_timeout_s=5, request_timeout_s=3)
     started = asyncio.get_running_loop().time()
-    handle = await start(client, settings, workspace)
-    state = (await asyncio.wait_for(handle.result(), 90)).state
+    async with build_worker(client, settings):  # the timeouts are the worker's own settings
+        handle = await start(client, settings, workspace)
+        state = (await asyncio.wait_for(handle.result(), 90)).state
     took = asyncio.get_running_loop().time() - started
     assert state.outcome == "passed", state.error
     assert len(fake.calls("plan")) == 1, f"the plan was asked {len(fake.calls('plan'))} times in {took:.1f} s"
@@ -45,13 +47,20 @@ async def test_a_long_answer_that_keeps_coming_completes(
 
 
 async def test_a_stalled_stream_is_reported_then_stopped_and_retried(
-    client: Client, settings: Settings, workspace: Path, fake: FakeModel, worker: None, cli_env: dict[str, str]
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel, cli_env: dict[str, str]
 ) -> None:
-    idle = 10.0
+    idle = 20.0  # `iter status` has from 5 s (when it starts to report) to 20 s to see it, under load
     fake.script("plan", Reply(PLAN, stall_after=2, stall_s=60), PLAN)
     fake.default("safety_review", r.safety_pass())
     fake.default("post_review", r.post_pass())
     settings = _slow(settings, idle_timeout_s=idle)
+    async with build_worker(client, settings):  # the idle timeout is the worker's own setting
+        await _stall_shown_then_retried(client, settings, workspace, fake, cli_env, idle)
+
+
+async def _stall_shown_then_retried(
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel, cli_env: dict[str, str], idle: float
+) -> None:
     handle = await start(client, settings, workspace)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60
@@ -65,7 +74,10 @@ async def test_a_stalled_stream_is_reported_then_stopped_and_retried(
         await asyncio.sleep(0.5)
     assert "call_model: the model has sent nothing for" in shown
     state = (await asyncio.wait_for(handle.result(), 60)).state
-    assert state.outcome == "passed" and len(fake.calls("plan")) == 2
+    took = loop.time() - deadline + 60
+    assert state.outcome == "passed" and len(fake.calls("plan")) == 2, (
+        f"after {took:.0f} s: plan asked {len(fake.calls('plan'))} time(s); usage {state.usage}"
+    )
     # A retried attempt is one started event: its attempt number and the failure before it.
     retried = [
         e.activity_task_started_event_attributes

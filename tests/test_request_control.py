@@ -12,7 +12,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from models.config import Settings
 from tests import replies as r
 from tests.fake_llm import FakeModel
-from tests.pipeline import start, wait_for
+from tests.pipeline import start, steps_dir, wait_for
 from workflows.request import RequestWorkflow
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -77,12 +77,12 @@ async def test_cancel_stops_the_running_step_and_its_processes(
     fake.script("plan", slow)
     fake.script("safety_review", r.safety_pass())
     handle = await start(client, settings, workspace)
-    await wait_for(handle, lambda s: s.phase == "execute")
+    ws = steps_dir(await wait_for(handle, lambda s: s.phase == "execute"))
     for _ in range(50):
-        if (workspace / "pid.txt").exists() and (workspace / "pid.txt").read_text().strip():
+        if (ws / "pid.txt").exists() and (ws / "pid.txt").read_text().strip():
             break
         await asyncio.sleep(0.1)
-    pid = int((workspace / "pid.txt").read_text())
+    pid = int((ws / "pid.txt").read_text())
     assert pid_alive(pid)
 
     await handle.cancel()
@@ -97,6 +97,6 @@ async def test_cancel_stops_the_running_step_and_its_processes(
             break
         await asyncio.sleep(0.1)
     assert not pid_alive(pid)
-    assert not (workspace / "after.txt").exists()
+    assert not (workspace / "after.txt").exists() and not (ws / "after.txt").exists()
     state = await handle.query(RequestWorkflow.status)
     assert state.outcome == "cancelled"

@@ -11,13 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.service import RPCError
 
+from cli.project_store import scope
 from models.config import Settings
 from models.project import session_workflow_id
 from tests import replies as r
 from tests import session_replies as s
 from tests.conftest import REPO
 from tests.fake_llm import FakeModel
+from tests.pipeline import steps_dir
 from workflows.session import SessionWorkflow
 
 ITER = str(REPO / ".venv" / "bin" / "iter")
@@ -42,7 +45,9 @@ async def test_messages_reach_the_next_prompt_once(
     spec = s.write_spec(workspace, "# Two\n- [ ] one\n- [ ] two\n")
     inp = s.session_input(settings, workspace, spec)
     handle = await client.start_workflow(
-        SessionWorkflow.run, inp, id=session_workflow_id(inp.name), task_queue=settings.temporal.task_queue,
+        SessionWorkflow.run, inp,
+        id=session_workflow_id(inp.name, scope(Path(inp.workspace))),
+        task_queue=settings.temporal.task_queue,
         start_signal="pause",
     )  # fmt: skip
     sent = await iter_cli(cli_env, workspace, "message", inp.name, "Prefer tabs; x; rm -rf ~ is just text")
@@ -58,6 +63,15 @@ async def test_messages_reach_the_next_prompt_once(
     first, second = (c["messages"][1]["content"] for c in fake.calls("session_plan"))
     assert "## Messages from the user\n\nPrefer tabs; x; rm -rf ~ is just text\nsecond message" in first
     assert "Prefer tabs" not in second and "## Messages from the user\n\n(none)" in second
+
+
+async def _started(handle: Any, name: str) -> bool:
+    """The session's step wrote ``name`` in its worktree (False while the session is not there yet)."""
+    try:
+        state = await handle.query(SessionWorkflow.status)
+    except RPCError:
+        return False
+    return state.sandbox is not None and (steps_dir(state) / name).exists()
 
 
 async def test_pause_waits_for_the_running_step_and_resume_goes_on(
@@ -76,12 +90,12 @@ async def test_pause_waits_for_the_running_step_and_resume_goes_on(
     spec = s.write_spec(workspace, "# One\n- [ ] slow steps\n")
     inp = s.session_input(settings, workspace, spec)
     handle = await s.start_session(client, settings, inp)
-    await s.wait_state(handle, lambda st: (workspace / "s1.started").exists())
+    await s.wait_state(handle, lambda st: st.sandbox is not None and (steps_dir(st) / "s1.started").exists())
     paused = await iter_cli(cli_env, workspace, "pause", inp.name)
     assert paused.returncode == 0, paused.stderr
     state = await s.wait_state(handle, lambda st: st.paused and any(e.message == "paused" for e in st.events))
     await asyncio.sleep(0.5)
-    assert (workspace / "p.txt").read_text() == "a\n"  # the running step finished; the next one waits
+    assert (steps_dir(state) / "p.txt").read_text() == "a\n"  # the running step finished; the next one waits
     assert state.current.results == ["s1 ok"]
     shown = await iter_cli(cli_env, workspace, "status", inp.name)
     assert "paused" in shown.stdout and "▶ #1 P2 slow steps" in shown.stdout
@@ -136,9 +150,9 @@ async def test_session_lives_on_when_the_cli_exits_and_build_attaches_again(
     )
     proc = subprocess.Popen([ITER, "build", "--headless", "--quiet"], cwd=workspace, env=cli_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    handle = client.get_workflow_handle_for(SessionWorkflow.run, session_workflow_id("SPEC"))
+    handle = client.get_workflow_handle_for(SessionWorkflow.run, session_workflow_id("SPEC", scope(workspace)))
     try:
-        while not (workspace / "one.started").exists():
+        while not await _started(handle, "one.started"):
             await asyncio.sleep(0.05)
             assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGINT)  # Ctrl-C: the CLI detaches
@@ -170,7 +184,7 @@ async def test_stop_ends_after_the_current_iteration(
     )
     inp = s.session_input(settings, workspace, spec)
     handle = await s.start_session(client, settings, inp)
-    await s.wait_state(handle, lambda st: (workspace / "started").exists())
+    await s.wait_state(handle, lambda st: st.sandbox is not None and (steps_dir(st) / "started").exists())
     stopped = await iter_cli(cli_env, workspace, "stop", inp.name)
     assert stopped.returncode == 0, stopped.stderr
     state = await asyncio.wait_for(handle.result(), 30)

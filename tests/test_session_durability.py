@@ -13,12 +13,14 @@ from pathlib import Path
 
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from cli.project_store import scope
 from models.config import Settings
 from models.project import session_workflow_id
 from tests import replies as r
 from tests import session_replies as s
 from tests.conftest import REPO
 from tests.fake_llm import FakeModel
+from tests.pipeline import steps_dir
 from workflows.session import SessionWorkflow
 
 LONG_ITERATIONS = int(os.environ.get("ITER_TEST_LONG_ITERATIONS", "210"))
@@ -73,7 +75,7 @@ async def test_long_session_continues_as_new_with_bounded_history_and_intact_sta
     assert not (Path(inp.settings.data_dir) / "journals" / state.journal_key).exists()  # journals go with each run
     prompts = [c["messages"][1]["content"] for c in fake.calls("session_plan")]
     assert sum("halfway message" in p for p in prompts) == 1
-    runs = await run_ids(client, session_workflow_id(inp.name))
+    runs = await run_ids(client, session_workflow_id(inp.name, scope(Path(inp.workspace))))
     counts = [
         len([e async for e in client.get_workflow_handle(handle.id, run_id=rid).fetch_history_events()]) for rid in runs
     ]
@@ -132,7 +134,8 @@ async def test_worker_killed_mid_iteration_session_goes_on_nothing_lost_nothing_
     second = None
     try:
         handle = await s.start_session(client, settings, s.session_input(settings, workspace, spec))
-        await wait_file(workspace / "count.txt", "run")
+        state = await s.wait_state(handle, lambda st: st.sandbox is not None)
+        await wait_file(steps_dir(state) / "count.txt", "run")
         first.send_signal(signal.SIGKILL)
         first.wait()
         second = start_worker(settings, tmp_path, "worker2.log")

@@ -5,15 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from models.config import Settings
+from models.queues import queue_name
 
 # A dead worker is noticed within one heartbeat timeout; activities heartbeat every 2 s.
 HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 PROMPT_TIMEOUT = timedelta(seconds=30)
 EVIDENCE_TIMEOUT = timedelta(minutes=10)
 CLEANUP_TIMEOUT = timedelta(minutes=2)
+WORKSPACE_TIMEOUT = timedelta(minutes=10)  # a worktree of a large checkout takes a while to write
 STEP_MARGIN_S = 60
 FAST_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=10
@@ -43,10 +46,21 @@ def model_retry(settings: Settings) -> RetryPolicy:
 MODEL_CALL_BACKSTOP = timedelta(hours=24)
 
 
+def llm_queue() -> str:
+    """Where model calls go: the workflow's own queue with ``-llm`` (models/queues.py)."""
+    return queue_name(workflow.info().task_queue, "llm")
+
+
+def exec_queue() -> str:
+    """Where steps and evidence commands run: the workflow's own queue with ``-exec``."""
+    return queue_name(workflow.info().task_queue, "exec")
+
+
 def model_call(settings: Settings) -> dict[str, Any]:
     """The options of every activity that waits on a model: the call itself and both reviews. Each
     model call inside a review (the reviewer's repairs) has its own no-progress budget."""
     return {
+        "task_queue": llm_queue(),
         "start_to_close_timeout": MODEL_CALL_BACKSTOP,
         "heartbeat_timeout": HEARTBEAT_TIMEOUT,
         "retry_policy": model_retry(settings),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
@@ -17,9 +18,10 @@ with workflow.unsafe.imports_passed_through():
     from activities.execute import execute_steps
     from activities.llm import call_model
     from activities.review import post_review, safety_review
+    from activities.worktree import land_workspace, prepare_workspace
     from models import search
     from models.answers import echo, truncated_reason
-    from models.config import Settings
+    from models.config import ApplyMode, Settings
     from models.plan import FileStep, Step, StepNode, iter_nodes
     from models.repetition import repeating_pattern
     from models.request import (
@@ -38,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.review import PostReview
     from models.schemas import parse_answer
+    from models.worktree import LandInput, LandOutput, PrepareInput, Sandbox
     from workflows import options
 
 
@@ -56,6 +59,46 @@ class Phases:
         self._digests: dict[str, tuple[Step, str]] = {}  # file steps: their file as the review saw it
         # Seals this run's journal entries: a step that reaches the journal cannot forge one.
         self.journal_seal = workflow.uuid4().hex
+        self.sandbox: Sandbox | None = None
+
+    async def isolate(self, origin: str, item: str, key: str, checkout: bool = False, resume: bool = False) -> Sandbox:
+        """The worktree the steps run in; from here on every activity works there, not in ``origin``."""
+        sandbox = await workflow.execute_activity(
+            prepare_workspace,
+            PrepareInput(
+                origin=origin, item=item, run_key=key, settings=self.settings, checkout=checkout, resume=resume
+            ),
+            start_to_close_timeout=options.WORKSPACE_TIMEOUT,
+            retry_policy=options.FAST_RETRY,
+            summary=f"a worktree of its own for {item}",
+        )
+        self.adopt(sandbox)
+        return sandbox
+
+    def adopt(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.workspace = sandbox.path
+
+    async def land(self, passed: bool, message: str, mode: ApplyMode | None = None) -> LandOutput | None:
+        """The change into the user's checkout (as ``worktree.mode`` says), or kept on its branch."""
+        if self.sandbox is None:
+            return None
+        try:
+            return await workflow.execute_activity(
+                land_workspace,
+                LandInput(
+                    sandbox=self.sandbox, passed=passed, mode=mode or self.settings.worktree.mode, message=message
+                ),
+                start_to_close_timeout=options.WORKSPACE_TIMEOUT,
+                retry_policy=options.FAST_RETRY,
+                summary="land the change" if passed else "keep the change on its branch",
+            )
+        except ActivityError as exc:
+            why = str(exc.cause or exc).splitlines()[0][:300]
+            return LandOutput(
+                landing="refused",
+                message=f"not applied ({why}); the change stays on {self.sandbox.branch}",
+            )
 
     async def ask_model(
         self,
@@ -122,6 +165,7 @@ class Phases:
             ),
             heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
             retry_policy=options.EXECUTE_RETRY,
+            task_queue=options.exec_queue(),
             summary=f"execute {', '.join(run_keys)}"[:200],
         )
         return out.results

@@ -67,6 +67,7 @@ class RequestWorkflow:
         self._last_fix: StepNode | None = None
         self.live = LiveStream()  # the event stream every viewer reads (models/events.py)
         self.details = Details()  # the web UI's current details
+        self._finish_message = ""
         self._prompt: list[ChatMessage] = []  # the system prompt and the request, as first built
         self._test_command = ""
         self._answers: set[str] = set()  # every plan answer so far, normalised: none was accepted
@@ -91,6 +92,7 @@ class RequestWorkflow:
         )
         self.details.title = self._request_description()
         try:
+            await self._isolate()
             plan = await self._plan()
             plan = await self._review(plan) if plan else None
             if plan:
@@ -102,13 +104,37 @@ class RequestWorkflow:
                 message = str(cause or exc)
                 self._finish("failed", message)
                 await self.phases.release()
+                await self._land()
+                self._closing()
                 kind = getattr(cause, "type", None) or "ActivityFailed"
                 raise ApplicationError(message, type=kind, non_retryable=True) from None
             self._finish("cancelled", "cancelled by the user")
             await self.phases.release()
+            await self._land()
+            self._closing()
             raise
         await self.phases.release()
+        await self._land()
+        self._closing()
         return RequestResult(state=self.state)
+
+    async def _isolate(self) -> None:
+        """A worktree of the request's own: the user's checkout stays untouched until it lands."""
+        assert self.inp
+        await self._enter("isolate", "making the request's own worktree")
+        self.state.sandbox = await self.phases.isolate(self.inp.workspace, self.inp.request_id, self.state.run_key)
+
+    async def _land(self) -> None:
+        """A passed request's change goes into the checkout; any other keeps it on its branch."""
+        assert self.inp
+        message = f"iter {self.inp.request_id}: {self._request_description()}"[:200]
+        if self.state.summary:
+            message += f"\n\n{self.state.summary}"
+        landing = await self.phases.land(self.state.outcome == "passed", message)
+        if landing is not None:
+            self.state.landing = landing
+            if landing.message:
+                self._note("done", landing.message)
 
     async def _plan(self, messages: list[ChatMessage] | None = None) -> Plan | None:
         """Prompt, stream, parse; an invalid answer goes back with its errors, a bounded number of times."""
@@ -120,7 +146,7 @@ class RequestWorkflow:
                 PromptInput(
                     project=self.inp.project,
                     request_id=self.inp.request_id,
-                    workspace=self.inp.workspace,
+                    workspace=self.phases.workspace,
                     max_file_bytes=self.inp.settings.bounds.max_file_bytes,
                     charter=self.inp.charter,
                 ),
@@ -327,7 +353,7 @@ class RequestWorkflow:
             gather_evidence,
             EvidenceInput(
                 workflow_id=self.state.run_key,
-                workspace=self.inp.workspace,
+                workspace=self.phases.workspace,
                 requests=review.info_requests,
                 round=self.state.info_rounds,
                 settings=self.inp.settings,
@@ -336,6 +362,7 @@ class RequestWorkflow:
             start_to_close_timeout=options.EVIDENCE_TIMEOUT,
             heartbeat_timeout=options.HEARTBEAT_TIMEOUT,
             retry_policy=options.FAST_RETRY,
+            task_queue=options.exec_queue(),
             summary=f"gather evidence, round {self.state.info_rounds}",
         )
         self.evidence.extend(out.items)
@@ -408,8 +435,12 @@ class RequestWorkflow:
         if outcome != "passed":
             self.state.error = message
         self._note("done", f"{outcome}: {message}")
-        self.live.publish(Finished(outcome=outcome, message=message))
+        self._finish_message = message
         self._publish()
+
+    def _closing(self) -> None:
+        """The stream's last event, once nothing more happens (release and landing are done)."""
+        self.live.publish(Finished(outcome=self.state.outcome, message=self._finish_message))
 
     def _publish(self) -> None:
         publish(self.state.request_id, self.state.phase, self.state.outcome, project=self.state.project)

@@ -176,8 +176,40 @@ def workspace_mounts(workspace: Path, target: str, streams: Path) -> list[Mount]
     return [
         Mount(target=target, source=str(source), type="bind", read_only=False),
         Mount(target=f"{target}/.iter", source=str(source / ".iter"), type="bind", read_only=True),
+        *git_mounts(source, target),
         Mount(target=str(streams), source=str(streams), type="bind", read_only=False),
     ]
+
+
+def git_mounts(source: Path, target: str) -> list[Mount]:
+    """The repository's git directory read-only: a step can read history, but never write a hook,
+    a config (``core.fsmonitor``), a ref or the index that iter's own git commands on the host use.
+    A worktree's ``.git`` is a file naming its admin folder inside the repository's git directory:
+    that file is read-only too, and the git directory appears at its own path, read-only."""
+    dot = source / ".git"
+    if dot.is_dir() and not dot.is_symlink():
+        return [Mount(target=f"{target}/.git", source=str(dot), type="bind", read_only=True)]
+    if not dot.is_file() or dot.is_symlink():
+        return []
+    mounts = [Mount(target=f"{target}/.git", source=str(dot), type="bind", read_only=True)]
+    common = common_git_dir(dot)
+    if common is not None:
+        mounts.append(Mount(target=str(common), source=str(common), type="bind", read_only=True))
+    return mounts
+
+
+def common_git_dir(dot_git_file: Path) -> Path | None:
+    """The repository's git directory, from a worktree's ``.git`` file (``gitdir: <admin>``, whose
+    ``commondir`` names the shared git directory)."""
+    text = dot_git_file.read_text(errors="replace").strip()
+    if not text.startswith("gitdir:"):
+        return None
+    admin = (dot_git_file.parent / text[len("gitdir:") :].strip()).resolve()
+    try:
+        common = (admin / (admin / "commondir").read_text().strip()).resolve()
+    except OSError:
+        return admin
+    return common if common.is_dir() else None
 
 
 def container_spec(
