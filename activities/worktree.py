@@ -399,11 +399,18 @@ async def apply(origin: Path, item: str, mode: ApplyMode) -> LandOutput:
     return await land_branch(repo, branch, mode, f"iter {item}: applied by `iter apply`")
 
 
-async def discard(origin: Path, item: str) -> LandOutput:
+async def discard(origin: Path, item: str, force: bool = False) -> LandOutput:
+    """Drop the branch (and, with ``force``, the worktree a run that died without landing left)."""
     repo = await repo_of(origin)
     branch = branch_for(item)
-    if await live_worktree(repo, branch) is not None:
-        raise SandboxError(f"{item} is still running in its worktree; `iter cancel {item}` first")
+    live = await live_worktree(repo, branch)
+    if live is not None and not force:
+        raise SandboxError(
+            f"{item} is still running in its worktree; `iter cancel {item}` first "
+            f"(or, if no run of it is left, `iter discard {item} --force`)"
+        )
+    if live is not None:
+        await _remove_worktree(repo, live)
     if await repo.sha(f"refs/heads/{branch}") is None:
         return LandOutput(landing="none", message=f"nothing to discard: no branch {branch}")
     await _delete_refs(repo, branch)

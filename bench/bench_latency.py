@@ -229,11 +229,21 @@ class Run:
     latency: dict[str, list[float]] = field(default_factory=dict)
 
 
-def start_worker(
-    address: str, queue: str, data: Path, live: bool, log: Path, coalesce_ms: int
-) -> subprocess.Popen[bytes]:
+def start_worker(settings: Settings, data: Path, live: bool, log: Path, coalesce_ms: int) -> subprocess.Popen[bytes]:
+    """A worker takes its model and executor from its own settings (its environment), not the request's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ITER_")}
-    env.update({"ITER_TEMPORAL_ADDRESS": address, "ITER_TASK_QUEUE": queue, "ITER_DATA_DIR": str(data)})
+    env.update(
+        {
+            "ITER_TEMPORAL_ADDRESS": settings.temporal.address,
+            "ITER_TASK_QUEUE": settings.temporal.task_queue,
+            "ITER_DATA_DIR": str(data),
+            "ITER_LLM_PROVIDER": settings.llm.provider,
+            "ITER_LLM_BASE_URL": settings.llm.base_url,
+            "ITER_MODEL": settings.llm.model,
+            "ITER_REVIEWER_MODEL": settings.llm.reviewer_model,
+            "ITER_EXECUTOR": "local",
+        }
+    )
     env["ITER_LIVE_COALESCE_MS"] = str(coalesce_ms)
     if not live:
         env["ITER_LIVE_EVENTS"] = "0"
@@ -355,9 +365,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                         "data_dir": str(root / "data"),
                     }
                 )
-                worker = start_worker(
-                    address, settings.temporal.task_queue, root / "data", run.live, root / "w.log", args.coalesce_ms
-                )
+                worker = start_worker(settings, root / "data", run.live, root / "w.log", args.coalesce_ms)
                 workers.append(worker)
                 for n in range(args.requests):
                     await one_request(env.client, settings, root, run, fake, address)

@@ -14,11 +14,14 @@ from pathlib import Path
 import pytest
 
 from models.plan import CommandStep, FileStep, Step, VerifyStep
+from models.request import StepResult
 from models.review import Finding
+from models.verification import untested_change
 from policy import Policy, evaluate_steps, load_policy, network_steps
 from policy import config as config_module
 from policy.commands import analyze
 from policy.digests import reviewed_digests
+from policy.parsers.python import read_python
 from policy.parsers.shell import parse
 
 
@@ -294,3 +297,27 @@ def test_the_review_records_the_files_it_saw_for_the_first_step_on_each_path(ws:
     ]
     digests = reviewed_digests(steps, ws)
     assert digests == {"m": hashlib.sha256(b"mine\n").hexdigest(), "n": "absent"}
+
+
+# ---- reading Python: resolution and folding ----------------------------------------------------------
+def test_python_calls_resolve_through_aliases_getattr_and_importlib() -> None:
+    code = (
+        "import importlib, shutil as s\nfrom os import system as run\n"
+        "net = importlib.import_module('url' + 'lib.request')\n"
+        "getattr(s, 'rm' + 'tree')('build')\nrun(''.join(['ec', 'ho']) + ' hi')\nnet.urlopen('http://x.example')\n"
+    )
+    facts = read_python(code)
+    names = {c.name for c in facts.calls}
+    assert {"shutil.rmtree", "os.system", "urllib.request.urlopen"} <= names
+    assert facts.commands == ["echo hi"]
+    assert facts.unknown == []
+    assert read_python("exec(compile(open('x').read(), 'x', 'exec'))").unknown, "exec of a computed string is unknown"
+    assert read_python("not python (").error
+
+
+def test_a_pass_needs_a_check_after_the_last_change() -> None:
+    ok = StepResult(step_id="v", run_key="r0-v", kind="verify", ok=True)
+    change = StepResult(step_id="s", run_key="r0-s", kind="file", ok=True)
+    assert untested_change([change, ok]) == ""
+    assert "after step s" in untested_change([ok, change])
+    assert untested_change([ok]) == ""

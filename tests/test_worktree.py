@@ -69,7 +69,7 @@ async def test_checkout_untouched_while_it_runs_then_the_passed_change_lands(
     client: Client, settings: Settings, workspace: Path, fake: FakeModel
 ) -> None:
     (workspace / "mine.txt").write_text("my unfinished edit\n")  # uncommitted: the request sees it, keeps it
-    passing(fake, r.plan(r.write("s1", "new.txt", "made\n"), r.run("s2", "cat mine.txt > seen.txt; sleep 2"),
+    passing(fake, r.plan(r.write("s1", "new.txt", "made\n"), r.run("s2", "cat mine.txt > seen.txt; sleep 5"),
                          r.verify("s3", "test -s seen.txt")))  # fmt: skip
     handle = await start_request(client, settings, workspace, example_project(), "req_01")
     running = await wait_for(handle, lambda s: s.phase == "execute" and s.sandbox is not None, timeout=60)
@@ -263,3 +263,19 @@ async def test_inside_the_container_nothing_under_git_is_writable(
     assert not (hooks / "pre-commit").exists()
     assert "fsmonitor" not in (Path(sandbox.git_dir) / "config").read_text()
     assert (ws / ".git").read_text().startswith("gitdir: ") and "/tmp/evil" not in (ws / ".git").read_text()
+
+
+async def test_discard_force_removes_the_worktree_a_dead_run_left(
+    workspace: Path, settings: Settings, cli_env: dict[str, str]
+) -> None:
+    # A run that made its worktree, then died for good (its workflow terminated before landing).
+    sandbox = await prepare(PrepareInput(origin=str(workspace), item="req_01", run_key="dead.r1", settings=settings))
+    (Path(sandbox.path) / "half.txt").write_text("half\n")
+    cli(workspace, cli_env, "project", "create", "--name", "calc")
+    refused = cli(workspace, cli_env, "discard", "req_01")
+    assert refused.returncode == 1 and "iter discard req_01 --force" in " ".join(refused.stderr.split())
+    assert Path(sandbox.root).exists() and branches(workspace) == ["iter/req_01"]
+    forced = cli(workspace, cli_env, "discard", "req_01", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert not Path(sandbox.root).exists() and branches(workspace) == [] and not (workspace / "half.txt").exists()
+    assert "req_01" not in await git(workspace, "worktree", "list")
