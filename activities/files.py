@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from activities.executor.base import read_sealed, write_sealed
+from models.edits import EditError, apply_blocks
 from models.plan import FileStep
 from policy import check_path
 
@@ -70,6 +71,11 @@ def _target(step: FileStep, before: bytes | None) -> bytes | None:
         return None
     if step.action == "append":
         return (before or b"") + content
+    if step.action == "edit":  # validated against the file as it is now, not as the model saw it
+        try:
+            return apply_blocks((before or b"").decode(), step.content or "", step.path).encode()
+        except (EditError, UnicodeDecodeError) as exc:
+            raise FileStepError(str(exc)) from None
     return content
 
 
@@ -103,10 +109,11 @@ def apply_file_step(step: FileStep, workspace: Path, run_dir: Path, reviewed: st
     if intent is None and reviewed is not None and step.action != "append" and _digest(current) != reviewed:
         now = "was deleted" if current is None else ("was created" if reviewed == ABSENT else "was edited")
         raise FileStepError(f"{step.path} {now} after the plan was reviewed; not overwriting what the review never saw")
-    if step.action in ("modify", "delete") and current is None:
-        raise FileStepError(f"{step.path} does not exist, so it cannot be {step.action}d")
+    if step.action in ("modify", "delete", "edit") and current is None:
+        verb = {"modify": "modified", "delete": "deleted", "edit": "edited"}[step.action]
+        raise FileStepError(f"{step.path} does not exist, so it cannot be {verb}")
     after = _target(step, current)
-    change = {"delete": "deleted", "append": "appended"}.get(step.action) or (
+    change = {"delete": "deleted", "append": "appended", "edit": "modified"}.get(step.action) or (
         "created" if current is None else "modified"
     )
     if intent is not None:

@@ -73,6 +73,13 @@ DRIVER_KEYS: dict[str, dict[str, str]] = {
 }
 DRIVER_SETTING = re.compile(r"^(filter|diff|merge|credential|gpg)\.(.+)\.([a-z]+)$")
 NO_DRIVERS = ("--no-ext-diff", "--no-textconv")  # diff, show and log never run a diff driver
+# Plumbing that never runs a filter or a diff, merge, credential or gpg driver (unless asked to
+# with one of DRIVING): the config need not be read first. The fixed overrides still apply.
+NO_DRIVER_COMMANDS = {
+    "rev-parse", "cat-file", "ls-tree", "diff-tree", "rev-list", "config", "update-ref",
+    "commit-tree", "init", "for-each-ref", "show-ref", "symbolic-ref",
+}  # fmt: skip
+DRIVING = {"--filters", "--textconv", "-p", "--patch", "-S", "--gpg-sign"}
 DIFFING = {"diff", "show", "log"}
 PASSED_ENV = ("PATH", "LANG", "TZ")
 
@@ -159,8 +166,10 @@ async def git_bytes(
     if work_tree is not None:
         where += ["--work-tree", str(work_tree)]
     base = ["--no-pager", *where, *_overrides([])]
-    code, names, _ = await _exec(cwd, [*base, "config", "--list", "--name-only", "-z"], None, env, timeout)
-    configured = names.decode(errors="replace").split("\0") if code == 0 else []
+    configured: list[str] = []
+    if not args or args[0] not in NO_DRIVER_COMMANDS or DRIVING & set(args):
+        code, names, _ = await _exec(cwd, [*base, "config", "--list", "--name-only", "-z"], None, env, timeout)
+        configured = names.decode(errors="replace").split("\0") if code == 0 else []
     argv = ["--no-pager", *where, *_overrides(configured), *args]
     if args and args[0] in DIFFING:
         argv[len(argv) - len(args) + 1 : len(argv) - len(args) + 1] = list(NO_DRIVERS)

@@ -10,6 +10,7 @@ bytes: reading the checkout runs no filter and no git at all."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 import tempfile
@@ -162,3 +163,101 @@ async def write_change(cwd: Path, top: Path, change: Change, **where: Any) -> li
         written.append(rel)
     return written
 
+
+
+@dataclass
+class Write:
+    """One path of a landing: what the checkout must hold there now, and what it will hold."""
+
+    path: str
+    expect: Entry | None
+    final: Entry | None
+    data: bytes | None = None  # the final content (None: delete)
+
+
+async def _blob(cwd: Path, sha: str, **where: Any) -> bytes:
+    return (await git_bytes(cwd, "cat-file", "blob", sha, **where))[1]
+
+
+async def plan_landing(
+    cwd: Path, top: Path, change: Change, **where: Any
+) -> tuple[list[Write], list[str], list[str], bool]:
+    """What to write, what the user edited since the base, what is unsafe, and whether a change had
+    to be composed with the user's (appends on both sides: the request's lines go after the
+    user's, or another request's, instead of refusing)."""
+    edited, unsafe = await refusals(cwd, top, change, **where)
+    writes: list[Write] = []
+    composed = False
+    for rel in change.paths:
+        if rel in unsafe or any(u.startswith(f"{rel} (") for u in unsafe):
+            continue
+        target = top / rel
+        want, was, now = change.result.get(rel), change.base.get(rel), entry_of(target)
+        if now == want:
+            continue
+        data = await _blob(cwd, want[1], **where) if want else None
+        if rel in edited:
+            if not (want and was and now and {want[0], was[0], now[0]} <= {"100644", "100755"}):
+                continue
+            before, mine = await _blob(cwd, was[1], **where), target.read_bytes()
+            if data is None or not (data.startswith(before) and mine.startswith(before)):
+                continue
+            data = mine + data[len(before) :]
+            want = (now[0], blob_id(data))
+            edited.remove(rel)
+            composed = True
+        writes.append(Write(path=rel, expect=now, final=want, data=data))
+    return writes, edited, unsafe, composed
+
+
+def save_plan(folder: Path, writes: list[Write]) -> None:
+    """The landing's writes, before any is made: a retried landing makes the same ones, once."""
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = []
+    for n, w in enumerate(writes):
+        if w.data is not None:
+            (folder / f"{n}.data").write_bytes(w.data)
+        manifest.append({"path": w.path, "expect": w.expect, "final": w.final, "data": w.data is not None})
+    tmp = folder / "plan.json.tmp"
+    tmp.write_text(json.dumps(manifest))
+    os.replace(tmp, folder / "plan.json")
+
+
+def load_plan(folder: Path) -> list[Write] | None:
+    try:
+        manifest = json.loads((folder / "plan.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return [
+        Write(
+            path=m["path"],
+            expect=tuple(m["expect"]) if m["expect"] else None,  # type: ignore[arg-type]
+            final=tuple(m["final"]) if m["final"] else None,  # type: ignore[arg-type]
+            data=(folder / f"{n}.data").read_bytes() if m["data"] else None,
+        )
+        for n, m in enumerate(manifest)
+    ]
+
+
+def apply_plan(top: Path, writes: list[Write]) -> list[str]:
+    """Make each write whose path does not hold its final content yet; the paths that still held
+    something else than planned (changed during the landing) are returned, unwritten."""
+    moved: list[str] = []
+    for w in writes:
+        target = top / w.path
+        now = entry_of(target)
+        if now == w.final:
+            continue
+        if now != w.expect:
+            moved.append(w.path)
+            continue
+        owner = _owner(target, top)
+        if w.final is None:
+            target.unlink(missing_ok=True)
+        elif w.final[0] == "120000":
+            _symlink(target, os.fsdecode(w.data or b""), owner)
+        else:
+            if target.is_symlink():
+                target.unlink()
+            _write(target, w.data or b"", w.final[0], owner)
+    return moved

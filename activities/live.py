@@ -9,7 +9,8 @@ flush, so a fast stream costs at most ``1 / COALESCE_S`` signals a second whatev
 The contrib client numbers each batch, so a retried signal is never applied twice.
 
 Live events are for people: a stream that cannot be reached never fails the activity. Outside an
-activity (a test calling the code directly) publishing does nothing.
+activity (a test calling the code directly), or on a worker with ``ITER_LIVE_EVENTS=0`` (the
+benchmark's baseline), publishing does nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -31,10 +33,11 @@ from temporalio.contrib.workflow_streams import TopicHandle, WorkflowStreamClien
 from activities.redact import MASK, redact
 from models.events import MAX_LIVE_OUTPUT_BYTES, OutputLines, Tokens, clip, topic_of
 
-COALESCE_S = 0.1
+COALESCE_S = float(os.environ.get("ITER_LIVE_COALESCE_MS", "100")) / 1000  # the worker's env: bench trade-offs
 FALLBACK_FLUSH = timedelta(seconds=1)  # the contrib client's own timer; ours flushes first
 MAX_RETRY = timedelta(seconds=30)  # a Temporal outage: live events are given up, the work goes on
 CLOSE_TIMEOUT_S = 5.0
+OFF_SWITCH = "ITER_LIVE_EVENTS"  # "0" on a worker: its activities publish nothing (bench baseline)
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ class LivePublisher:
         self._header: BaseModel | None = None
 
     async def __aenter__(self) -> LivePublisher:
-        if activity.in_activity():
+        if activity.in_activity() and os.environ.get(OFF_SWITCH, "1") != "0":
             try:
                 self._client = WorkflowStreamClient.from_within_activity(
                     batch_interval=FALLBACK_FLUSH, max_retry_duration=MAX_RETRY

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, ClassVar
 
 import httpx
 
@@ -258,6 +258,8 @@ def default_threads() -> int:
 class LocalServer:
     """``llama-server`` on 127.0.0.1, speaking the OpenAI-compatible API iter's ``openai``
     provider talks to. ``start()`` returns once it answers; ``stop()`` ends only this process."""
+
+    provider: ClassVar[str] = "openai"  # iter's llm.provider for it
 
     model_path: Path
     alias: str

@@ -8,6 +8,7 @@ from pathlib import Path
 from temporalio import activity
 
 from activities.reads import read_capped
+from models.edits import WHOLE_FILE_MAX_BYTES
 from models.plan import Plan
 from models.project import Project
 from models.request import PromptInput, PromptOutput
@@ -20,7 +21,13 @@ SYSTEM = """You are the coder of iter. You turn one feature request into a plan 
 machine executes in the project's workspace, inside an isolated container without network.
 Answer with JSON only, matching the schema. Step types:
 - "file": create, modify (give the WHOLE new content), append, or delete a file; paths are
-  relative to the workspace root.
+  relative to the workspace root. A file marked "large" is changed with action "edit" instead:
+  its content is one or more blocks, each SEARCH text copied exactly from the file, once:
+  <<<<<<< SEARCH
+  lines as they are now
+  =======
+  the lines that replace them
+  >>>>>>> REPLACE
 - "command": a shell command that finishes on its own (no servers, no editors, no prompts).
 - "verify": a read-only check, such as running the tests; at least one, at the end.
 Never write placeholders such as "... rest unchanged"; never touch .git/; never use sudo,
@@ -76,10 +83,13 @@ def build(inp: PromptInput) -> PromptOutput:
     for rel in wanted:
         text = read_capped(workspace, rel, inp.max_file_bytes)
         if text is None:
-            sections.append(f"--- {rel} (does not exist yet)")
+            sections.append(f"--- {rel} (does not exist yet: action create)")
             continue
         included.append(rel)
-        sections.append(f"--- {rel}\n{text}")
+        # Say which action fits: small models "create" files that exist, which the gate blocks.
+        large = len(text.encode()) > WHOLE_FILE_MAX_BYTES
+        how = "exists, large: change it with action edit" if large else "exists: change it with action modify"
+        sections.append(f"--- {rel} ({how})\n{text}")
     feature = project.feature(request.feature) if request.feature else None
     criteria = "\n".join(f"- {c}" for c in request.criteria) or "- the request works and its tests pass"
     tests = project_test_command(project)

@@ -32,7 +32,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.git import DEFAULT_IDENTITY, GitError, commit_paths, git, toplevel
-from activities.landing import changed_paths, refusals, write_change
+from activities.landing import apply_plan, changed_paths, load_plan, plan_landing, save_plan, write_change
 from models.config import ApplyMode, Settings, data_dir
 from models.worktree import (
     BASE_REF_PREFIX,
@@ -267,8 +267,14 @@ async def _replay(repo: Repo, base: str, head: str) -> None:
         await commit_paths(repo.top, step.paths, message)
 
 
-async def land_branch(repo: Repo, branch: str, mode: ApplyMode, message: str) -> LandOutput:
-    """The branch's change since its base, landed in the checkout (``apply`` or ``commit``) or refused."""
+async def land_branch(
+    repo: Repo, branch: str, mode: ApplyMode, message: str, record: Path | None = None
+) -> LandOutput:
+    """The branch's change since its base, landed in the checkout (``apply`` or ``commit``) or refused.
+    ``record``: where the landing's plan is kept, so that a retried landing makes the same writes once."""
+    if record is None:
+        with tempfile.TemporaryDirectory(prefix="iter-landing-") as tmp:
+            return await land_branch(repo, branch, mode, message, Path(tmp))
     item = _item_of(branch)
     head = await repo.sha(f"refs/heads/{branch}")
     if head is None:
@@ -279,7 +285,12 @@ async def land_branch(repo: Repo, branch: str, mode: ApplyMode, message: str) ->
         await _delete_refs(repo, branch)
         return LandOutput(landing="unchanged", message=f"{item} changed no file")
     async with _landing_lock(repo.origin):
-        edited, unsafe = await refusals(repo.top, repo.top, change, **repo.where)
+        writes = load_plan(record)
+        composed = True
+        if writes is None:
+            writes, edited, unsafe, composed = await plan_landing(repo.top, repo.top, change, **repo.where)
+        else:
+            edited, unsafe = [], []
         if edited or unsafe:
             why = (
                 f"{len(edited)} file(s) changed in your checkout since {item} started ({', '.join(edited[:3])})"
@@ -292,12 +303,23 @@ async def land_branch(repo: Repo, branch: str, mode: ApplyMode, message: str) ->
                 files=change.paths,
                 message=f"not applied: {why}; the change stays on {branch}: resolve it, then `iter apply {item}`",
             )
+        save_plan(record, writes)
         landing = "applied"
-        if mode == "commit" and repo.kind == "worktree":
-            await _replay(repo, base, head)
+        if mode == "commit" and repo.kind == "worktree" and not composed:
+            await _replay(repo, base, head)  # each commit of the branch, as it is
             landing = "committed"
         else:
-            await write_change(repo.top, repo.top, change, **repo.where)
+            moved = apply_plan(repo.top, writes)
+            if moved:
+                return LandOutput(
+                    landing="refused",
+                    result=head,
+                    files=change.paths,
+                    message=f"not applied: {', '.join(moved[:3])} changed as it landed; the change stays on {branch}",
+                )
+            if mode == "commit" and repo.kind == "worktree":
+                await commit_paths(repo.top, [w.path for w in writes], message)
+                landing = "committed"
     await _delete_refs(repo, branch)
     where = "committed on your branch" if landing == "committed" else "applied to your checkout (uncommitted)"
     return LandOutput(landing=landing, result=head, files=change.paths, message=f"{len(change.paths)} file(s) {where}")
@@ -330,7 +352,7 @@ async def land(inp: LandInput) -> LandOutput:
             landing="branch", result=head, message=f"the change is on {sb.branch}: {later}"
         )
     else:
-        out = await land_branch(repo, sb.branch, inp.mode, inp.message)
+        out = await land_branch(repo, sb.branch, inp.mode, inp.message, Path(sb.home) / "landing")
     done.write_text(out.model_dump_json())
     return out
 
@@ -377,11 +399,18 @@ async def apply(origin: Path, item: str, mode: ApplyMode) -> LandOutput:
     return await land_branch(repo, branch, mode, f"iter {item}: applied by `iter apply`")
 
 
-async def discard(origin: Path, item: str) -> LandOutput:
+async def discard(origin: Path, item: str, force: bool = False) -> LandOutput:
+    """Drop the branch (and, with ``force``, the worktree a run that died without landing left)."""
     repo = await repo_of(origin)
     branch = branch_for(item)
-    if await live_worktree(repo, branch) is not None:
-        raise SandboxError(f"{item} is still running in its worktree; `iter cancel {item}` first")
+    live = await live_worktree(repo, branch)
+    if live is not None and not force:
+        raise SandboxError(
+            f"{item} is still running in its worktree; `iter cancel {item}` first "
+            f"(or, if no run of it is left, `iter discard {item} --force`)"
+        )
+    if live is not None:
+        await _remove_worktree(repo, live)
     if await repo.sha(f"refs/heads/{branch}") is None:
         return LandOutput(landing="none", message=f"nothing to discard: no branch {branch}")
     await _delete_refs(repo, branch)

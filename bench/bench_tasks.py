@@ -97,13 +97,15 @@ class ArmResult:
     score_output: str = field(default="", repr=False)
 
 
-def exercises(selected: list[str]) -> list[Exercise]:
-    found = sorted(p for p in EXERCISES.iterdir() if p.is_dir() and not p.name.startswith("."))
+def exercises(folder: Path, selected: list[str]) -> list[Exercise]:
+    if not folder.is_dir():
+        sys.exit(f"bench_tasks: no exercises at {folder}; pass --exercises DIR")
+    found = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     items = [Exercise(p.name, p) for p in found]
     if selected:
         unknown = set(selected) - {e.name for e in items}
         if unknown:
-            sys.exit(f"bench_tasks: no exercise {', '.join(sorted(unknown))} in {EXERCISES}")
+            sys.exit(f"bench_tasks: no exercise {', '.join(sorted(unknown))} in {folder}")
         items = [e for e in items if e.name in selected]
     return items
 
@@ -175,13 +177,15 @@ def fresh_workspace(ex: Exercise, root: Path, arm: str) -> Path:
     return ws
 
 
-def run_group(args: list[str], cwd: Path, env: dict[str, str], timeout_s: float) -> tuple[int | None, str]:
-    """A command in its own process group, killed whole at the timeout (rc None)."""
-    proc = subprocess.Popen(
-        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-    )
+def run_group(
+    args: list[str], cwd: Path, env: dict[str, str], timeout_s: float, merge: bool = True
+) -> tuple[int | None, str]:
+    """A command in its own process group, killed whole at the timeout (rc None). ``merge=False``:
+    stdout only (stderr, the people's lines, is dropped)."""
+    err = subprocess.STDOUT if merge else subprocess.DEVNULL
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=err, start_new_session=True)
     try:
-        out, _ = proc.communicate(timeout=timeout_s)
+        out, _ = proc.communicate(timeout=max(1.0, timeout_s))
         return proc.returncode, out.decode(errors="replace")
     except subprocess.TimeoutExpired:
         with suppress(ProcessLookupError):
@@ -309,12 +313,12 @@ def run_iter(ex: Exercise, ws: Path, env: dict[str, str], arm: str, timeout_s: f
         if rc != 0:
             return ArmResult(ex.name, arm, False, "setup failed", time.monotonic() - started, detail=out[-300:])
     remaining = timeout_s - (time.monotonic() - started)
-    rc, out = run_group([str(ITER), "orchestrate", "--request", "req_01", "--json"], ws, env, remaining)
+    rc, out = run_group([str(ITER), "orchestrate", "--request", "req_01", "--json"], ws, env, remaining, merge=False)
     result = ArmResult(ex.name, arm, False, "", 0.0)
     if rc is None:
         result.ended = "timeout"
         run_group([str(ITER), "cancel", "req_01"], ws, env, 60)
-        _, status = run_group([str(ITER), "status", "req_01", "--json"], ws, env, 60)
+        _, status = run_group([str(ITER), "status", "req_01", "--json"], ws, env, 60, merge=False)
         state = _json_tail(status)
     else:
         state = _json_tail(out)
@@ -333,13 +337,12 @@ def run_iter(ex: Exercise, ws: Path, env: dict[str, str], arm: str, timeout_s: f
 
 
 def _json_tail(text: str) -> dict[str, Any]:
-    """The JSON object the command printed last (stdout and stderr share the pipe)."""
-    start = text.find("\n{")
-    for candidate in ([text] if text.startswith("{") else []) + ([text[start + 1 :]] if start >= 0 else []):
-        with suppress(json.JSONDecodeError):
-            value = json.loads(candidate)
-            if isinstance(value, dict):
-                return value
+    """The JSON object a ``--json`` command printed on stdout."""
+    start = text.find("{")
+    with suppress(json.JSONDecodeError):
+        value = json.loads(text[start:]) if start >= 0 else None
+        if isinstance(value, dict):
+            return value
     return {}
 
 
@@ -392,6 +395,7 @@ def print_table(summary: dict[str, Any], results: list[ArmResult]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", default="", help="Comma-separated exercise names (default: all).")
+    parser.add_argument("--exercises", default=str(EXERCISES), help="The folder of exercises.")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"Comma-separated, from {', '.join(ARMS)}.")
     parser.add_argument("--jobs", type=int, default=1, help="Exercises at once (the server gets as many slots).")
     parser.add_argument("--model", default=local_model.DEFAULT_MODEL, help=f"One of {', '.join(local_model.MODELS)}.")
@@ -406,7 +410,7 @@ def main() -> None:
     arms = [a for a in opts.arms.split(",") if a]
     if set(arms) - set(ARMS):
         sys.exit(f"bench_tasks: unknown arm(s) {set(arms) - set(ARMS)}; choose from {', '.join(ARMS)}")
-    todo = exercises([t for t in opts.tasks.split(",") if t])
+    todo = exercises(Path(opts.exercises), [t for t in opts.tasks.split(",") if t])
     model = local_model.model_named(opts.model)
     root = Path(tempfile.mkdtemp(prefix="iter-bench-tasks-"))
     started = time.monotonic()

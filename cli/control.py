@@ -43,13 +43,29 @@ async def _state(handle: WorkflowHandle[Any, Any]) -> tuple[str, dict[str, Any]]
     status = desc.status.name.lower() if desc.status else "unknown"
     try:
         state = await handle.query("status", rpc_timeout=QUERY_TIMEOUT)
-    except (RPCError, Exception):
-        state = {}
+    except (RPCError, Exception) as exc:  # an older version's workflow, or no worker to answer
+        state = await _from_history(handle, desc, exc)
     state = state if isinstance(state, dict) else {}
     if state.get("paused"):
         state["pause"] = pause_word(desc)
     waiting = waiting_lines(desc)
     return status, {**state, "waiting": waiting} if waiting else state
+
+
+async def _from_history(handle: WorkflowHandle[Any, Any], desc: WorkflowExecutionDescription, why: Exception) -> Any:
+    from temporalio.client import WorkflowExecutionStatus
+
+    from cli.history_state import state_from_history
+
+    reason = (getattr(why, "message", "") or str(why) or type(why).__name__).splitlines()[0][:200]
+    if desc.status == WorkflowExecutionStatus.RUNNING:
+        return {"read_from": f"the status query could not be answered ({reason}); is a worker running?"}
+    try:
+        state, source = await state_from_history(handle)
+    except Exception as exc:  # a history that cannot be decoded either: say both
+        return {"read_from": f"the status query could not be answered ({reason}), nor the history read ({exc})"}
+    said = f"read from the history ({source}): the status query could not be answered ({reason})"
+    return {**state, "read_from": said}
 
 
 def pause_word(desc: WorkflowExecutionDescription) -> str:
@@ -115,6 +131,8 @@ def status(
         return
     for line in state.get("waiting") or []:
         console.print(f"[yellow]{line}[/yellow]")
+    if state.get("read_from"):
+        console.print(f"[yellow]{state['read_from']}[/yellow]")
     if "tasks" in state:  # a session: tasks, notes, iterations, tokens
         session_view.print_status(status_name, state)
         print_held(state)

@@ -14,7 +14,7 @@ executor_app = typer.Typer(help="The Docker executor: build its image, check its
 
 
 def _docker_missing() -> str:
-    return "the Docker executor needs the docker package: install iter[docker], or choose --executor local"
+    return "the Docker executor needs the docker package: reinstall iter (pip install -e .), or choose --executor local"
 
 
 def require_executor(cfg: Settings) -> None:

@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tool": ("cli.tool:tool_app", "Session tools: tasks, notes, summaries, session-complete."),
     "policy": ("cli.policy:policy_app", "The deterministic safety rules (8 points) that no model can overrule."),
     "executor": ("cli.executor:executor_app", "The Docker executor: build its image (and base), check its isolation."),
+    "model": ("cli.model:model_app", "The embedded model server: llama-server with a small coder model."),
     "server": ("cli.server:server", "Run the embedded Temporal dev server in the foreground."),
     "worker": ("cli.server:worker", "Run a worker in the foreground, for unattended and multi-machine use."),
     "setup": ("cli.setup:setup", "Write a config file with the model and executor to use."),

@@ -109,6 +109,9 @@ async def _orchestrate(
         return await final_state(client, wid, status)
     if not attached:
         require_executor(cfg)  # no Docker: say so now, before a workflow starts
+        from cli.embedded import resolve
+
+        cfg = resolve(cfg, runtime.say)  # no model server configured or answering: the embedded one
     await runtime.ensure_worker(client, cfg)
     if not attached:
         from activities.worktree import earlier_run  # lazily, like every import here: start-up time

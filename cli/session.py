@@ -66,7 +66,7 @@ def build(
         # `iter build --name S` names a session, not a spec: attach to it when it runs.
         state = _attach_only(cfg, workspace, name, quiet or as_json)
         if state is not None:
-            _print_end(state, as_json)
+            _print_end(state, as_json, headless=headless or cfg.headless)
             return
     spec_rel, spec_text = _spec(workspace, spec or DEFAULT_SPEC)
     _ignore_machine_state(workspace)
@@ -94,15 +94,25 @@ def build(
         raise typer.Exit(130) from None
     if state is None:
         return
-    _print_end(state, as_json)
+    _print_end(state, as_json, headless=headless or cfg.headless)
 
 
-def _print_end(state: dict[str, Any], as_json: bool) -> None:
+def _print_end(state: dict[str, Any], as_json: bool, headless: bool = False) -> None:
     if as_json:
         print_json(state)
     else:
         print_end(state)
     if state.get("status") in ("failed", "cancelled"):
+        raise typer.Exit(1)
+    tasks = state.get("tasks") or []
+    if headless and tasks and not any(t["status"] == "completed" for t in tasks):
+        # Unattended, a run that got nothing done must not look like success to the caller.
+        why = (state.get("feedback") or [state.get("error") or "no iteration passed"])[-1]
+        err_console.print(
+            f"no task was completed in {state.get('iteration', 0)} iteration(s); the last word: {why}",
+            markup=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(1)
 
 
@@ -177,6 +187,9 @@ async def _build(
             return carry.model_dump(mode="json")
         inp = inp.model_copy(update={"carry": carry})
     if not attached:
+        from cli.embedded import resolve
+
+        inp = inp.model_copy(update={"settings": resolve(inp.settings, runtime.say)})
         title = spec_title(inp.spec_text, inp.spec_path)
         await client.start_workflow(
             SessionWorkflow.run,
@@ -209,15 +222,21 @@ async def _status(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionStatus |
 
 
 async def _last_state(client: Client, wid: str, status: WorkflowExecutionStatus | None) -> SessionState | None:
-    """Where the last run of the session stopped: its result, or what it held when it failed."""
+    """Where the last run of the session stopped: its result, or what it held when it failed. A
+    session whose state cannot be read is never discarded: the command stops and says what to do."""
     handle = client.get_workflow_handle_for(SessionWorkflow.run, wid)
     try:
         if status == WorkflowExecutionStatus.COMPLETED:
             return await handle.result()
         return await handle.query(SessionWorkflow.status)
     except Exception as exc:
-        err_console.print(f"[yellow]the last run of {wid} left no readable state ({exc}); starting afresh[/yellow]")
-        return None
+        reason = (getattr(exc, "message", "") or str(exc) or type(exc).__name__).splitlines()[0][:200]
+        name = wid.removeprefix("iter-session-")
+        fail(
+            f"the last run of {wid} left a state this version of iter cannot read ({reason}); nothing was "
+            f"discarded. Resume it with the iter version that ran it, or start afresh with "
+            f"`iter build --name {name} --reset` (its tasks and notes stay in `iter history {wid}`)"
+        )
 
 
 async def follow(

@@ -178,7 +178,7 @@ def _docker_ready(cfg: Settings) -> tuple[bool, str, str]:
         from activities.executor.base import ExecutorUnavailable
         from activities.executor.docker import preflight
     except ImportError:
-        return False, "Docker executor", "install iter[docker], or choose --executor local explicitly"
+        return False, "Docker executor", "reinstall iter (pip install -e .), or choose --executor local explicitly"
     try:
         preflight(cfg.executor)
     except ExecutorUnavailable as exc:

@@ -197,7 +197,8 @@ class WatchApp(App[str]):
                     if item.topic == "tokens":
                         for listener in self.token_listeners:
                             listener(text)
-                self._render_side()
+                if item.topic == "events":  # tokens and output lines change nothing in the sidebar
+                    self._render_side()
         except StreamNotFound as exc:
             self.notify(str(exc), severity="error")
             return

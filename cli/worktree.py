@@ -64,7 +64,10 @@ def apply(
         raise typer.Exit(1)
 
 
-def discard(target: str = typer.Argument(..., help="A request id (req_01) or a session name.")) -> None:
+def discard(
+    target: str = typer.Argument(..., help="A request id (req_01) or a session name."),
+    force: bool = typer.Option(False, "--force", help="Also remove the worktree of a run that died without landing."),
+) -> None:
     """Drop the change of iter/<ID>: the branch goes, your checkout stays as it is."""
-    out = _run(discard_branch(_origin(), target))
+    out = _run(discard_branch(_origin(), target, force=force))
     ok(out.message)

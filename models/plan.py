@@ -10,7 +10,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-FileAction = Literal["create", "modify", "append", "delete"]
+from models.edits import EditError, parse_blocks
+
+FileAction = Literal["create", "modify", "append", "delete", "edit"]
 
 # A step id names journal entries and run keys, so only safe characters; the model chooses at most
 # MODEL_ID_CHARS of them (checked where its answers are parsed), iter's fix-round prefix (``f12-``)
@@ -53,13 +55,20 @@ class FileStep(_StepBase):
     path: str = Field(min_length=1, description="Path relative to the workspace root")
     action: FileAction
     content: str | None = Field(
-        default=None, description="Whole new content (create/modify), the text to append, or empty (delete)"
+        default=None,
+        description="Whole new content (create/modify), the text to append, search/replace blocks (edit), "
+        "or empty (delete)",
     )
 
     @model_validator(mode="after")
     def _content_matches_action(self) -> FileStep:
-        if self.action in ("create", "modify", "append") and self.content is None:
+        if self.action in ("create", "modify", "append", "edit") and self.content is None:
             raise ValueError(f"file step {self.id!r}: action {self.action!r} needs content")
+        if self.action == "edit":
+            try:
+                parse_blocks(self.content or "")
+            except EditError as exc:
+                raise ValueError(f"file step {self.id!r}: {exc}") from None
         if self.action == "delete" and self.content:
             raise ValueError(f"file step {self.id!r}: delete takes no content")
         return self

@@ -31,10 +31,10 @@ def changed_temperature(base: float, repeats: int) -> float:
     return round(min(MAX_TEMPERATURE, base + TEMPERATURE_STEP * repeats), 2)
 
 
-def direct_prompt(request_prompt: str, problem: str) -> str:
+def direct_prompt(request_prompt: str, problem: str, ask: str = DIRECT_ASK) -> str:
     """The problem first, then what to do, then the original request with its files."""
     rejected = "Your previous answer was rejected, and you sent it again unchanged:"
-    return f"{rejected}\n{problem}\n\n{DIRECT_ASK}\n\n{request_prompt}"
+    return f"{rejected}\n{problem}\n\n{ask}\n\n{request_prompt}"
 
 
 def with_verify(plan: Plan, command: str) -> tuple[Plan, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from models.plan import CommandStep, FileStep, Step, StepNode, VerifyStep, iter_nodes
 from models.request import StepResult
+from models.verification import untested_change
 
 
 def unrepaired(last_round: list[StepResult]) -> list[StepResult]:
@@ -21,7 +22,7 @@ def overruled_pass(last_round: list[StepResult]) -> str:
     """Why a PASS verdict cannot stand, or "" when it can."""
     bad = unrepaired(last_round)
     if not bad:
-        return ""
+        return untested_change(last_round)
     return "; ".join(
         f"step {r.step_id} " + ("was skipped (it never ran)" if r.skipped else _failure(r)) for r in bad[:5]
     ) + ("; ..." if len(bad) > 5 else "")

@@ -9,7 +9,8 @@ items. The trimming that keeps a growing session's prompt within a budget is in 
 from __future__ import annotations
 
 import re
-from typing import Literal, get_args
+from collections.abc import Callable
+from typing import Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -28,13 +29,27 @@ SessionStatus = Literal["running", "completed", "stopped", "limit", "failed", "c
 IterationOutcome = Literal["passed", "failed", "blocked", "planned", "error"]
 Source = Literal["spec", "user", "model", "session"]
 
+T = TypeVar("T")
+
 DEFAULT_PRIORITY = 2
 PRIORITY_NAMES = {0: "critical", 1: "high", 2: "medium", 3: "low", 4: "backlog"}
-MAX_NOTES_KEPT = 1000  # the state rides along every continue_as_new: it stays bounded
-MAX_SUMMARIES_KEPT = 500
+# The state rides along every continue_as_new and into every prompt input: it stays well under
+# Temporal's payload limits (2 MB hard, 256 KB asked of every payload here), windowed by count
+# and by characters. History keeps everything that was dropped.
+MAX_NOTES_KEPT = 200
+NOTES_BUDGET_CHARS = 48_000
+MAX_SUMMARIES_KEPT = 200
+SUMMARIES_BUDGET_CHARS = 32_000
 MAX_EVENTS_KEPT = 100
-MAX_HOOK_REPORTS_KEPT = 50
+EVENT_CHARS = 300
+MAX_HOOK_REPORTS_KEPT = 20
+HOOK_REPORT_CHARS = 1000  # of each kept report's output; the whole (capped) output is in history
 MAX_PENDING_TEXT = 50  # queued messages / hook outputs / feedback lines kept until the next prompt
+PENDING_TEXT_CHARS = 4000
+PENDING_BUDGET_CHARS = 16_000
+MAX_TASKS = 1000
+OPEN_TASKS_BUDGET_CHARS = 96_000
+DONE_TASK_CHARS = 200  # a task done needs no more than its gist in the state
 
 
 class ToolError(ValueError):
@@ -211,6 +226,13 @@ class IterationView(BaseModel):
     verdict: str = ""
 
 
+class BlockStreak(BaseModel):
+    """How a task was last blocked, and how many times in a row that way."""
+
+    way: str
+    count: int = 1
+
+
 class SessionState(BaseModel):
     workflow_id: str = ""
     uid: str = Field(default="", description="Stable across continue_as_new and resumes; new on --reset")
@@ -229,6 +251,7 @@ class SessionState(BaseModel):
     next_seq: int = 1
     notes: list[Note] = Field(default_factory=list)
     note_seq: int = 0
+    notes_dropped: int = Field(default=0, description="Older notes out of the window (history has them)")
     summaries: list[IterationSummary] = Field(default_factory=list)
     summaries_dropped: int = 0
     pending_messages: list[str] = Field(default_factory=list)
@@ -244,6 +267,7 @@ class SessionState(BaseModel):
     model_calls: int = 0
     commits: int = 0
     consecutive_errors: int = 0
+    block_streaks: dict[str, BlockStreak] = Field(default_factory=dict, description="task id -> its blocks in a row")
     current: IterationView = Field(default_factory=IterationView)
     holds: HoldState = Field(default_factory=HoldState)
     events: list[SessionEvent] = Field(default_factory=list)
@@ -281,7 +305,15 @@ def next_task(tasks: list[Task]) -> Task | None:
 
 def check_new_tasks(state: SessionState, items: list[NewTask]) -> None:
     """Dependencies must name existing tasks, or tasks earlier in the same batch (their ids are the
-    next numbers), so a batch can never create a cycle."""
+    next numbers), so a batch can never create a cycle. The task list is bounded."""
+    if len(state.tasks) + len(items) > MAX_TASKS:
+        raise ToolError(f"the session has {len(state.tasks)} tasks, at most {MAX_TASKS}; cancel or merge some first")
+    open_chars = sum(len(t.content) for t in open_tasks(state.tasks)) + sum(len(i.content) for i in items)
+    if open_chars > OPEN_TASKS_BUDGET_CHARS:
+        raise ToolError(
+            f"the open tasks would hold {open_chars:,} characters, at most {OPEN_TASKS_BUDGET_CHARS:,}; "
+            "finish, cancel or shorten tasks first"
+        )
     known = {t.id for t in state.tasks}
     for offset, item in enumerate(items):
         for dep in item.depends_on:
@@ -323,6 +355,8 @@ def set_status(state: SessionState, change: TaskStatusChange, iteration: int) ->
     if task.status != "completed" and change.status == "completed":
         state.completed_unhooked.append(task.id)
     task.status, task.updated_iteration = change.status, iteration
+    if change.status in DONE_STATUSES:
+        task.content = clip_middle(task.content, DONE_TASK_CHARS)
     return task
 
 
@@ -375,17 +409,38 @@ def add_note(state: SessionState, note: NewNote, iteration: int, source: Source)
     state.note_seq += 1
     record = Note(seq=state.note_seq, type=note.type, content=note.content, iteration=iteration, source=source)
     state.notes.append(record)
-    del state.notes[:-MAX_NOTES_KEPT]
+    state.notes_dropped += window(state.notes, MAX_NOTES_KEPT, NOTES_BUDGET_CHARS, lambda n: len(n.content))
     return record
 
 
 def add_summary(state: SessionState, summary: IterationSummary) -> IterationSummary:
     state.summaries.append(summary)
-    extra = len(state.summaries) - MAX_SUMMARIES_KEPT
-    if extra > 0:
-        state.summaries_dropped += extra
-        del state.summaries[:extra]
+    state.summaries_dropped += window(
+        state.summaries,
+        MAX_SUMMARIES_KEPT,
+        SUMMARIES_BUDGET_CHARS,
+        lambda x: len(x.summary) + sum(len(f) for f in x.files),
+    )
     return summary
+
+
+def window(items: list[T], count: int, budget: int, size: Callable[[T], int]) -> int:
+    """Drops the oldest items until at most ``count`` remain within ``budget``; returns how many
+    went. The newest item always stays."""
+    total = sum(size(i) for i in items)
+    dropped = 0
+    while len(items) > 1 and (len(items) > count or total > budget):
+        total -= size(items.pop(0))
+        dropped += 1
+    return dropped
+
+
+def clip_middle(text: str, limit: int) -> str:
+    """Head and tail of a text longer than ``limit``, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit - 40, 2)
+    return text[: keep // 2] + f" [... {len(text) - keep} characters cut ...] " + text[-(keep - keep // 2) :]
 
 
 def open_tasks(tasks: list[Task]) -> list[Task]:
@@ -400,8 +455,8 @@ def check_complete(state: SessionState) -> None:
 
 
 def push_bounded(items: list[str], text: str) -> None:
-    items.append(text)
-    del items[:-MAX_PENDING_TEXT]
+    items.append(clip_middle(text, PENDING_TEXT_CHARS))
+    window(items, MAX_PENDING_TEXT, PENDING_BUDGET_CHARS, len)
 
 
 # --- the spec ----------------------------------------------------------------------------------

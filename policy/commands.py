@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from policy.interpreters import (
     WRAPPERS,
@@ -31,6 +31,9 @@ from policy.interpreters import (
     strip_wrapper,
 )
 from policy.invocation import Analysis, Invocation, Problem, ScriptInfo
+from policy.parsers.make import MakeError, recipe_commands
+from policy.parsers.programs import embedded, printed_text
+from policy.parsers.pyfiles import python_files_run
 from policy.parsers.shell import SimpleCommand, parse
 from policy.tokens import ShellSyntaxError, Word
 from policy.words import FETCHERS, SHELLS, command_name, is_python
@@ -43,9 +46,12 @@ Cwds = frozenset[str | None]
 _JS_RUNNERS = frozenset({"npm", "pnpm", "yarn", "bun"})
 
 
-def analyze(src: str, load: Loader | None = None) -> Analysis:
+def analyze(src: str, load: Loader | None = None, plan_files: Mapping[str, str] | None = None) -> Analysis:
+    """``plan_files``: the files earlier steps of the plan wrote (path from the root -> text); a
+    Python file among them that this command runs is read too (``python x.py``, ``python -m``,
+    ``pytest`` and its conftest.py and test files, ``setup.py``, ``manage.py``)."""
     out = Analysis()
-    _Walker(out, load).walk(src, _Where("", 0, frozenset({"."}), None, None))
+    _Walker(out, load, plan_files or {}).walk(src, _Where("", 0, frozenset({"."}), None, None))
     return out
 
 
@@ -62,9 +68,10 @@ class _Where:
 
 
 class _Walker:
-    def __init__(self, out: Analysis, load: Loader | None) -> None:
+    def __init__(self, out: Analysis, load: Loader | None, plan_files: Mapping[str, str]) -> None:
         self.out = out
         self.load = load
+        self.plan_files = plan_files
         # files this command line itself writes with a here-document or echo: cat > x.sh <<EOF ... sh x.sh
         self.written: dict[str, str] = {}
 
@@ -183,6 +190,16 @@ class _Walker:
             self._stdin_code(inv, info, at)
         elif (code_text := inline_code(inv)) is not None:
             self.out.inline_code.append(("python" if is_python(name) else name, code_text, inv))
+        commands, unreadable = embedded(inv)
+        for label, text in commands:
+            self.walk(text, at.inner(label, at.cwds, at.timeout))
+        for reason in unreadable:
+            self.out.problems.append(Problem(7, reason, hold=True))
+        if name == "make" or name == "gmake":
+            self._makefile(inv, at)
+        if self.plan_files:
+            for path in python_files_run(inv, self.plan_files):
+                self.out.python_files.append((path, self.plan_files[path], inv))
 
     def _stdin_code(self, inv: Invocation, info: ScriptInfo, at: _Where) -> None:
         """An interpreter reading its program from stdin: a here-document, a file, or a pipe."""
@@ -204,7 +221,7 @@ class _Walker:
             return  # curl | sh: point 4 reports it
         if upstream and all(i.name in ("echo", "printf") for i in upstream):
             for i in upstream:
-                self._code(" ".join(i.texts), shell, lang, inv, at, f"{i.name} | {inv.name}")
+                self._code(printed_text(i), shell, lang, inv, at, f"{i.name} | {inv.name}")
         else:
             source = f"`{upstream[0].normalized[:40]}`" if upstream else "another command"
             self.out.problems.append(
@@ -249,7 +266,7 @@ class _Walker:
         if inv is None or inv.name not in ("cat", "tee", "echo", "printf"):
             return
         if inv.name in ("echo", "printf"):
-            body = " ".join(inv.texts)
+            body = printed_text(inv)
         else:
             fed = [r.heredoc if r.heredoc is not None else (r.target.text if r.target else "")
                    for r in inv.cmd.redirects if r.op in ("<<", "<<-", "<<<")]
@@ -261,6 +278,27 @@ class _Walker:
         for target in targets:
             for cwd in cwds:
                 self.written[os.path.normpath(os.path.join(cwd or ".", target))] = body
+
+    def _makefile(self, inv: Invocation, at: _Where) -> None:
+        """``make [TARGET...]``: the recipes it runs, read from the Makefile as the plan leaves it."""
+        if self.load is None:
+            return
+        texts = inv.texts
+        directory = option_value(inv.args, "-C", "--directory") or "."
+        names = [option_value(inv.args, "-f", "--file") or n for n in ("GNUmakefile", "makefile", "Makefile")]
+        cwd = os.path.normpath(os.path.join(next(iter(inv.cwds)) or ".", directory))
+        text = next((t for n in dict.fromkeys(names) if (t := self.load(n, cwd)) is not None), None)
+        if text is None:
+            return  # no Makefile: make fails, nothing runs
+        targets = [t for t in texts if not t.startswith("-") and "=" not in t and t != directory
+                   and t not in names]
+        try:
+            recipes = recipe_commands(text, targets)
+        except MakeError as exc:
+            self.out.problems.append(Problem(7, f"`make` reads a Makefile the rules cannot follow: {exc}", hold=True))
+            return
+        for target, line in recipes:
+            self.walk(line, at.inner(f"make {target}", frozenset({cwd}), at.timeout))
 
     def _package_script(self, inv: Invocation, at: _Where) -> None:
         texts = [t for t in inv.texts if not t.startswith("-")]

@@ -13,11 +13,13 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from models.edits import EditError, apply_blocks
 from models.plan import CommandStep, FileStep, Step, VerifyStep
 from models.review import Finding
 from policy.commands import Loader, analyze
 from policy.config import Policy, load_policy
 from policy.invocation import Analysis, Invocation, ScriptInfo
+from policy.parsers.python import read_python
 from policy.paths import check_path, is_inside, workspace_root
 from policy.rules import (
     consistency,
@@ -27,8 +29,10 @@ from policy.rules import (
     liveness,
     network,
     privilege,
+    python_code,
     secrets,
     supply,
+    test_weakening,
     workspace,
 )
 from policy.rules.base import Context, Hit
@@ -63,13 +67,17 @@ def evaluate_steps(
                 hits = list(_file_hits(step, ctx))
                 _remember(step, written)
             else:
-                analysis = analyze(step.command, _loader(ctx.root, written))
+                plan_files = {k: v for k, v in written.items() if v is not None}
+                analysis = analyze(step.command, _loader(ctx.root, written), plan_files)
                 analyses[step.id] = analysis
                 hits = list(_command_hits(step, analysis, ctx))
         except Exception as exc:  # a bug in a rule must block the step, never let it through
             hits = [Hit(7, f"the rules could not check this step ({type(exc).__name__}); blocked to be safe")]
         findings.extend(_findings(step.id, hits, ctx.policy))
-    plan_hits = consistency.check_plan(steps, analyses, ctx.root, require_verify)
+    plan_hits = [
+        *consistency.check_plan(steps, analyses, ctx.root, require_verify),
+        *test_weakening.check_plan(steps, analyses, ctx.root),
+    ]
     for step_id, h in plan_hits:
         findings.extend(_findings(step_id, [h], ctx.policy))
     return _dedupe(findings)
@@ -112,12 +120,26 @@ def _analysis_hits(analysis: Analysis, ctx: Context, depth: int) -> Iterator[Hit
             yield from script_rule(info, ctx)
     for lang, code, inv in analysis.inline_code:
         yield from inline.check(lang, code, inv, ctx)
+        if lang == "python":
+            yield from _python_hits(code, f"code run by `{inv.name}`", inv, ctx, depth)
         if depth < 2:
             for snippet in inline.shell_strings(code):
                 nested = analyze(snippet)
                 nested.problems.clear()  # a string literal that is not shell is just a string
                 for h in _analysis_hits(nested, ctx, depth + 1):
                     yield Hit(h.point, f"{h.reason} (run by `{inv.name}` code)", h.command, h.hold)
+    for path, text, inv in analysis.python_files:
+        yield from _python_hits(text, f"{path} (written by the plan, run by `{inv.name}`)", inv, ctx, depth)
+
+
+def _python_hits(code: str, label: str, inv: Invocation, ctx: Context, depth: int) -> Iterator[Hit]:
+    """Python read with ``ast``: its resolved calls, and the shell commands it runs, checked as commands."""
+    facts = read_python(code)
+    yield from python_code.check(facts, label, inv, ctx)
+    if depth < 2:
+        for command in facts.commands:
+            for h in _analysis_hits(analyze(command), ctx, depth + 1):
+                yield Hit(h.point, f"{h.reason} (run by {label})", h.command, h.hold)
 
 
 def _file_hits(step: FileStep, ctx: Context) -> Iterator[Hit]:
@@ -159,7 +181,12 @@ def _remember(step: FileStep, written: dict[str, str | None]) -> None:
         written[key] = None
     elif step.action == "append":
         written[key] = (written.get(key) or "") + (step.content or "")
-    else:
+    elif step.action == "edit" and isinstance(written.get(key), str):
+        try:
+            written[key] = apply_blocks(written[key] or "", step.content or "", step.path)
+        except EditError:
+            written[key] = step.content  # the blocks as text: a script made of them does not parse, so it is blocked
+    else:  # create, modify; an edit of a file no earlier step wrote is judged by its blocks' text
         written[key] = step.content
 
 

@@ -58,3 +58,4 @@ class Analysis:
     scripts: list[ScriptInfo] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     inline_code: list[tuple[str, str, Invocation]] = field(default_factory=list)  # (language, code, where)
+    python_files: list[tuple[str, str, Invocation]] = field(default_factory=list)  # (path, text, what runs it)

@@ -9,6 +9,7 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 
+from cli.project_store import scope
 from models.config import Settings
 from models.project import session_workflow_id
 from models.session import SessionState
@@ -73,7 +74,9 @@ def session_input(
 
 async def start_session(client: Client, settings: Settings, inp: SessionInput) -> WorkflowHandle[Any, SessionState]:
     return await client.start_workflow(
-        SessionWorkflow.run, inp, id=session_workflow_id(inp.name), task_queue=settings.temporal.task_queue
+        SessionWorkflow.run, inp,
+        id=session_workflow_id(inp.name, scope(Path(inp.workspace))),
+        task_queue=settings.temporal.task_queue
     )
 
 

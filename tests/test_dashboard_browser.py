@@ -15,6 +15,7 @@ import pytest_asyncio
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from cli.project_store import scope
 from models.config import Settings
 from tests import browser
 from tests import replies as r
@@ -214,7 +215,7 @@ async def test_a_session_shows_its_tasks_and_resumes_from_the_page(
     )
     spec = s.write_spec(workspace, "# Two\n- [ ] write one\n- [ ] write two\n")
     inp = s.session_input(settings, workspace, spec)
-    wid = session_workflow_id(inp.name)
+    wid = session_workflow_id(inp.name, scope(Path(inp.workspace)))
     handle = await client.start_workflow(
         SessionWorkflow.run, inp, id=wid, task_queue=settings.temporal.task_queue, start_signal="pause"
     )

@@ -24,6 +24,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.executor.base import ExecutorUnavailable, runs_root
+from cli.project_store import scope
 from models.config import ConfigError, ExecutorSettings, Settings, load_settings
 from models.project import session_workflow_id
 from models.request import ExecuteInput
@@ -149,7 +150,7 @@ async def test_session_passes_only_the_approved_step(
     inp = s.session_input(settings, workspace, iterations=1)
     state = await s.run_session(client, settings, inp)
     assert [x.outcome for x in state.summaries] == ["passed"], state.events[-5:]
-    inputs = await execute_inputs(client, session_workflow_id(inp.name))
+    inputs = await execute_inputs(client, session_workflow_id(inp.name, scope(Path(inp.workspace))))
     assert [([s.id for s in i.steps], i.network_steps) for i in inputs] == [(["s1"], ["s1"]), (["s2"], [])]
 
 

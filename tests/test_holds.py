@@ -13,23 +13,33 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
+from activities.files import FileStepError, apply_file_step
 from models.config import Settings
 from models.holds import HoldDecision
+from models.plan import FileStep
 from models.request import RequestResult, RequestState
+from policy.digests import reviewed_digests
 from tests import replies as r
 from tests import session_replies as s
 from tests.cli import iter_cmd
+from tests.conftest import git
 from tests.fake_llm import FakeModel
 from tests.pipeline import start, wait_for
 from workflows.request import RequestWorkflow
-
-pytestmark = pytest.mark.usefixtures("worker")
 
 # `rm -rf build` on a narrow target: risky but plausibly legitimate, so held, not blocked
 HELD_PLAN = r.plan(
     r.run("s1", "rm -rf build"), r.write("s2", "notes.txt", "clean\n"), r.verify("s3", "test ! -d build")
 )
 SAFE_PLAN = r.plan(r.write("s1", "notes.txt", "kept\n"), r.verify("s2", "test -d build"))
+
+
+def _tracked_build(workspace: Path) -> None:
+    """A build/ folder in git: the request's worktree has it too, and its deletion lands."""
+    (workspace / "build").mkdir()
+    (workspace / "build" / "out.o").write_text("x")
+    git(workspace, "add", "-A")
+    git(workspace, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "build")
 
 
 def _waiting(state: RequestState) -> bool:
@@ -39,8 +49,7 @@ def _waiting(state: RequestState) -> bool:
 async def _held(
     client: Client, settings: Settings, workspace: Path, fake: FakeModel
 ) -> tuple[WorkflowHandle[Any, RequestResult], RequestState]:
-    (workspace / "build").mkdir()
-    (workspace / "build" / "out.o").write_text("x")
+    _tracked_build(workspace)
     fake.script("plan", HELD_PLAN, SAFE_PLAN)
     fake.default("safety_review", r.safety_pass())
     fake.default("post_review", r.post_pass())
@@ -49,6 +58,7 @@ async def _held(
     return handle, state
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_held_step_waits_and_runs_once_a_person_approves(
     client: Client, settings: Settings, workspace: Path, fake: FakeModel, cli_env: dict[str, str]
 ) -> None:
@@ -70,7 +80,7 @@ async def test_a_held_step_waits_and_runs_once_a_person_approves(
     result = await handle.result()
 
     assert result.state.outcome == "passed", result.state.error
-    assert not (workspace / "build").exists()
+    assert not (workspace / "build" / "out.o").exists(), result.state.landing
     assert result.state.safety_verdict == "APPROVED"
     assert [h.decision for h in result.state.holds.held] == ["approved"]
     assert len(fake.calls("plan")) == 1, "an approved step is not planned again"
@@ -79,6 +89,7 @@ async def test_a_held_step_waits_and_runs_once_a_person_approves(
     assert "HOLD" in text and "update approve" in text
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_denied_step_goes_back_to_the_coder_with_the_reason(
     client: Client, settings: Settings, workspace: Path, fake: FakeModel, cli_env: dict[str, str]
 ) -> None:
@@ -95,6 +106,7 @@ async def test_a_denied_step_goes_back_to_the_coder_with_the_reason(
     assert "denied by a person: keep the build cache" in replan
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_decision_nothing_waits_for_is_refused_and_leaves_no_trace(
     client: Client, settings: Settings, workspace: Path, fake: FakeModel, cli_env: dict[str, str]
 ) -> None:
@@ -114,12 +126,13 @@ async def test_a_decision_nothing_waits_for_is_refused_and_leaves_no_trace(
     assert len(updates) == 1, "the refused decision left nothing in history"
 
 
+@pytest.mark.usefixtures("worker")
 async def test_hold_mode_block_in_the_project_blocks_with_the_reason(
     client: Client, settings: Settings, workspace: Path, fake: FakeModel
 ) -> None:
     (workspace / ".iter").mkdir(exist_ok=True)
     (workspace / ".iter" / "policy.yaml").write_text("hold: block\n")
-    (workspace / "build").mkdir()
+    _tracked_build(workspace)
     settings.bounds.max_block_replans = 0
     fake.script("plan", HELD_PLAN)
     fake.default("safety_review", r.safety_pass())
@@ -133,12 +146,13 @@ async def test_hold_mode_block_in_the_project_blocks_with_the_reason(
     assert result.state.holds.held == []
 
 
+@pytest.mark.usefixtures("worker")
 async def test_hold_mode_allow_in_the_project_lets_held_steps_run(
     client: Client, settings: Settings, workspace: Path, fake: FakeModel
 ) -> None:
     (workspace / ".iter").mkdir(exist_ok=True)
     (workspace / ".iter" / "policy.yaml").write_text("hold: allow\n")
-    (workspace / "build").mkdir()
+    _tracked_build(workspace)
     fake.script("plan", HELD_PLAN)
     fake.default("safety_review", r.safety_pass())
     fake.default("post_review", r.post_pass())
@@ -146,10 +160,11 @@ async def test_hold_mode_allow_in_the_project_lets_held_steps_run(
     result = await (await start(client, settings, workspace)).result()
 
     assert result.state.outcome == "passed", result.state.error
-    assert not (workspace / "build").exists()
+    assert not (workspace / "build" / "out.o").exists()
     assert any("allowed by the project's hold mode 'allow'" in e.message for e in result.state.events)
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_headless_session_blocks_a_held_step_and_goes_on(
     client: Client, settings: Settings, workspace: Path, fake: FakeModel
 ) -> None:
@@ -162,17 +177,18 @@ async def test_a_headless_session_blocks_a_held_step_and_goes_on(
     )
     spec = s.write_spec(workspace, "# One\n- [ ] clean up\n")
     inp = s.session_input(settings, workspace, spec, hold_mode="block")  # what `iter build --headless` sends
-    state = await s.run_session(client, settings, inp)
+    state = await s.run_session(client, settings, inp, timeout=90)  # two iterations, on a loaded machine
 
     assert [x.outcome for x in state.summaries] == ["blocked", "passed"], "it never waits for nobody"
     assert (workspace / "build").is_dir()
     assert "hold mode is 'block'" in state.notes[0].content
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_session_waits_for_a_person_and_runs_the_approved_step(
     client: Client, settings: Settings, workspace: Path, fake: FakeModel, cli_env: dict[str, str]
 ) -> None:
-    (workspace / "build").mkdir()
+    _tracked_build(workspace)
     s.reviewers_pass(fake)
     fake.script(
         "session_plan",
@@ -183,21 +199,22 @@ async def test_a_session_waits_for_a_person_and_runs_the_approved_step(
     handle = await s.start_session(client, settings, inp)
     await s.wait_state(handle, lambda st: bool(st.holds.waiting))
 
-    shown = await asyncio.to_thread(iter_cmd, workspace, cli_env, "status", inp.name)
+    shown = await asyncio.to_thread(iter_cmd, workspace, cli_env, "status", handle.id)
     assert "held step s1 waits for a person" in shown.stdout, shown.stdout + shown.stderr
-    done = await asyncio.to_thread(iter_cmd, workspace, cli_env, "approve", inp.name)
+    done = await asyncio.to_thread(iter_cmd, workspace, cli_env, "approve", handle.id)
     assert done.returncode == 0, done.stderr
     state = await asyncio.wait_for(handle.result(), 60)
 
     assert state.summaries[0].outcome == "passed", state.events[-5:]
-    assert not (workspace / "build").exists()
+    assert not (workspace / "build" / "out.o").exists()
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_file_edited_while_the_plan_waited_is_not_written_over(
     client: Client, settings: Settings, workspace: Path, fake: FakeModel
 ) -> None:
-    (workspace / "build").mkdir()
     (workspace / "notes.txt").write_text("as reviewed\n")
+    _tracked_build(workspace)  # commits notes.txt too
     fake.script(
         "plan",
         r.plan(r.run("s1", "rm -rf build"), r.write("s2", "notes.txt", "planned\n", "modify"), r.verify("s3", "true")),
@@ -206,13 +223,25 @@ async def test_a_file_edited_while_the_plan_waited_is_not_written_over(
     fake.default("post_review", r.post_pass())
     handle = await start(client, settings, workspace)
     await wait_for(handle, _waiting)
-    (workspace / "notes.txt").write_text("my own edit, keep me\n")  # the user edits while the step waits
+    (workspace / "notes.txt").write_text("my own edit, keep me\n")  # the user edits it while the step waits
 
     await handle.execute_update(RequestWorkflow.approve, HoldDecision(step="s1"))
     result = await asyncio.wait_for(handle.result(), 60)
 
-    assert (workspace / "notes.txt").read_text() == "my own edit, keep me\n"
-    s2 = next(res for res in result.state.results if res.step_id == "s2")
-    assert not s2.ok and "was edited after the plan was reviewed" in s2.output
+    assert (workspace / "notes.txt").read_text() == "my own edit, keep me\n", result.state.landing
     review_prompt = fake.calls("safety_review")[0]["messages"][-1]["content"]
     assert "--- notes.txt (sha256 " in review_prompt, "the reviewer sees which content the step is bound to"
+
+
+def test_a_file_step_refuses_a_file_that_changed_since_the_review(tmp_path: Path) -> None:
+    """Where the steps run in place (no worktree), the review's digest is what protects the edit."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "notes.txt").write_text("as reviewed\n")
+    step = FileStep(id="s2", type="file", path="notes.txt", action="modify", content="planned\n")
+    reviewed = reviewed_digests([step], ws)["s2"]
+    (ws / "notes.txt").write_text("my own edit, keep me\n")
+    with pytest.raises(FileStepError, match="was edited after the plan was reviewed"):
+        apply_file_step(step, ws, tmp_path / "run", reviewed)
+    assert (ws / "notes.txt").read_text() == "my own edit, keep me\n"
+    assert apply_file_step(step, ws, tmp_path / "run2", None) == "modified"  # no review digest: as before

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from pathlib import Path
 
 import pytest
+from temporalio import workflow
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 from models.config import Settings
 from models.events import (
+    MAX_RETAINED,
     Finished,
     ModelEnded,
     ModelStarted,
+    Notice,
     OutputLines,
     PhaseChanged,
     StepFinished,
@@ -26,6 +31,7 @@ from temporal.events import StreamItem, end_offset, subscribe
 from tests import replies as r
 from tests.fake_llm import FakeModel
 from tests.pipeline import start
+from workflows.live import LiveStream
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -58,7 +64,8 @@ async def test_a_request_streams_its_whole_story(
     offsets = [i.offset for i in items]
     assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
     phases = [e.phase for e in events if isinstance(e, PhaseChanged)]
-    assert phases[:3] == ["prompt", "stream", "parse"] and "execute" in phases and phases[-1] == "done"
+    story = [p for p in phases if p in ("prompt", "stream", "parse", "review", "execute", "verify", "done")]
+    assert story[:3] == ["prompt", "stream", "parse"] and "execute" in story and phases[-1] == "done", phases
     # The coder's answer arrives token by token, coalesced, and adds up to the answer in history.
     starts = [e for e in events if isinstance(e, ModelStarted)]
     assert [(s.role, s.schema_name) for s in starts] == [
@@ -103,3 +110,34 @@ async def test_a_reader_can_skip_tokens_and_resume_from_an_offset(
     resumed = await collect(client, handle.id, from_offset=middle)
     assert [i.offset for i in resumed] == [i.offset for i in everything if i.offset >= middle]
     assert await end_offset(client, handle.id) == everything[-1].offset + 1
+
+
+@workflow.defn(sandboxed=False)
+class ChattyWorkflow:
+    """Publishes more events than the stream retains."""
+
+    def __init__(self) -> None:
+        self.live = LiveStream()
+
+    @workflow.run
+    async def run(self, n: int) -> None:
+        for i in range(n):
+            self.live.publish(PhaseChanged(phase="execute", message=f"event {i}"))
+        self.live.publish(Finished(outcome="passed"))
+
+
+async def test_the_stream_keeps_a_bounded_tail_and_says_what_a_reader_missed(client: Client) -> None:
+    n = MAX_RETAINED + 500
+    queue = f"chatty-{uuid.uuid4().hex[:8]}"
+    async with Worker(client, task_queue=queue, workflows=[ChattyWorkflow]):
+        handle = await client.start_workflow(
+            ChattyWorkflow.run, n, id=f"chatty-{uuid.uuid4().hex[:8]}", task_queue=queue
+        )
+        await handle.result()
+        items = await collect(client, handle.id)
+    notice, *rest = items
+    assert isinstance(notice.event, Notice) and "dropped" in notice.event.message
+    assert len(rest) <= MAX_RETAINED
+    assert isinstance(rest[-1].event, Finished) and rest[-1].offset == n
+    assert rest[-2].event == PhaseChanged(phase="execute", message=f"event {n - 1}")
+    assert [i.offset for i in rest] == list(range(rest[0].offset, n + 1))

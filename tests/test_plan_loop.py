@@ -94,3 +94,21 @@ def test_repetition_is_seen_in_stuck_streams_only() -> None:
     assert repeating_pattern(code) == ""
     guard = RepetitionGuard()
     assert not any(guard.feed(code[i : i + 7]) for i in range(0, len(code), 7))
+
+
+@pytest.mark.usefixtures("worker")
+async def test_reviewer_repeating_an_invalid_verdict_is_asked_differently(
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel
+) -> None:
+    fake.script("plan", r.plan(r.write("s1", "src/calc/mul.py", MUL), r.verify("s2")))
+    fake.script("safety_review", r.safety_pass())
+    fake.default("post_review", "[]")
+
+    handle = await start(client, settings, workspace, example_project())
+    with pytest.raises(WorkflowFailureError):  # an unreadable verdict fails the request
+        await handle.result()
+
+    calls = [(c["messages"], c["options"]["temperature"]) for c in fake.calls("post_review")]
+    assert len(calls) == settings.bounds.max_parse_repairs + 1
+    assert all(a != b for i, a in enumerate(calls) for b in calls[i + 1 :]), "a call was repeated unchanged"
+    assert calls[-1][0][-1]["content"].startswith("Your previous answer was rejected")

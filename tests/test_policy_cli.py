@@ -47,26 +47,18 @@ def test_json_output_is_the_verdict_and_the_findings(tmp_path: Path) -> None:
     assert code == 3, "a narrow recursive delete is held for a person, not blocked"
     assert data["verdict"] == "HOLD"
     assert data["findings"] == [
-        {
-            "point": 2,
-            "step_id": "command",
-            "source": "rules",
-            "verdict": "hold",
-            "reason": "`rm -rf build` deletes recursively and without asking (rm -rf)",
-        }
+        {"point": 2, "step_id": "command", "source": "rules", "verdict": "hold",
+         "reason": "`rm -rf build` deletes recursively and without asking (rm -rf)"}
     ]
     code, out = run("rm -rf ~", "--json", "-w", str(tmp_path))
     assert code == 1 and json.loads(out)["verdict"] == "BLOCK"
 
 
 def test_a_plan_file_is_checked_as_a_whole(tmp_path: Path) -> None:
-    good = plan_file(
-        tmp_path,
-        [
-            {"id": "s1", "type": "file", "path": "src/a.py", "action": "create", "content": "x = 1\n"},
-            {"id": "s2", "type": "verify", "command": "python -m pytest -q"},
-        ],
-    )
+    good = plan_file(tmp_path, [
+        {"id": "s1", "type": "file", "path": "src/a.py", "action": "create", "content": "x = 1\n"},
+        {"id": "s2", "type": "verify", "command": "python -m pytest -q"},
+    ])
     assert run("--plan", good, "-w", str(tmp_path))[0] == 0
     no_verify = plan_file(tmp_path, [{"id": "s1", "type": "command", "command": "ls"}], "p2.json")
     code, out = run("--plan", no_verify, "-w", str(tmp_path), "--json")
@@ -77,13 +69,10 @@ def test_a_plan_file_is_checked_as_a_whole(tmp_path: Path) -> None:
 def test_the_workspace_policy_applies_and_names_network_steps(tmp_path: Path) -> None:
     (tmp_path / ".iter").mkdir()
     (tmp_path / ".iter" / "policy.yaml").write_text("allow:\n  - {pattern: '^npm ci$', network: true}\n")
-    plan = plan_file(
-        tmp_path,
-        [
-            {"id": "deps", "type": "command", "command": "npm ci"},
-            {"id": "t", "type": "verify", "command": "npm test"},
-        ],
-    )
+    plan = plan_file(tmp_path, [
+        {"id": "deps", "type": "command", "command": "npm ci"},
+        {"id": "t", "type": "verify", "command": "npm test"},
+    ])
     code, out = run("--plan", plan, "-w", str(tmp_path), "--json")
     assert code == 0
     assert json.loads(out) == {"verdict": "PASS", "hold_mode": None, "findings": [], "network_steps": ["deps"]}
@@ -135,24 +124,12 @@ def test_iter_policy_check_works_from_the_real_entry_point(tmp_path: Path) -> No
     if command is None:
         pytest.skip("cli/main.py does not register policy_app yet (the lead wires `iter policy`)")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    blocked = subprocess.run(
-        [*command, "policy", "check", "git push --force", "-w", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=60,
-    )
+    blocked = subprocess.run([*command, "policy", "check", "git push --force", "-w", str(tmp_path)],
+                             capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
     assert blocked.returncode == 1, blocked.stderr
     assert "BLOCK" in blocked.stdout and "point 2" in blocked.stdout
-    passed = subprocess.run(
-        [*command, "policy", "check", "git status", "-w", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=60,
-    )
+    passed = subprocess.run([*command, "policy", "check", "git status", "-w", str(tmp_path)],
+                            capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
     assert passed.returncode == 0, passed.stderr
 
 

@@ -14,11 +14,14 @@ from pathlib import Path
 import pytest
 
 from models.plan import CommandStep, FileStep, Step, VerifyStep
+from models.request import StepResult
 from models.review import Finding
+from models.verification import untested_change
 from policy import Policy, evaluate_steps, load_policy, network_steps
 from policy import config as config_module
 from policy.commands import analyze
 from policy.digests import reviewed_digests
+from policy.parsers.python import read_python
 from policy.parsers.shell import parse
 
 
@@ -55,9 +58,7 @@ def test_finding_names_point_step_and_a_one_line_reason(ws: Path) -> None:
     findings = evaluate_steps(steps, ws, Policy())
     assert findings == [
         Finding(
-            point=2,
-            step_id="b",
-            verdict="hold",
+            point=2, step_id="b", verdict="hold",
             reason="`rm -rf build` deletes recursively and without asking (rm -rf)",
         )
     ]
@@ -86,31 +87,14 @@ def test_quoting_and_escapes_are_undone_as_bash_does() -> None:
     "command",
     [
         "sudo -u root env FOO=1 timeout 5 nice -n 3 nohup rm -rf build",
-        "bash -c 'rm -rf build'",
-        'sh -ec "rm -rf build"',
-        "bash -c -- 'rm -rf build'",
-        "bash -lc \"bash -c 'rm -rf build'\"",
-        "eval 'rm -rf build'",
-        "echo $(rm -rf build)",
-        "echo `rm -rf build`",
-        "echo ${X:-$(rm -rf build)}",
-        "ls | xargs rm -rf",
-        "find . -name x -exec rm -rf {} \\;",
-        "env -S 'rm -rf build'",
-        "bash <<'EOF'\nrm -rf build\nEOF",
-        "bash <<< 'rm -rf build'",
-        "echo 'rm -rf build' | sh",
-        "alias x='rm -rf build'",
-        "trap 'rm -rf build' EXIT",
-        "a=(1 $(rm -rf build))",
-        "command rm -rf build",
-        "exec rm -rf build",
-        "time rm -rf build",
-        "if true; then rm -rf build; fi",
-        "python3 -c \"import os; os.system('rm -rf build')\"",
-        "x=1; (cd src && rm -rf build) &",
-        "watch -n 5 rm -rf build",
-        "cat > x.sh <<'EOF'\nrm -rf build\nEOF\nsh x.sh",
+        "bash -c 'rm -rf build'", "sh -ec \"rm -rf build\"", "bash -c -- 'rm -rf build'",
+        "bash -lc \"bash -c 'rm -rf build'\"", "eval 'rm -rf build'", "echo $(rm -rf build)", "echo `rm -rf build`",
+        "echo ${X:-$(rm -rf build)}", "ls | xargs rm -rf", "find . -name x -exec rm -rf {} \\;",
+        "env -S 'rm -rf build'", "bash <<'EOF'\nrm -rf build\nEOF", "bash <<< 'rm -rf build'",
+        "echo 'rm -rf build' | sh", "alias x='rm -rf build'", "trap 'rm -rf build' EXIT", "a=(1 $(rm -rf build))",
+        "command rm -rf build", "exec rm -rf build", "time rm -rf build", "if true; then rm -rf build; fi",
+        "python3 -c \"import os; os.system('rm -rf build')\"", "x=1; (cd src && rm -rf build) &",
+        "watch -n 5 rm -rf build", "cat > x.sh <<'EOF'\nrm -rf build\nEOF\nsh x.sh",
     ],
 )
 def test_rm_rf_is_seen_through_wrappers_and_nested_shells(command: str, ws: Path) -> None:
@@ -126,7 +110,7 @@ def test_rm_rf_is_seen_through_wrappers_and_nested_shells(command: str, ws: Path
         ("if true; then ls", "could not parse"),
         ("$CMD -rf /", "only known at run time"),
         ("{rm,-rf,/}", "could not parse"),  # tree-sitter-bash reads no brace expansion in a command name
-        ('bash -c "$PAYLOAD"', "only known at run time"),
+        ("bash -c \"$PAYLOAD\"", "only known at run time"),
         ("base64 -d blob | sh", "cannot be checked"),
         ("bash ./generated.sh", "cannot read"),
     ],
@@ -137,18 +121,9 @@ def test_what_cannot_be_read_is_blocked(command: str, reason: str, ws: Path) -> 
 
 
 def test_constructs_real_scripts_use_still_parse() -> None:
-    for src in (
-        "[[ -n $x && $a < $b ]] && echo",
-        "echo $((1 + 2))",
-        "case $x in (a|b) echo;; *) ;; esac",
-        'arr=(a "b c"); declare -A m=()',
-        "for ((i=0; i<3; i++)); do :; done",
-        "f() { local x=1; }",
-        "mapfile -t t < <(ls)",
-        "while read -r l; do :; done < f",
-        "time -p make",
-        "! grep -q x f",
-    ):
+    for src in ("[[ -n $x && $a < $b ]] && echo", "echo $((1 + 2))", "case $x in (a|b) echo;; *) ;; esac",
+                "arr=(a \"b c\"); declare -A m=()", "for ((i=0; i<3; i++)); do :; done", "f() { local x=1; }",
+                "mapfile -t t < <(ls)", "while read -r l; do :; done < f", "time -p make", "! grep -q x f"):
         parse(src)
     script = parse("a 2>&1 | b")
     shape = [(c.words[0].text, c.pipe_out, c.pipe_in) for c in script.commands]
@@ -166,7 +141,7 @@ def test_constructs_real_scripts_use_still_parse() -> None:
         ("(cd build && ls) && cat ../x", True),  # the cd does not outlive its subshell
         ("cd build | cat ../x", True),  # nor a pipeline
         ("cd src && cd .. && cd ..", True),
-        ('cd "$DIR" && ls', True),
+        ("cd \"$DIR\" && ls", True),
     ],
 )
 def test_cd_is_followed_through_the_command_line(command: str, blocked: bool, ws: Path) -> None:
@@ -269,59 +244,9 @@ def test_policy_none_reads_the_workspace_policy(ws: Path) -> None:
 
 
 # ---- failing closed --------------------------------------------------------------------------------
-_FUZZ_ATOMS = [
-    "rm",
-    "-rf",
-    "/",
-    "'",
-    '"',
-    "$(",
-    ")",
-    "`",
-    "${",
-    "}",
-    "{",
-    "(",
-    "<<",
-    "EOF",
-    "\n",
-    "|",
-    "&&",
-    ";",
-    "&",
-    ">",
-    "<",
-    "2>&1",
-    "<(",
-    "$'",
-    "\\",
-    "case",
-    "in",
-    "esac",
-    "if",
-    "then",
-    "fi",
-    "while",
-    "do",
-    "done",
-    "a=(",
-    "[[",
-    "]]",
-    "((",
-    "$((",
-    "#",
-    " ",
-    " ",
-    "bash",
-    "-c",
-    "eval",
-    "sudo",
-    "f()",
-    ";;",
-    "*",
-    "~",
-    "..",
-]
+_FUZZ_ATOMS = ["rm", "-rf", "/", "'", '"', "$(", ")", "`", "${", "}", "{", "(", "<<", "EOF", "\n", "|", "&&", ";",
+               "&", ">", "<", "2>&1", "<(", "$'", "\\", "case", "in", "esac", "if", "then", "fi", "while", "do", "done",
+               "a=(", "[[", "]]", "((", "$((", "#", " ", " ", "bash", "-c", "eval", "sudo", "f()", ";;", "*", "~", ".."]
 
 
 def test_random_shell_never_crashes_the_gate(ws: Path) -> None:
@@ -372,3 +297,27 @@ def test_the_review_records_the_files_it_saw_for_the_first_step_on_each_path(ws:
     ]
     digests = reviewed_digests(steps, ws)
     assert digests == {"m": hashlib.sha256(b"mine\n").hexdigest(), "n": "absent"}
+
+
+# ---- reading Python: resolution and folding ----------------------------------------------------------
+def test_python_calls_resolve_through_aliases_getattr_and_importlib() -> None:
+    code = (
+        "import importlib, shutil as s\nfrom os import system as run\n"
+        "net = importlib.import_module('url' + 'lib.request')\n"
+        "getattr(s, 'rm' + 'tree')('build')\nrun(''.join(['ec', 'ho']) + ' hi')\nnet.urlopen('http://x.example')\n"
+    )
+    facts = read_python(code)
+    names = {c.name for c in facts.calls}
+    assert {"shutil.rmtree", "os.system", "urllib.request.urlopen"} <= names
+    assert facts.commands == ["echo hi"]
+    assert facts.unknown == []
+    assert read_python("exec(compile(open('x').read(), 'x', 'exec'))").unknown, "exec of a computed string is unknown"
+    assert read_python("not python (").error
+
+
+def test_a_pass_needs_a_check_after_the_last_change() -> None:
+    ok = StepResult(step_id="v", run_key="r0-v", kind="verify", ok=True)
+    change = StepResult(step_id="s", run_key="r0-s", kind="file", ok=True)
+    assert untested_change([change, ok]) == ""
+    assert "after step s" in untested_change([ok, change])
+    assert untested_change([ok]) == ""

@@ -8,10 +8,13 @@ from pathlib import Path
 
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from cli.project_store import scope
 from models.config import Settings
+from models.project import session_workflow_id
 from tests import replies as r
 from tests import session_replies as s
 from tests.fake_llm import FakeModel
+from tests.pipeline import steps_dir
 from tests.test_session_control import iter_cli
 from workflows.session import SessionWorkflow
 
@@ -42,16 +45,16 @@ async def test_cancel_ends_a_session_that_is_running_a_step(
     spec = s.write_spec(workspace, "# Two\n- [ ] slow\n- [ ] next\n")
     inp = s.session_input(settings, workspace, spec)
     handle = await s.start_session(client, settings, inp)
-    await s.wait_state(handle, lambda st: (workspace / "started").exists())
-    cancelled = await iter_cli(cli_env, workspace, "cancel", inp.name)
+    state = await s.wait_state(handle, lambda st: st.sandbox is not None and (steps_dir(st) / "started").exists())
+    cancelled = await iter_cli(cli_env, workspace, "cancel", handle.id)
     assert cancelled.returncode == 0, cancelled.stderr
     assert await _closed_status(client, handle.id) == WorkflowExecutionStatus.CANCELED
     await asyncio.sleep(1)
-    assert not (workspace / "finished").exists()  # the step was stopped, not waited for
+    assert not (steps_dir(state) / "finished").exists()  # the step was stopped, not waited for
     assert len(fake.calls("session_plan")) == 1  # no iteration 2
-    shown = await iter_cli(cli_env, workspace, "status", inp.name)
+    shown = await iter_cli(cli_env, workspace, "status", handle.id)
     assert shown.returncode == 0 and "canceled" in shown.stdout.lower(), shown.stdout + shown.stderr
-    again = await iter_cli(cli_env, workspace, "cancel", inp.name)
+    again = await iter_cli(cli_env, workspace, "cancel", handle.id)
     assert again.returncode == 1 and "is not running" in again.stderr
 
 
@@ -63,7 +66,9 @@ async def test_cancel_ends_a_paused_session(
     spec = s.write_spec(workspace, "# One\n- [ ] never reached\n")
     inp = s.session_input(settings, workspace, spec)
     handle = await client.start_workflow(
-        SessionWorkflow.run, inp, id=f"iter-session-{inp.name}", task_queue=settings.temporal.task_queue,
+        SessionWorkflow.run, inp,
+        id=session_workflow_id(inp.name, scope(Path(inp.workspace))),
+        task_queue=settings.temporal.task_queue,
         start_signal="pause",
     )  # fmt: skip
     await s.wait_state(handle, lambda st: any(e.message == "paused" for e in st.events))

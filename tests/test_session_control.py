@@ -13,6 +13,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from cli.project_store import scope
 from models.config import Settings
 from models.project import session_workflow_id
 from tests import replies as r
@@ -44,7 +45,9 @@ async def test_messages_reach_the_next_prompt_once(
     spec = s.write_spec(workspace, "# Two\n- [ ] one\n- [ ] two\n")
     inp = s.session_input(settings, workspace, spec)
     handle = await client.start_workflow(
-        SessionWorkflow.run, inp, id=session_workflow_id(inp.name), task_queue=settings.temporal.task_queue,
+        SessionWorkflow.run, inp,
+        id=session_workflow_id(inp.name, scope(Path(inp.workspace))),
+        task_queue=settings.temporal.task_queue,
         start_signal="pause",
     )  # fmt: skip
     sent = await iter_cli(cli_env, workspace, "message", inp.name, "Prefer tabs; x; rm -rf ~ is just text")
@@ -147,7 +150,7 @@ async def test_session_lives_on_when_the_cli_exits_and_build_attaches_again(
     )
     proc = subprocess.Popen([ITER, "build", "--headless", "--quiet"], cwd=workspace, env=cli_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    handle = client.get_workflow_handle_for(SessionWorkflow.run, session_workflow_id("SPEC"))
+    handle = client.get_workflow_handle_for(SessionWorkflow.run, session_workflow_id("SPEC", scope(workspace)))
     try:
         while not await _started(handle, "one.started"):
             await asyncio.sleep(0.05)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from cli.project_store import scope
 from models.config import Settings
 from models.project import session_workflow_id
 from tests import replies as r
@@ -74,7 +75,7 @@ async def test_long_session_continues_as_new_with_bounded_history_and_intact_sta
     assert not (Path(inp.settings.data_dir) / "journals" / state.journal_key).exists()  # journals go with each run
     prompts = [c["messages"][1]["content"] for c in fake.calls("session_plan")]
     assert sum("halfway message" in p for p in prompts) == 1
-    runs = await run_ids(client, session_workflow_id(inp.name))
+    runs = await run_ids(client, session_workflow_id(inp.name, scope(Path(inp.workspace))))
     counts = [
         len([e async for e in client.get_workflow_handle(handle.id, run_id=rid).fetch_history_events()]) for rid in runs
     ]

@@ -5,6 +5,12 @@ from __future__ import annotations
 import pytest
 
 from models.session import (
+    DONE_TASK_CHARS,
+    MAX_NOTES_KEPT,
+    MAX_SUMMARIES_KEPT,
+    MAX_TASKS,
+    NOTES_BUDGET_CHARS,
+    PENDING_BUDGET_CHARS,
     IterationSummary,
     NewNote,
     NewTask,
@@ -18,6 +24,7 @@ from models.session import (
     add_tasks,
     check_complete,
     next_task,
+    push_bounded,
     set_status,
     spec_tasks,
 )
@@ -114,8 +121,8 @@ def test_spec_checkboxes_become_tasks_in_order() -> None:
 
 
 def test_prompt_sections_stay_within_budget_as_the_session_grows() -> None:
-    state = state_with(*(f"task number {i} with some words" for i in range(2000)))
-    for i in range(1500):
+    state = state_with(*(f"task number {i} with some words" for i in range(MAX_TASKS)))
+    for i in range(MAX_TASKS * 3 // 4):
         set_status(state, TaskStatusChange(id=str(i + 1), status="completed"), i)
     for i in range(3000):
         add_note(state, NewNote(type="learning" if i % 2 else "stuck", content=f"note {i} " + "x" * 80), i, "model")
@@ -125,7 +132,27 @@ def test_prompt_sections_stay_within_budget_as_the_session_grows() -> None:
     notes = render_notes(state.notes, 2000)
     history = render_history(state.summaries, state.summaries_dropped, 2000)
     assert len(tasks) <= 3000 and len(notes) <= 2000 and len(history) <= 2000
-    assert tasks.startswith("Next task: #1501") and "older finished tasks not shown" in tasks
+    assert tasks.startswith(f"Next task: #{MAX_TASKS * 3 // 4 + 1}") and "older finished tasks not shown" in tasks
     assert "note 2999" in notes and "older notes not shown" in notes
     assert "iteration 1199" in history and "earlier entries not shown" in history
-    assert len(state.notes) == 1000 and len(state.summaries) == 500  # the state itself is bounded too
+    # The state itself is bounded too: windows by count and by characters.
+    assert len(state.notes) == MAX_NOTES_KEPT and state.notes_dropped == 3000 - MAX_NOTES_KEPT
+    assert len(state.summaries) == MAX_SUMMARIES_KEPT and state.summaries_dropped == 1199 - MAX_SUMMARIES_KEPT
+    with pytest.raises(ToolError, match="at most 1000"):
+        add_tasks(state, [NewTask(content="one too many")], 0, "user")
+
+
+def test_the_state_window_keeps_the_newest_within_its_character_budget() -> None:
+    state = SessionState()
+    for i in range(40):
+        add_note(state, NewNote(type="learning", content=f"{i} " + "y" * 3990), i, "model")
+    assert sum(len(n.content) for n in state.notes) <= NOTES_BUDGET_CHARS
+    assert state.notes[-1].content.startswith("39 ") and state.notes_dropped == 40 - len(state.notes)
+    pending: list[str] = []
+    for i in range(10):
+        push_bounded(pending, f"hook {i} " + "z" * 20_000)
+    assert sum(map(len, pending)) <= PENDING_BUDGET_CHARS and pending[-1].startswith("hook 9")
+    assert "characters cut" in pending[-1]
+    done = state_with("a long task " * 100)
+    set_status(done, TaskStatusChange(id="1", status="completed"), 1)
+    assert len(done.tasks[0].content) <= DONE_TASK_CHARS

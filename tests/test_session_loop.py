@@ -8,6 +8,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
+from cli.project_store import scope
 from models.config import Settings
 from models.project import session_workflow_id
 from tests import replies as r
@@ -116,7 +117,9 @@ async def test_invalid_answers_are_repaired_and_repeated_failures_end_the_sessio
     spec = s.write_spec(workspace, "# One\n- [ ] never done\n")
     inp = s.session_input(settings, workspace, spec)
     handle = await client.start_workflow(
-        SessionWorkflow.run, inp, id=session_workflow_id(inp.name), task_queue=settings.temporal.task_queue,
+        SessionWorkflow.run, inp,
+        id=session_workflow_id(inp.name, scope(Path(inp.workspace))),
+        task_queue=settings.temporal.task_queue,
         start_signal="message", start_signal_args=["please finish"],
     )  # fmt: skip
     state = await handle.result()

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 
+from cli.project_store import scope
 from models.config import Settings
 from models.project import session_workflow_id
 from models.session import NewNote, NewSummary, NewTask, Task, TaskDependency, TaskPriorityChange, TaskStatusChange
@@ -32,7 +33,7 @@ async def paused_session(
     return await client.start_workflow(
         SessionWorkflow.run,
         inp,
-        id=session_workflow_id(inp.name),
+        id=session_workflow_id(inp.name, scope(Path(inp.workspace))),
         task_queue=settings.temporal.task_queue,
         start_signal="pause",
     )

@@ -69,7 +69,7 @@ async def test_checkout_untouched_while_it_runs_then_the_passed_change_lands(
     client: Client, settings: Settings, workspace: Path, fake: FakeModel
 ) -> None:
     (workspace / "mine.txt").write_text("my unfinished edit\n")  # uncommitted: the request sees it, keeps it
-    passing(fake, r.plan(r.write("s1", "new.txt", "made\n"), r.run("s2", "cat mine.txt > seen.txt; sleep 2"),
+    passing(fake, r.plan(r.write("s1", "new.txt", "made\n"), r.run("s2", "cat mine.txt > seen.txt; sleep 5"),
                          r.verify("s3", "test -s seen.txt")))  # fmt: skip
     handle = await start_request(client, settings, workspace, example_project(), "req_01")
     running = await wait_for(handle, lambda s: s.phase == "execute" and s.sandbox is not None, timeout=60)
@@ -99,17 +99,25 @@ async def test_parallel_requests_of_one_project_never_see_each_others_files(
 ) -> None:
     project = example_project()
     project.requests.append(FeatureRequest(id="req_02", description="another change"))
+    (workspace / "shared.txt").write_text("start\n")
     passing(
         fake,
-        r.plan(r.write("s1", "a.txt", "A\n"), r.run("s2", "sleep 2"), r.verify("s3", "test ! -e b.txt")),
-        r.plan(r.write("s1", "b.txt", "B\n"), r.run("s2", "sleep 2"), r.verify("s3", "test ! -e a.txt")),
-    )
+        *(
+            r.plan(r.write("s1", f"{me}.txt", f"{me}\n"), r.write("s2", "shared.txt", f"{me} was here\n", "append"),
+                   r.run("s3", "sleep 2"), r.verify("s4", f"test ! -e {other}.txt && test $(wc -l < shared.txt) = 2"))
+            for me, other in (("a", "b"), ("b", "a"))
+        ),
+    )  # fmt: skip
     handles = [await start_request(client, settings, workspace, project, rid) for rid in ("req_01", "req_02")]
     states = [(await h.result()).state for h in handles]
     assert [s.outcome for s in states] == ["passed", "passed"], [s.error for s in states]
     assert all(res.ok for s in states for res in s.results), [s.results for s in states]
     assert {s.sandbox.path for s in states if s.sandbox} and states[0].sandbox != states[1].sandbox
-    assert (workspace / "a.txt").read_text() == "A\n" and (workspace / "b.txt").read_text() == "B\n"
+    assert (workspace / "a.txt").read_text() == "a\n" and (workspace / "b.txt").read_text() == "b\n"
+    # Both appended to one file: the second landing puts its line after the first's, refusing nothing.
+    shared = (workspace / "shared.txt").read_text().splitlines()
+    assert shared[0] == "start" and sorted(shared[1:]) == ["a was here", "b was here"], shared
+    assert [s.landing.landing for s in states if s.landing] == ["applied", "applied"]
 
 
 async def test_a_folder_without_git_gets_a_snapshot_and_the_change_lands(
@@ -143,7 +151,8 @@ async def test_branch_mode_then_a_conflicting_edit_refuses_in_one_line_and_loses
     cli(workspace, cli_env, "request", "add", "--description", "Add multiply")
     shown = cli(workspace, cli_env, "diff", "req_01")
     assert shown.returncode == 0 and "+def multiply" in shown.stdout, shown.stderr
-    mine = (workspace / "src/calc/ops.py").read_text() + "# my own edit\n"
+    original = (workspace / "src/calc/ops.py").read_text()
+    mine = "# my own edit\n" + original  # not an append: it cannot be composed with the request's
     (workspace / "src/calc/ops.py").write_text(mine)
 
     refused = cli(workspace, cli_env, "apply", "req_01")
@@ -155,7 +164,7 @@ async def test_branch_mode_then_a_conflicting_edit_refuses_in_one_line_and_loses
     again = cli(workspace, cli_env, "orchestrate", "--request", "req_01")
     assert again.returncode == 1 and "holds the change of an earlier run of req_01" in " ".join(again.stderr.split())
 
-    (workspace / "src/calc/ops.py").write_text(mine.replace("# my own edit\n", ""))  # the user undoes the edit
+    (workspace / "src/calc/ops.py").write_text(original)  # the user undoes the edit
     applied = cli(workspace, cli_env, "apply", "req_01")
     assert applied.returncode == 0 and "applied to your checkout" in applied.stdout, applied.stderr
     assert (workspace / "src/calc/ops.py").read_text().count("def multiply") == 1 and branches(workspace) == []
@@ -254,3 +263,19 @@ async def test_inside_the_container_nothing_under_git_is_writable(
     assert not (hooks / "pre-commit").exists()
     assert "fsmonitor" not in (Path(sandbox.git_dir) / "config").read_text()
     assert (ws / ".git").read_text().startswith("gitdir: ") and "/tmp/evil" not in (ws / ".git").read_text()
+
+
+async def test_discard_force_removes_the_worktree_a_dead_run_left(
+    workspace: Path, settings: Settings, cli_env: dict[str, str]
+) -> None:
+    # A run that made its worktree, then died for good (its workflow terminated before landing).
+    sandbox = await prepare(PrepareInput(origin=str(workspace), item="req_01", run_key="dead.r1", settings=settings))
+    (Path(sandbox.path) / "half.txt").write_text("half\n")
+    cli(workspace, cli_env, "project", "create", "--name", "calc")
+    refused = cli(workspace, cli_env, "discard", "req_01")
+    assert refused.returncode == 1 and "iter discard req_01 --force" in " ".join(refused.stderr.split())
+    assert Path(sandbox.root).exists() and branches(workspace) == ["iter/req_01"]
+    forced = cli(workspace, cli_env, "discard", "req_01", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert not Path(sandbox.root).exists() and branches(workspace) == [] and not (workspace / "half.txt").exists()
+    assert "req_01" not in await git(workspace, "worktree", "list")

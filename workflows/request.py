@@ -67,6 +67,7 @@ class RequestWorkflow:
         self._last_fix: StepNode | None = None
         self.live = LiveStream()  # the event stream every viewer reads (models/events.py)
         self.details = Details()  # the web UI's current details
+        self._finish_message = ""
         self._prompt: list[ChatMessage] = []  # the system prompt and the request, as first built
         self._test_command = ""
         self._answers: set[str] = set()  # every plan answer so far, normalised: none was accepted
@@ -104,14 +105,17 @@ class RequestWorkflow:
                 self._finish("failed", message)
                 await self.phases.release()
                 await self._land()
+                self._closing()
                 kind = getattr(cause, "type", None) or "ActivityFailed"
                 raise ApplicationError(message, type=kind, non_retryable=True) from None
             self._finish("cancelled", "cancelled by the user")
             await self.phases.release()
             await self._land()
+            self._closing()
             raise
         await self.phases.release()
         await self._land()
+        self._closing()
         return RequestResult(state=self.state)
 
     async def _isolate(self) -> None:
@@ -431,8 +435,12 @@ class RequestWorkflow:
         if outcome != "passed":
             self.state.error = message
         self._note("done", f"{outcome}: {message}")
-        self.live.publish(Finished(outcome=outcome, message=message))
+        self._finish_message = message
         self._publish()
+
+    def _closing(self) -> None:
+        """The stream's last event, once nothing more happens (release and landing are done)."""
+        self.live.publish(Finished(outcome=self.state.outcome, message=self._finish_message))
 
     def _publish(self) -> None:
         publish(self.state.request_id, self.state.phase, self.state.outcome, project=self.state.project)

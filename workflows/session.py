@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from models.request import ChatMessage, ModelUsage, StepResult
     from models.review import Finding, PostReview
     from models.session import (
+        BlockStreak,
         IterationOutcome,
         IterationSummary,
         IterationView,
@@ -52,6 +53,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows import options
 
 MAX_CONSECUTIVE_ERRORS = 3  # iterations in a row that fail to even produce a plan end the session
+STUCK_AFTER = 3  # a task blocked the same way this many times in a row is marked blocked
+SUMMARY_CHARS = 1000
+SUMMARY_FILES = 20
 MAX_FIX_ROUNDS = 2
 HISTORY_BYTES_LIMIT = 16 * 1024 * 1024  # continue as new well before Temporal's 50 MB limit
 CHARS_PER_TOKEN = 4
@@ -72,6 +76,7 @@ class SessionWorkflow(SessionHooks):
         self.inp: SessionInput | None = inp
         self.state = SessionState()
         self._taken: tuple[list[str], list[str], list[str]] = ([], [], [])
+        self._block_way = ""  # how the last safety review blocked, for noticing a stuck task
         self.live = LiveStream(inp.stream)  # carried over a continue-as-new: one stream per session
         self.details = Details(title=spec_title(inp.spec_text, inp.spec_path))
         self._shown_tasks, self._shown_notes = {}, 0
@@ -99,13 +104,15 @@ class SessionWorkflow(SessionHooks):
                 raise
             self.state.status, self.state.phase = "cancelled", "done"
             self._event("done", "cancelled by the user")
-            self.live.publish(Finished(outcome="cancelled", message="cancelled by the user"))
             self._publish()
             await self.phases.release()
             await self._land()
+            self.live.publish(Finished(outcome="cancelled", message="cancelled by the user"))
             raise
         await self.phases.release()
         await self._land()
+        # The stream's last event, once nothing more happens (release and landing are done).
+        self.live.publish(Finished(outcome=self.state.status, message=self.state.error))
         return self.state
 
     async def _isolate(self, inp: SessionInput) -> None:
@@ -207,6 +214,7 @@ class SessionWorkflow(SessionHooks):
             push_bounded(st.feedback, f"iteration {n} [{outcome}]: {reason}")
         if outcome in ("failed", "blocked"):
             add_note(st, NewNote(type="stuck", content=f"iteration {n} {outcome}: {reason}"[:4000]), n, "session")
+        self._notice_stuck(n, task, outcome, reason)
         await self._task_hooks()
         if outcome in ("failed", "blocked", "error"):
             piped = await self._hooks("on_error", error=reason)
@@ -215,7 +223,11 @@ class SessionWorkflow(SessionHooks):
         piped = await self._hooks("post_iteration")
         if piped:
             push_bounded(st.pending_hook_output, piped)
-        commit, files = await self._commit(n, plan, task) if plan is not None and plan.steps else ("", [])
+        commit, files = "", list[str]()
+        if plan is not None and plan.steps and outcome in ("passed", "failed"):
+            commit, files = await self._commit(n, plan, task, outcome)
+        elif plan is not None and plan.steps:
+            self._event("commit", f"nothing committed: the iteration {outcome}")  # what hooks wrote stays uncommitted
         st.consecutive_errors = (
             st.consecutive_errors + 1 if outcome == "error" or (outcome == "planned" and reason) else 0
         )
@@ -224,11 +236,11 @@ class SessionWorkflow(SessionHooks):
             st,
             IterationSummary(
                 iteration=n,
-                summary=summary[:2000],
+                summary=summary[:SUMMARY_CHARS],
                 outcome=outcome,
                 task_id=task.id if task else None,
                 commit=commit,
-                files=files[:50],
+                files=files[:SUMMARY_FILES],
                 prompt_tokens=st.prompt_tokens - tokens_before[0],
                 completion_tokens=st.completion_tokens - tokens_before[1],
             ),
@@ -242,6 +254,26 @@ class SessionWorkflow(SessionHooks):
             except ToolError as exc:
                 push_bounded(st.feedback, str(exc))
                 self._event("iteration", str(exc))
+
+    def _notice_stuck(self, n: int, task: Task | None, outcome: IterationOutcome, reason: str) -> None:
+        """A task blocked the same way STUCK_AFTER times in a row is marked blocked, with a stuck
+        note, and the session moves on to the next task instead of trying it forever."""
+        st = self.state
+        if task is None:
+            return
+        if outcome != "blocked":
+            st.block_streaks.pop(task.id, None)
+            return
+        way = self._block_way or reason
+        last = st.block_streaks.get(task.id)
+        count = last.count + 1 if last is not None and last.way == way else 1
+        st.block_streaks[task.id] = BlockStreak(way=way, count=count)
+        if count >= STUCK_AFTER:
+            set_status(st, TaskStatusChange(id=task.id, status="blocked"), n)
+            del st.block_streaks[task.id]
+            note = f"task #{task.id} was blocked {count} times the same way; marked blocked, moving on: {reason}"
+            add_note(st, NewNote(type="stuck", content=note[:4000]), n, "session")
+            self._event("task", note)
 
     async def _plan(self, n: int, pre_hook_output: str) -> SessionPlan:
         """Prompt, stream, parse; an invalid answer goes back with its errors, a bounded number of times."""
@@ -373,6 +405,8 @@ class SessionWorkflow(SessionHooks):
         self._phase("review", f"8-point safety review of {len(steps)} step(s)")
         out = await self.phases.review_safety(desc, steps)
         self._verdict(safety_verdict(out.verdict, out.findings))
+        # "The same way": the same points found by the same judges, whatever the step ids were.
+        self._block_way = ",".join(sorted({f"{f.point}:{f.source}" for f in out.findings}))
         mode = effective_mode(out.hold_mode, self.inp.hold_mode)
         return await holds.settle(
             self.state.holds,
@@ -413,6 +447,9 @@ class SessionWorkflow(SessionHooks):
 
     async def _session_end(self) -> None:
         st = self.state
+        for task in st.tasks:  # nothing is worked on once the session ends (a stop mid-iteration)
+            if task.status == "in_progress":
+                set_status(st, TaskStatusChange(id=task.id, status="remaining"), st.iteration)
         await self._task_hooks()
         if st.complete:
             st.status = "completed"
@@ -426,7 +463,6 @@ class SessionWorkflow(SessionHooks):
         await self._hooks("session_end")  # nothing is piped: no iteration follows
         st.phase = "done"
         self._event("done", f"session {st.status} after {st.iteration} iteration(s)")
-        self.live.publish(Finished(outcome=st.status, message=st.error))
         self._publish()
 
     async def _continue_as_new(self) -> None:

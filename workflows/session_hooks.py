@@ -20,7 +20,15 @@ with workflow.unsafe.imports_passed_through():
     from activities.git import git_commit, git_snapshot
     from activities.hooks import load_hooks, run_hooks
     from models.events import HookRan, OutputLines, clip
-    from models.session import MAX_HOOK_REPORTS_KEPT, HookReport, SessionPlan, Task, push_bounded
+    from models.session import (
+        HOOK_REPORT_CHARS,
+        MAX_HOOK_REPORTS_KEPT,
+        HookReport,
+        SessionPlan,
+        Task,
+        clip_middle,
+        push_bounded,
+    )
     from models.session_io import GitCommitInput, RunHooksInput, SessionInput
     from workflows import options
 
@@ -62,12 +70,17 @@ class SessionHooks(SessionTools):
         if piped:
             push_bounded(self.state.pending_hook_output, piped)
 
-    async def _commit(self, n: int, plan: SessionPlan, task: Task | None) -> tuple[str, list[str]]:
+    async def _commit(
+        self, n: int, plan: SessionPlan, task: Task | None, outcome: str = "passed"
+    ) -> tuple[str, list[str]]:
+        """What the iteration changed; a failed one says in its message that the task is not done."""
         assert self.inp
         if not self.state.git_on:
             return "", []
         self._phase("commit", "committing what the iteration changed")
         what = f"task #{task.id}: {task.content}" if task else plan.summary
+        if outcome != "passed":
+            what = f"not done ({outcome}), an attempt at {what}"
         message = f"iter {self.state.name}: {what}"[:200] + f"\n\n{plan.summary}\n\nIter-Session: {self.state.name}"
         out = await workflow.execute_activity(
             git_commit,
@@ -119,7 +132,8 @@ class SessionHooks(SessionTools):
             self._event("hooks", f"{point} hooks could not run: {cause(exc)}")
             return ""
         for report in out.reports:
-            self.state.hook_reports.append(report)
+            kept = clip_middle(report.output, HOOK_REPORT_CHARS)  # the whole (capped) output is in history
+            self.state.hook_reports.append(report.model_copy(update={"output": kept}))
             self._show_hook(report)
             if not report.ok:
                 why = "timed out" if report.timed_out else report.error or f"exit {report.exit_code}"

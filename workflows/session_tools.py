@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.holds import HeldStep
     from models.session import (
+        EVENT_CHARS,
         MAX_EVENTS_KEPT,
         IterationSummary,
         NewNote,
@@ -63,6 +64,8 @@ with workflow.unsafe.imports_passed_through():
 T = TypeVar("T")
 
 
+MAX_REFUSALS_SHOWN = 5  # refused operations of one plan printed one by one; more are counted
+
 class SessionTools:
     state: SessionState
     live: LiveStream  # the event stream every viewer reads (models/events.py)
@@ -84,7 +87,9 @@ class SessionTools:
     def _event(self, phase: str, message: str) -> None:
         st = self.state
         st.event_seq += 1
-        st.events.append(SessionEvent(seq=st.event_seq, iteration=st.iteration, phase=phase, message=message[:500]))
+        st.events.append(
+            SessionEvent(seq=st.event_seq, iteration=st.iteration, phase=phase, message=message[:EVENT_CHARS])
+        )
         del st.events[:-MAX_EVENTS_KEPT]
         self.live.publish(PhaseChanged(phase=phase, message=message[:500], iteration=st.iteration))
         self._phase(phase, message)
@@ -136,6 +141,8 @@ class SessionTools:
         is told to the next iteration. Returns whether anything changed."""
         st = self.state
         changed = False
+        added = 0
+        refused: list[str] = []
         ops: list[tuple[str, object]] = [
             *(("add", t) for t in plan.new_tasks),
             *(("dep", d) for d in plan.task_dependencies),
@@ -146,6 +153,7 @@ class SessionTools:
             try:
                 if kind == "add":
                     add_tasks(st, [op], n, "model")  # type: ignore[list-item]
+                    added += 1
                 elif kind == "dep":
                     add_dependency(st, op, n)  # type: ignore[arg-type]
                 elif kind == "status":
@@ -155,8 +163,15 @@ class SessionTools:
                 changed = True
             except ToolError as exc:
                 push_bounded(st.feedback, f"refused {kind} operation: {exc}")
+                refused.append(f"refused {kind} operation: {exc}")
         if plan.new_tasks:
-            self._event("plan", f"{len(plan.new_tasks)} new task(s)")
+            left_out = len(plan.new_tasks) - added
+            self._event("plan", f"{added} new task(s)" + (f", {left_out} refused" if left_out else ""))
+        # Every refusal reaches the screen with its reason (a few; the rest counted).
+        for line in refused[:MAX_REFUSALS_SHOWN]:
+            self._event("plan", line)
+        if len(refused) > MAX_REFUSALS_SHOWN:
+            self._event("plan", f"... and {len(refused) - MAX_REFUSALS_SHOWN} more refused operation(s)")
         return changed or plan.session_complete
 
     # --- updates: the tools ----------------------------------------------------------------------

@@ -19,7 +19,7 @@ def executor_for(settings: ExecutorSettings, workspace: Path, request_key: str, 
         except ImportError as exc:
             raise ExecutorUnavailable(
                 "the Docker executor is not available in this install; "
-                "install iter[docker] or choose the local backend with --executor local"
+                "reinstall iter (pip install -e .) or choose the local backend with --executor local"
             ) from exc
         return DockerExecutor(settings, workspace, request_key, data)
     raise ExecutorUnavailable(f"unknown executor {settings.backend!r}; choose docker or local")

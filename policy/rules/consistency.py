@@ -83,7 +83,7 @@ def _file_step(step: FileStep, seen: dict[str, _Seen], mentioned: set[str], root
                              "against what is there")
         seen[key] = _Seen("created", step.id)
         return
-    verb = {"modify": "modifies", "append": "appends to", "delete": "deletes"}[step.action]
+    verb = {"modify": "modifies", "append": "appends to", "delete": "deletes", "edit": "edits"}[step.action]
     if before is not None and before.state == "deleted":
         yield Hit(POINT, f"{verb} {step.path}, which step {before.step_id} deletes")
     elif before is None and not on_disk and step.action != "append" and not _maybe_created(key, mentioned):

@@ -55,6 +55,11 @@ def check(inv: Invocation, ctx: Context) -> Iterator[Hit]:
         yield from _git(inv)
     elif name == "find":
         yield from _find(inv)
+    elif name == "rsync" and any(t.startswith(("--delete", "--remove-source-files")) for t in inv.texts):
+        dest = operands(args)[-1].text if operands(args) else ""
+        broad = dest.rstrip("/") in ("", ".", "..", "~", "$HOME", "/") or dest.startswith(("/", "~", ".."))
+        yield hit(inv, POINT, f"{show(inv)} deletes files in {dest or 'the destination'} that the source lacks",
+                  hold=not broad)
     elif name.split(".")[0] in _DISK_TOOLS:
         yield hit(inv, POINT, f"{show(inv)} wipes or reformats data irrecoverably")
     elif name == "dd":
@@ -139,7 +144,9 @@ def _git(inv: Invocation) -> Iterator[Hit]:
 
 def _find(inv: Invocation) -> Iterator[Hit]:
     texts = inv.texts
-    if "-delete" not in texts:
+    runs_rm = any(t in ("-exec", "-execdir", "-ok", "-okdir") and nxt in ("rm", "unlink", "shred", "truncate")
+                  for t, nxt in zip(texts, [*texts[1:], ""], strict=True))
+    if "-delete" not in texts and not runs_rm:
         return
     starts = []
     for t in texts:

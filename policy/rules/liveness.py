@@ -60,7 +60,8 @@ def check(inv: Invocation, ctx: Context) -> Iterator[Hit]:
         total = sum(parse_duration(o.text) or math.inf for o in operands(inv.args)) if inv.args else 0
         if total > ctx.policy.max_sleep_s:
             yield hit(inv, POINT, f"{show(inv)} stalls longer than the {ctx.policy.max_sleep_s} s cap")
-    endless = name in _NEVER_ENDING or name == "watch" or _SERVERS.search(normalized)
+    asks_help = any(t in ("--help", "-h", "--version", "-V") for t in inv.texts)
+    endless = (name in _NEVER_ENDING or name == "watch" or _SERVERS.search(normalized)) and not asks_help
     if endless and not bounded and not (name == "yes" and inv.cmd.pipe_out):
         yield hit(inv, POINT, f"{show(inv)} never exits by itself (a server, watcher or endless output)")
     if name in _EDITORS and not _batch(inv):
@@ -79,10 +80,28 @@ def check(inv: Invocation, ctx: Context) -> Iterator[Hit]:
         yield hit(inv, POINT, "`find -ok` asks a person before each command")
     if name in ("fallocate", "truncate") and any(_size_bytes(t) > _MAX_FILE_BYTES for t in inv.texts):
         yield hit(inv, POINT, f"{show(inv)} allocates a file of more than 1 GiB")
+    if name == "head" and _size_bytes(_flag_value(inv.texts, "-c", "--bytes")) > _MAX_FILE_BYTES:
+        yield hit(inv, POINT, f"{show(inv)} writes more than 1 GiB")
+    if name == "dd":
+        block = _size_bytes(next((t[3:] for t in inv.texts if t.startswith("bs=")), "512"))
+        count = next((t[6:] for t in inv.texts if t.startswith("count=")), "")
+        if count.isdigit() and block * int(count) > _MAX_FILE_BYTES:
+            yield hit(inv, POINT, f"{show(inv)} writes more than 1 GiB")
     if not bounded and not inv.cmd.pipe_out and name in ("cat", "dd"):
         sources = [a.text.removeprefix("if=") for a in inv.args]
         if any(s in _ENDLESS_DEVICES for s in sources) and not any(a.text.startswith("count=") for a in inv.args):
             yield hit(inv, POINT, f"{show(inv)} reads an endless device with no limit")
+
+
+def _flag_value(texts: list[str], short: str, long: str) -> str:
+    for i, t in enumerate(texts):
+        if t in (short, long) and i + 1 < len(texts):
+            return texts[i + 1]
+        if t.startswith(long + "="):
+            return t.split("=", 1)[1]
+        if t.startswith(short) and len(t) > len(short) and not t.startswith("--"):
+            return t[len(short) :]
+    return ""
 
 
 def check_script(info: ScriptInfo, ctx: Context) -> Iterator[Hit]:

@@ -13,12 +13,14 @@ from collections.abc import Iterator
 
 from policy.invocation import Invocation
 from policy.rules.base import Context, Hit, hit, show
-from policy.rules.packages import install
+from policy.rules.packages import Install, install
 from policy.tokens import Word
 from policy.words import FETCHERS, operands, subcommand
 
 POINT = 5
-_CLIENTS = frozenset({"nc", "ncat", "netcat", "socat", "ssh", "scp", "sftp", "ftp", "tftp", "telnet", "ping",
+_OPENSSL_NET = frozenset({"s_client", "s_server", "s_time", "ocsp"})
+_CLIENTS = frozenset({"host", "drill", "mtr", "arping",
+                      "nc", "ncat", "netcat", "socat", "ssh", "scp", "sftp", "ftp", "tftp", "telnet", "ping",
                       "ping6", "dig", "nslookup", "traceroute", "tracepath", "nmap", "whois", "mosh", "ssh-keyscan",
                       "ssh-copy-id", "gh", "glab", "hub", "twine", "ngrok", "cloudflared", "aws", "gcloud", "az",
                       "kubectl", "heroku", "vercel", "netlify", "fly", "flyctl", "websocat"})
@@ -40,16 +42,28 @@ def check(inv: Invocation, ctx: Context) -> Iterator[Hit]:
         hosts = [t for t in inv.texts if _HOSTLIKE.search(t) and not t.startswith("-")]
         if not hosts or not all(_LOOPBACK.match(h) for h in hosts):
             yield hit(inv, POINT, f"{show(inv)} downloads from the network", hold=True)
-    elif name in _CLIENTS:
+    elif name in _CLIENTS or (name == "openssl" and inv.texts[:1] and inv.texts[0] in _OPENSSL_NET):
         yield hit(inv, POINT, f"{show(inv)} uses the network", hold=True)
     elif name in ("rsync", "scp") or (name == "git" and _git_remote(inv)):
         if name == "git" or any(_REMOTE_SPEC.match(o.text) for o in operands(inv.args)):
             yield hit(inv, POINT, f"{show(inv)} talks to a remote repository or host", hold=True)
-    elif (found := install(inv)) is not None and not _offline(found.args):
+    elif (found := install(inv)) is not None and not _offline(found.args) and not _this_project(found):
         what = f"installs packages from the network ({found.manager} {found.action})"
         yield hit(inv, POINT, f"{show(inv)} {what}", hold=True)
     if _PUBLISH.search(inv.normalized):
         yield hit(inv, POINT, f"{show(inv)} uploads or downloads through the network")
+
+
+def _this_project(found: Install) -> bool:
+    """``pip install -e .``, ``pip install '.[dev]'``: the project itself, as a developer installs it.
+    Named packages and requirement files stay held: that is installing packages."""
+    if found.manager != "pip" or found.action != "install":
+        return False
+    ops = [a.text for a in found.args if not a.text.startswith("-")]
+    return bool(ops) and all(o == "." or (o.startswith((".[", "./")) and ".." not in o) for o in ops) and not any(
+        a.text in ("-r", "--requirement", "-c", "--constraint") or a.text.startswith(("-r", "--requirement="))
+        for a in found.args
+    )
 
 
 def _offline(args: list[Word]) -> bool:

@@ -27,6 +27,15 @@ _SYSTEM = frozenset({"mount", "umount", "insmod", "rmmod", "modprobe", "useradd"
 _OWNERS = frozenset({"chown", "chgrp"})
 _HOST_NS = re.compile(r"^--(pid|net|network|ipc|uts|userns|cgroupns)(=|$)")
 _CONTAINER_RUN = frozenset({"run", "create", "exec"})
+# git settings whose value is a program git runs
+_GIT_RUNS = re.compile(r"^(core\.(hookspath|fsmonitor|sshcommand|pager|editor|askpass|gitproxy|alternaterefsCommand)"
+                       r"|diff\.(external|[^.]+\.(textconv|command))|merge\.[^.]+\.driver|filter\.[^.]+\.(clean|smudge|process)"
+                       r"|credential(\..+)?\.helper|gpg(\.[^.]+)?\.program|sequence\.editor|alias\..+"
+                       r"|uploadpack\.packobjectshook"
+                       r"|include\.path|includeif\..+|protocol\.[^.]+\.allow|url\..+)$", re.I)
+_GIT_ENV = re.compile(r"^(GIT_CONFIG_(COUNT|KEY_\d+|VALUE_\d+|PARAMETERS|GLOBAL|SYSTEM)|GIT_EXTERNAL_DIFF"
+                      r"|GIT_SSH(_COMMAND)?|GIT_PAGER|GIT_EDITOR|GIT_SEQUENCE_EDITOR|GIT_ASKPASS|GIT_PROXY_COMMAND|GIT_EXEC_PATH|GIT_TEMPLATE_DIR)=")
+_DOCKER_API = re.compile(r"(^|[/@:])(localhost|127\.0\.0\.1|0\.0\.0\.0|\[?::1\]?)?:237[56]\b|docker\.sock")
 
 
 def check(inv: Invocation, ctx: Context) -> Iterator[Hit]:
@@ -52,9 +61,33 @@ def check(inv: Invocation, ctx: Context) -> Iterator[Hit]:
         if "docker.sock" in w.text:
             yield hit(inv, POINT, f"{show(inv)} uses the Docker socket, which is root on the host")
             break
-    for assign in inv.cmd.assigns:
+    settings = [*inv.cmd.assigns, *(a for a in inv.args if inv.name == "env" and "=" in a.text)]
+    for assign in settings:
         if assign.text.startswith(("LD_PRELOAD=", "LD_LIBRARY_PATH=/", "LD_AUDIT=")):
             yield hit(inv, POINT, f"sets {assign.text.split('=', 1)[0]}, injecting code into every program")
+        elif _GIT_ENV.match(assign.text):
+            yield hit(inv, POINT, f"sets {assign.text.split('=', 1)[0]}, so git runs a command of the plan's choosing")
+        elif assign.text.startswith("DOCKER_HOST="):
+            yield hit(inv, POINT, "sets DOCKER_HOST: the Docker API is root on the host")
+    if inv.name == "git":
+        yield from _git_config(inv)
+    if any(_DOCKER_API.search(t) for t in inv.texts):
+        yield hit(inv, POINT, f"{show(inv)} talks to the Docker API, which is root on the host")
+
+
+def _git_config(inv: Invocation) -> Iterator[Hit]:
+    """``git config core.hooksPath x``, ``git -c diff.external=x diff``: settings that make git run
+    a program; the hook or helper then runs with no review, outside any step."""
+    texts = inv.texts
+    inline = [texts[i + 1] for i, t in enumerate(texts[:-1]) if t == "-c"]
+    sub, rest = subcommand(inv.args, frozenset({"-C", "-c", "--git-dir", "--work-tree"}))
+    keys = [k.split("=", 1)[0] for k in inline]
+    if sub == "config":
+        keys += [t for t in (w.text for w in rest) if not t.startswith("-")][:1]
+    for key in keys:
+        if _GIT_RUNS.search(key.lower()):
+            yield hit(inv, POINT, f"{show(inv)} sets {key}, so git runs a command of the plan's choosing")
+            return
 
 
 def _modes(inv: Invocation) -> Iterator[Hit]:

@@ -8,12 +8,34 @@ key blocks), files that hold credentials (``.env``, ``~/.ssh``, ``~/.aws/credent
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Iterator, Sequence
 
 from policy.invocation import Invocation
+from policy.parsers.programs import printed_text
+from policy.parsers.shell import parse
 from policy.rules.base import Context, Hit, hit, show
+from policy.tokens import ShellSyntaxError, Word
 from policy.words import operands
+
+
+def fold_printed(word: Word) -> str | None:
+    """``"$(printf '.%s' env)"``: a word made of one printf/echo of constants, as it expands."""
+    if len(word.subs) != 1:
+        return None
+    try:
+        script = parse(word.subs[0])
+    except ShellSyntaxError:
+        return None
+    if len(script.commands) != 1 or not script.commands[0].words:
+        return None
+    cmd = script.commands[0]
+    if cmd.words[0].text not in ("printf", "echo") or any(w.dynamic for w in cmd.words):
+        return None
+    printed = printed_text(Invocation(cmd.words[0].text, cmd.words[0], cmd.words[1:], cmd)).strip()
+    sub_raw = "$(" + word.subs[0] + ")"
+    return word.text.replace(sub_raw, printed) if sub_raw in word.text else printed
 
 POINT = 3
 KEY_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -77,6 +99,22 @@ def secret_file(text: str, extra: Sequence[str] = ()) -> str | None:
     return None
 
 
+# names a glob may match: `cat .env*` reads .env
+_SECRET_EXAMPLES = (".env", ".env.local", ".envrc", "id_rsa", "id_ed25519", ".netrc", ".git-credentials", ".pgpass",
+                    ".npmrc", ".pypirc", ".aws/credentials", ".ssh/id_rsa")
+
+
+def secret_glob(pattern: str) -> str | None:
+    """A secret file an unquoted glob could expand to."""
+    if not any(c in pattern for c in "*?["):
+        return None
+    for name in _SECRET_EXAMPLES:
+        for candidate in (name, f"{pattern.rsplit('/', 1)[0]}/{name}" if "/" in pattern else name):
+            if fnmatch.fnmatchcase(candidate, pattern) and (what := secret_file(candidate)):
+                return what
+    return None
+
+
 def check(inv: Invocation, ctx: Context) -> Iterator[Hit]:
     # what a command reads: its arguments (but not the destination of cp and friends: writing a
     # .env from .env.example reveals nothing) and its input redirections
@@ -86,10 +124,13 @@ def check(inv: Invocation, ctx: Context) -> Iterator[Hit]:
     if not inv.wrappers:
         words += [r.target for r in inv.cmd.redirects if r.target is not None and r.op in ("<", "<>")]
     for w in words:
-        for candidate in (w.text, w.text.split("=", 1)[-1], w.text.lstrip("@<")):
-            if what := secret_file(candidate, ctx.policy.secret_files):
+        for candidate in (w.text, w.text.split("=", 1)[-1], w.text.lstrip("@<"), w.text.split(":", 1)[-1]):
+            own = ctx.policy.secret_files
+            if what := secret_file(candidate, own) or (secret_glob(candidate) if w.glob else None):
                 yield hit(inv, POINT, f"{show(inv)} touches {w.text!r} ({what})")
                 break
+        if w.subs and (folded := fold_printed(w)) and (what := secret_file(folded, ctx.policy.secret_files)):
+            yield hit(inv, POINT, f"{show(inv)} touches {folded!r}, spelt {w.raw!r} ({what})")
         for name in w.params:
             if SECRET_NAME.search(name):
                 yield hit(inv, POINT, f"{show(inv)} expands ${name}, which looks like a secret")
@@ -108,5 +149,8 @@ def _dumps(inv: Invocation) -> Iterator[Hit]:
             yield hit(inv, POINT, f"`printenv {secret}` prints a secret")
     elif name in _DUMPERS and (not texts or (len(texts) == 1 and texts[0] in _DUMPERS[name])):
         yield hit(inv, POINT, f"{show(inv)} prints every variable or past command, secrets included")
+    elif name == "ps" and any((re.fullmatch(r"-?[a-zA-Z]*e[a-zA-Z]*", t) and not t.startswith("-")) or t == "-E"
+                              for t in texts):
+        yield hit(inv, POINT, f"{show(inv)} shows the environment of processes, secrets included")
     elif name in ("gpg", "gpg2") and _KEY_EXPORTS & set(texts):
         yield hit(inv, POINT, f"{show(inv)} exports private keys")

@@ -25,8 +25,12 @@ _ALWAYS_BAD_OPTIONS = ("--extra-index-url", "--trusted-host", "--allow-insecure-
                        "--index-url", "--registry", "--default-index", "--extra-index")
 _REMOTE = re.compile(r"^(git\+|hg\+|svn\+|bzr\+|git://|git@|github:|gitlab:|bitbucket:|gist:)|://")
 _NPM_GIT_SHORTHAND = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(#\S+)?$")
-_ENV_SOURCES = re.compile(r"^(PIP_(EXTRA_)?INDEX_URL|PIP_TRUSTED_HOST|UV_(EXTRA_)?INDEX_URL|UV_INDEX"
-                          r"|NPM_CONFIG_REGISTRY|GOPROXY|GONOSUMDB|GONOSUMCHECK|GOINSECURE|GOPRIVATE|GOSUMDB|GOFLAGS)=")
+_ENV_SOURCES = re.compile(r"^(PIP_(EXTRA_)?INDEX_URL|PIP_TRUSTED_HOST|PIP_FIND_LINKS|PIP_CONFIG_FILE"
+                          r"|UV_(EXTRA_)?INDEX_URL|UV_INDEX|UV_FIND_LINKS|NPM_CONFIG_REGISTRY|NPM_CONFIG_USERCONFIG|YARN_REGISTRY"
+                          r"|YARN_NPM_REGISTRY_SERVER|BUN_CONFIG_REGISTRY|POETRY_REPOSITORIES_\w+|CARGO_REGISTRIES_\w+"
+                          r"|GOPROXY|GONOSUMDB|GONOSUMCHECK|GOINSECURE|GOPRIVATE|GOSUMDB|GOFLAGS)=", re.I)
+_REMOTE_RUN = re.compile(r"^(deno (run|install|eval)\b.*\s(https?|npm|jsr):|go (run|install) \S*[\w.-]+\.[a-z]{2,}/\S*@"
+                         r"|bunx? \S*https?:|npx \S*https?:|pipx run\b|uvx\b|uv tool run\b)")
 _CONFIG = re.compile(r"^(npm|pnpm|yarn) config set (registry|strict-ssl)|^pip config set \S*(index-url|trusted-host)"
                      r"|^(git) config .*url\..*insteadOf|^gem sources (-a|--add)")
 
@@ -35,8 +39,13 @@ def check(inv: Invocation, ctx: Context) -> Iterator[Hit]:
     for assign in inv.cmd.assigns:
         if _ENV_SOURCES.match(assign.text):
             yield hit(inv, POINT, f"sets {assign.text.split('=', 1)[0]}, changing where packages come from")
+    for assign in (a for a in inv.args if inv.name == "env" and "=" in a.text):
+        if _ENV_SOURCES.match(assign.text):
+            yield hit(inv, POINT, f"sets {assign.text.split('=', 1)[0]}, changing where packages come from")
     if _CONFIG.search(inv.normalized):
         yield hit(inv, POINT, f"{show(inv)} changes where packages come from")
+    if _REMOTE_RUN.search(inv.normalized):
+        yield hit(inv, POINT, f"{show(inv)} fetches code and runs it unreviewed")
     found = install(inv)
     if found is not None:
         texts = [a.text for a in found.args]
