@@ -304,6 +304,11 @@ async def run(tokens: int, delay: float) -> Result:
                 "ITER_TEMPORAL_ADDRESS": address,
                 "ITER_TASK_QUEUE": queue,
                 "ITER_DATA_DIR": f"{tmp}/data",
+                # The worker owns its model and executor settings (models/ownership.py): its own env.
+                "ITER_LLM_PROVIDER": "ollama",
+                "ITER_LLM_BASE_URL": server.base_url,
+                "ITER_MODEL": "coder",
+                "ITER_EXECUTOR": "local",
             }
             worker = subprocess.Popen(
                 [sys.executable, "-m", "worker"],
