@@ -211,3 +211,55 @@ def _sleepers(marker: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+async def test_execute_attempts_never_run_out_while_the_step_lives(
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel, tmp_path: Path
+) -> None:
+    """The issue's case: a worker stopped at every attempt. Each stop hands the attempt on at once
+    (so this takes seconds, not heartbeat timeouts); after more stops than the old limit of 10
+    attempts, the step still runs once and the request passes."""
+    stops = 11
+    fake.default(
+        "plan", r.plan(r.run("s1", "sleep 25; echo once >> log.txt", timeout_s=200), r.verify("s2", "cat log.txt"))
+    )
+    fake.default("safety_review", r.safety_pass())
+    fake.default("post_review", r.post_pass())
+    workers = [spawn_worker(settings, tmp_path / "worker-0.log")]
+    try:
+        handle = await start(client, settings, workspace)
+        await wait_for(handle, lambda s: s.phase == "execute", timeout=60)
+        for n in range(1, stops + 1):
+            for _ in range(600):  # this worker has the attempt (it heartbeats it)
+                desc = await handle.describe()
+                pending = [
+                    p for p in desc.raw_description.pending_activities if p.activity_type.name == "execute_steps"
+                ]
+                if (
+                    pending
+                    and pending[0].attempt == n
+                    and pending[0].last_worker_identity.startswith(str(workers[-1].pid))
+                ):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"attempt {n} never reached worker {workers[-1].pid}")
+            workers[-1].send_signal(signal.SIGTERM)
+            await asyncio.to_thread(workers[-1].wait, 30)
+            workers.append(spawn_worker(settings, tmp_path / f"worker-{n}.log"))
+        (workspace / "go").write_text("")  # the step may end now
+        state = (await asyncio.wait_for(handle.result(), timeout=120)).state
+    finally:
+        for proc in workers:
+            if proc.poll() is None:
+                kill(proc)
+
+    assert state.outcome == "passed", state.error
+    assert (workspace / "log.txt").read_text() == "once\n"
+    history = await handle.fetch_history()
+    attempts = [
+        e.activity_task_started_event_attributes.attempt
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+    ]
+    assert max(attempts) > stops, attempts  # more attempts than the old limit, none of them wasted a run

@@ -19,6 +19,7 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ from temporal.shutdown import leaving_to_next_worker
 # Only these variables reach a step: an allowlist, so no API key or token leaks into a command.
 PASSED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "TMPDIR", "SHELL")
 ADOPT_POLL_S = 0.1
+POLL_FIRST_S = 0.001  # a fast step ends within milliseconds; back off from there
 PID_GRACE_S = 1.0
 STARTED = "started.json"  # sealed by the worker before the wrapper starts: the run's token
 # The shell that runs a step: the command arrives as $1, never pasted into a shell line; $2 is the
@@ -146,13 +148,10 @@ class LocalExecutor:
         write_sealed(run_dir / STARTED, {"token": token, "at": time.time()})
         started = time.monotonic()
         with (run_dir / "status").open("wb") as status, (run_dir / "out").open("wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                "/bin/sh",
-                "-c",
-                WRAPPER,
-                WRAPPER_NAME,
-                command,
-                token,
+            # A plain Popen, not asyncio's: asyncio kills its children when the worker's loop closes,
+            # and a worker that stops gracefully must leave its step running for the next one.
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", WRAPPER, WRAPPER_NAME, command, token],
                 cwd=self.workspace,
                 env=step_env(self.workspace),
                 stdin=status,
@@ -161,16 +160,20 @@ class LocalExecutor:
                 start_new_session=True,
             )
         try:
-            await asyncio.wait_for(proc.wait(), timeout=timeout_s)
-        except TimeoutError:
-            _kill_group(proc.pid)
-            await proc.wait()
-            return finish(run_dir, None, time.monotonic() - started, output_cap, timed_out=True)
+            delay = POLL_FIRST_S
+            while proc.poll() is None:
+                if time.monotonic() - started > timeout_s:
+                    _kill_group(proc.pid)
+                    proc.wait()
+                    return finish(run_dir, None, time.monotonic() - started, output_cap, timed_out=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, ADOPT_POLL_S)
         except asyncio.CancelledError:
             # The workflow gave up on this step (cancel): the step's processes go with it. A worker
             # that is shutting down leaves it to the next worker, which adopts it.
             if not leaving_to_next_worker():
                 _kill_group(proc.pid)
+                proc.wait()
             raise
         # The worker's own child tells its exit status: nothing a step writes decides it.
         return finish(run_dir, proc.returncode, time.monotonic() - started, output_cap)

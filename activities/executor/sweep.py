@@ -96,7 +96,7 @@ async def sweep_journals(client: Client, data: Path, say: Callable[[str], None] 
     removed: list[str] = []
     try:
         for journal in sorted((data / "journals").glob("*")):
-            if await _workflow_state(client, journal.name) in ("closed", "unknown"):
+            if await _journal_ended(client, journal.name):
                 kill_running(journal)
                 shutil.rmtree(journal, ignore_errors=True)
                 shutil.rmtree(streams_root(data, journal.name), ignore_errors=True)
@@ -106,3 +106,13 @@ async def sweep_journals(client: Client, data: Path, say: Callable[[str], None] 
     if removed:
         say(f"removed the journals (and killed the steps) of {len(removed)} request(s) that had ended")
     return removed
+
+
+async def _journal_ended(client: Client, key: str) -> bool:
+    """The run that owns this journal has ended. A session's key names its workflow and its own
+    uid (stable across continue-as-new), not a run: then its workflow's latest run decides."""
+    state = await _workflow_state(client, key)
+    if state != "unknown":
+        return state == "closed"
+    workflow_id, _ = split_key(key)
+    return await _workflow_state(client, workflow_id) in ("closed", "unknown")
