@@ -50,6 +50,7 @@ if [ "$ITER_EXECUTOR" = local ] && ! python3 -c "import pytest" >/dev/null 2>&1 
   # own environment (never iter's), so the project gets one.
   say "giving the example its own environment with pytest (.venv in $DEMO)"
   python3 -m venv .venv && .venv/bin/python -m pip install -q pytest
+  echo ".venv/" >> .git/info/exclude
 fi
 if [ ! -f .iter/project.yaml ]; then
   iter project create --name calc --stack python
