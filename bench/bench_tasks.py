@@ -405,7 +405,14 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.2, help="The bare arm's (iter's default too).")
     parser.add_argument("--keep", action="store_true", help="Keep the workspaces (their path is printed).")
     parser.add_argument("--json", action="store_true", help="Print the results as JSON.")
+    parser.add_argument("--log", default="", help="Append each result to this file as a JSON line, as it comes.")
+    parser.add_argument("--report", default="", help="Print the table of a --log file (a run so far) and exit.")
     opts = parser.parse_args()
+    if opts.report:
+        rows = [ArmResult(**json.loads(line)) for line in Path(opts.report).read_text().splitlines() if line.strip()]
+        seen = list(dict.fromkeys(r.arm for r in rows))
+        print_table(summarize(rows, seen), rows)
+        return
 
     arms = [a for a in opts.arms.split(",") if a]
     if set(arms) - set(ARMS):
@@ -441,6 +448,11 @@ def main() -> None:
                         res = run_iter(ex, ws, env, arm, opts.timeout)
                     with lock:
                         results.append(res)
+                        if opts.log:
+                            with open(opts.log, "a") as log:
+                                log.write(
+                                    json.dumps({k: v for k, v in asdict(res).items() if k != "score_output"}) + "\n"
+                                )
                         mark = "solved" if res.solved else res.ended
                         print(
                             f"bench_tasks: {ex.name} [{arm}] {mark} in {res.wall_s:.0f} s "

@@ -32,23 +32,41 @@ def require_executor(cfg: Settings) -> None:
         fail(str(exc))
 
 
+def _image_exists(client: object, name: str) -> bool:
+    from docker.errors import ImageNotFound
+
+    try:
+        client.images.get(name)  # type: ignore[attr-defined]
+    except ImageNotFound:
+        return False
+    return True
+
+
 @executor_app.command("build")
 def build(
     tag: str | None = typer.Option(None, "--tag", help="The image to build (default: the configured executor.image)."),
     file: Path | None = typer.Option(None, "--file", help="The Dockerfile (default: executor/Dockerfile in the repo)."),
     base: str | None = typer.Option(None, "--base", help="The base image (default: iter-executor-base:latest)."),
 ) -> None:
-    """Build the executor image from executor/Dockerfile (no registry, no network needed)."""
+    """Build the executor image from executor/Dockerfile; its base too when that is missing (from a
+    Debian image when a registry answers, with debootstrap when none does)."""
     cfg = runtime.settings()
     try:
         from activities.executor.base import ExecutorUnavailable
+        from activities.executor.base_image import BaseImageError, make_base
+        from activities.executor.docker import docker_client
         from activities.executor.image import DEFAULT_BASE, DOCKERFILE, ImageBuildError, build_image
     except ImportError:
         fail(_docker_missing())
     image = tag or cfg.executor.image
+    base_image = base or DEFAULT_BASE
     try:
-        image_id = build_image(image, file or DOCKERFILE, base or DEFAULT_BASE)
-    except (ExecutorUnavailable, ImageBuildError) as exc:
+        if not _image_exists(docker_client(), base_image):
+            console.print(f"The base image {base_image} is missing: making it first")
+            how = make_base(base_image, lambda line: console.print(f"  {line}", markup=False, soft_wrap=True))
+            console.print(f"Made {base_image} ({'from the registry' if how == 'registry' else 'with debootstrap'})")
+        image_id = build_image(image, file or DOCKERFILE, base_image)
+    except (ExecutorUnavailable, ImageBuildError, BaseImageError) as exc:
         fail(str(exc))
     console.print(f"Built [bold]{image}[/bold] ({image_id[:19]})")
 
