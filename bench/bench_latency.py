@@ -17,9 +17,11 @@ History: bytes and events of each request's history, without live events (a work
 Viewers, each a process (``--viewer KIND``): ``line``, ``tui``, and ``contrib`` (the contrib
 library's own ``subscribe()``, an update long-poll: the design iter did not take, measured for
 comparison). Another viewer (the dashboard's browser) plugs in with ``--extra-viewer CMD``: CMD
-gets ``{workflow}`` and ``{out}`` substituted and must append one JSON line per piece of model
-text it shows, ``{"t": time.time(), "call": N, "chars": cumulative characters of call N}``
-(N counts model calls from 1, as ``ModelStarted`` events do).
+gets ``{workflow}``, ``{out}`` and ``{address}`` (Temporal's) substituted and must append one JSON
+line per piece of model text it shows, ``{"t": time.time(), "call": N, "chars": cumulative
+characters of call N}`` (N counts model calls from 1, as ``ModelStarted`` events do). The browser:
+``--extra-viewer ".venv/bin/python bench/latency_browser.py --viewer --address {address}
+--workflow {workflow} --out {out}"``.
 
     .venv/bin/python bench/bench_latency.py                   # 3 requests per configuration
     .venv/bin/python bench/bench_latency.py --requests 5 --tokens-per-s 50 --json
@@ -254,7 +256,9 @@ def start_worker(settings: Settings, data: Path, live: bool, log: Path, coalesce
 
 def start_viewer(kind: str, address: str, workflow_id: str, out: Path, log: Path) -> subprocess.Popen[bytes]:
     if kind.startswith("extra:"):
-        cmd = kind.removeprefix("extra:").format(workflow=shlex.quote(workflow_id), out=shlex.quote(str(out)))
+        cmd = kind.removeprefix("extra:").format(
+            workflow=shlex.quote(workflow_id), out=shlex.quote(str(out)), address=shlex.quote(address)
+        )
         return subprocess.Popen(cmd, shell=True, cwd=REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     argv = [sys.executable, __file__, "--viewer", kind, "--address", address, "--workflow", workflow_id]
     return subprocess.Popen([*argv, "--out", str(out)], cwd=REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT)
@@ -444,7 +448,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--coalesce-ms", type=int, default=100, help="the worker's ITER_LIVE_COALESCE_MS")
     parser.add_argument("--skip-contrib", action="store_true", help="do not measure the contrib subscribe() viewer")
-    parser.add_argument("--extra-viewer", action="append", default=[], help="a viewer command ({workflow}, {out})")
+    parser.add_argument(
+        "--extra-viewer", action="append", default=[], help="a viewer command ({workflow}, {out}, {address})"
+    )
     parser.add_argument("--viewer", choices=sorted(VIEWERS), help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
     parser.add_argument("--workflow", help=argparse.SUPPRESS)

@@ -11,13 +11,22 @@ each marker appears in the live panel's text. Both clocks are this machine's wal
     .venv/bin/python bench/latency_browser.py                 # 150 tokens, 20 ms apart
     .venv/bin/python bench/latency_browser.py --tokens 300 --delay 0.01 --json
 
-The browser column of the token-to-screen benchmark (bench_latency.py runs the terminal and the
-TUI the same way); ``measure()`` is what it calls. Target (issue 11): p95 <= 250 ms."""
+As a viewer of bench_latency.py (which measures the terminal and the TUI the same way, in one
+table): ``--viewer --address ADDR --workflow ID --out FILE`` opens the dashboard on that workflow
+in Chromium and appends bench_latency's records to FILE: ``{"ready": true}`` once the page's feed
+answers, then ``{"t", "call", "chars"}`` after the page has put each piece of model text into the
+DOM (``call`` counts model_start events from 1; ``chars`` is cumulative within the call):
+
+    .venv/bin/python bench/bench_latency.py --extra-viewer \
+      ".venv/bin/python bench/latency_browser.py --viewer --address {address} --workflow {workflow} --out {out}"
+
+Target (issue 11): p95 <= 250 ms."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -67,6 +76,64 @@ new MutationObserver(() => {
   while ((m = re.exec(text)) !== null) if (!(m[1] in window.__marks)) window.__marks[m[1]] = now;
 }).observe(document, { subtree: true, childList: true, characterData: true });
 """
+
+
+# In the page, for bench_latency.py: wraps EventSource so that each "live" listener of the page
+# runs first (the text is in the DOM), then the record is made.
+RECORDER = """
+(() => {
+  let call = 0, chars = 0;
+  const Original = window.EventSource;
+  window.EventSource = class extends Original {
+    constructor(...args) {
+      super(...args);
+      super.addEventListener("state", () => window.__iterRecord({ ready: true }), { once: true });
+      super.addEventListener("end", () => window.__iterRecord({ end: true }));
+    }
+    addEventListener(type, listener, options) {
+      if (type !== "live") return super.addEventListener(type, listener, options);
+      return super.addEventListener(type, (event) => {
+        listener(event);
+        const data = JSON.parse(event.data);
+        if (data.kind === "model_start") { call += 1; chars = 0; }
+        else if (data.kind === "tokens") {
+          chars += data.text.length;
+          window.__iterRecord({ t: Date.now() / 1000, call, chars });
+        }
+      }, options);
+    }
+  };
+})();
+"""
+VIEWER_MAX_S = 900.0
+
+
+async def view(address: str, workflow_id: str, out: Path) -> None:
+    """bench_latency.py's browser viewer: a dashboard of its own and Chromium, records to ``out``."""
+    from playwright.async_api import async_playwright
+
+    ended = asyncio.Event()
+    env = dashboard_env(address, tempfile.mkdtemp(prefix="iter-viewer-"))
+    with out.open("a") as fh, running_dashboard(env) as dash:
+
+        def record(item: dict[str, object]) -> None:
+            if item.get("end"):
+                ended.set()
+                return
+            fh.write(json.dumps(item) + "\n")
+            fh.flush()
+
+        async with async_playwright() as pw:
+            chromium = await pw.chromium.launch(
+                executable_path=browser.executable(), args=browser.CHROMIUM_ARGS, headless=True
+            )
+            page = await chromium.new_page()
+            await page.expose_function("__iterRecord", record)
+            await page.add_init_script(RECORDER)
+            await page.goto(f"{dash.base}/#{workflow_id}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), VIEWER_MAX_S)
+            await chromium.close()
 
 
 @dataclass
@@ -237,6 +304,11 @@ async def run(tokens: int, delay: float) -> Result:
                 "ITER_TEMPORAL_ADDRESS": address,
                 "ITER_TASK_QUEUE": queue,
                 "ITER_DATA_DIR": f"{tmp}/data",
+                # The worker owns its model and executor settings (models/ownership.py): its own env.
+                "ITER_LLM_PROVIDER": "ollama",
+                "ITER_LLM_BASE_URL": server.base_url,
+                "ITER_MODEL": "coder",
+                "ITER_EXECUTOR": "local",
             }
             worker = subprocess.Popen(
                 [sys.executable, "-m", "worker"],
@@ -261,9 +333,18 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=150)
     parser.add_argument("--delay", type=float, default=0.02, help="seconds between tokens")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--viewer", action="store_true", help="be bench_latency.py's browser viewer")
+    parser.add_argument("--address", default=os.environ.get("ITER_TEMPORAL_ADDRESS", ""))
+    parser.add_argument("--workflow", default="")
+    parser.add_argument("--out", default="")
     args = parser.parse_args()
     if problem := browser.missing():
         raise SystemExit(problem)
+    if args.viewer:
+        if not (args.address and args.workflow and args.out):
+            raise SystemExit("--viewer needs --address, --workflow and --out")
+        asyncio.run(view(args.address, args.workflow, Path(args.out)))
+        return
     result = asyncio.run(run(args.tokens, args.delay))
     print(json.dumps(dataclasses.asdict(result)) if args.json else "\n".join(result.lines()))
 

@@ -148,6 +148,25 @@ def docker_image() -> str:
     return require_docker()
 
 
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a worker process a test spawns: it owns its endpoints, data dir and
+    executor (models/ownership.py), so it gets them from its own ITER_* variables, as deployed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ITER_")}
+    env.update(
+        {
+            "ITER_TEMPORAL_ADDRESS": settings.temporal.address,
+            "ITER_TASK_QUEUE": settings.temporal.task_queue,
+            "ITER_DATA_DIR": settings.data_dir,
+            "ITER_LLM_PROVIDER": settings.llm.provider,
+            "ITER_LLM_BASE_URL": settings.llm.base_url,
+            "ITER_EXECUTOR": settings.executor.backend,
+            "ITER_EXECUTOR_IMAGE": settings.executor.image,
+            **extra,
+        }
+    )
+    return env
+
+
 @pytest.fixture
 def cli_env(settings: Settings, tmp_path: Path) -> dict[str, str]:
     """The environment a user's shell would have, pointed at the test's Temporal and model."""

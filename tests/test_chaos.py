@@ -28,6 +28,7 @@ from models.request import RequestInput, RequestResult
 from temporal.devserver import DEV_HOST, port_open, server_args
 from temporal.payloads import data_converter
 from tests import replies as r
+from tests.conftest import git
 from tests.fake_llm import FakeModel
 from tests.test_crash import kill, spawn_worker
 from workflows.request import RequestWorkflow
@@ -120,9 +121,14 @@ async def test_requests_survive_worker_and_server_kills_exactly_once(
             )
         }
     )
+    # Each request works on a branch of its own (worktree.mode branch), so what each applied is
+    # read back from its branch; the two files start empty and committed.
+    ours.worktree.mode = "branch"
     server = DevServer(ours, port, tmp_path / "temporal.log")
     (workspace / "shared.txt").write_text("")
     (workspace / "log.txt").write_text("")
+    git(workspace, "add", "shared.txt", "log.txt")
+    git(workspace, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "chaos files")
     fake.token_delay_s = 0.002
     pause = f"{STEP_S}.{rng.randrange(10**5):05d}"
     fake.respond("plan", lambda body: plan_for(body, pause))
@@ -191,15 +197,13 @@ async def test_requests_survive_worker_and_server_kills_exactly_once(
         if res.state.outcome != "passed"
     }
     assert not failed, failed
-    shared = (workspace / "shared.txt").read_text().splitlines()
-    log = (workspace / "log.txt").read_text().splitlines()
-    for req in ids:  # every step applied exactly once
-        assert shared.count(f"{req} first") == 1 and shared.count(f"{req} second") == 1, (req, shared)
-        assert shared.index(f"{req} first") < shared.index(f"{req} second")
-        assert log.count(f"{req} slow") == 1, (req, log)
-    assert len(shared) == 2 * REQUESTS and len(log) == REQUESTS
-    for res in results:
+    for res in results:  # every step applied exactly once
+        req, branch = res.state.request_id, res.state.sandbox.branch if res.state.sandbox else ""
         assert [x.ok for x in res.state.results] == [True] * 4, res.state.results
+        shared = git(workspace, "show", f"{branch}:shared.txt").splitlines()
+        log = git(workspace, "show", f"{branch}:log.txt").splitlines()
+        assert shared == [f"{req} first", f"{req} second"], (req, branch, shared)
+        assert log == [f"{req} slow"], (req, branch, log)
     assert _step_processes(marker) == []  # no step of theirs still runs
     assert list((Path(ours.data_dir) / "journals").glob("*")) == []  # every request released its journal
     print(

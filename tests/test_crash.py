@@ -4,7 +4,6 @@ every step applied exactly once, nothing lost, within seconds of the new worker'
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from temporalio.client import Client
 
 from models.config import Settings
 from tests import replies as r
-from tests.conftest import REPO
+from tests.conftest import REPO, worker_env
 from tests.fake_llm import FakeModel
 from tests.pipeline import start, wait_for
 
@@ -31,14 +30,7 @@ PLAN = r.plan(
 
 
 def spawn_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ITER_")}
-    env.update(
-        {
-            "ITER_TEMPORAL_ADDRESS": settings.temporal.address,
-            "ITER_TASK_QUEUE": settings.temporal.task_queue,
-            "ITER_DATA_DIR": settings.data_dir,
-        }
-    )
+    env = worker_env(settings)
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "worker"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT

@@ -19,6 +19,7 @@ from cli.project_store import scope
 from models.config import Settings
 from tests import browser
 from tests import replies as r
+from tests.conftest import git
 from tests.dashboard import Dashboard, dashboard_env, running_dashboard
 from tests.fake_llm import FakeModel
 from tests.pipeline import start
@@ -170,8 +171,11 @@ async def test_a_held_step_is_approved_from_the_page(
 ) -> None:
     from playwright.async_api import expect
 
+    # A build/ folder in git: the request's worktree has it too, and its deletion lands when it passes.
     (workspace / "build").mkdir()
     (workspace / "build" / "out.o").write_text("x")
+    git(workspace, "add", "-A")
+    git(workspace, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "build")
     # `rm -rf build`: risky but plausibly legitimate, so the policy holds it for a person.
     fake.script("plan", r.plan(r.run("s1", "rm -rf build"), r.verify("s2", "test ! -d build")))
     fake.default("safety_review", r.safety_pass())
@@ -183,12 +187,13 @@ async def test_a_held_step_is_approved_from_the_page(
     await expect(held, "the held step with its reason").to_contain_text("rm -rf build", timeout=UI_TIMEOUT_MS)
     await held.locator("button.danger").click()  # deny needs a reason: refused, still waiting
     await expect(page.locator("#notice.bad")).to_contain_text("reason", timeout=UI_TIMEOUT_MS)
-    assert (workspace / "build").is_dir()
+    assert (workspace / "build" / "out.o").exists()
     await held.locator("button.approve").click()
     await expect(page.locator("#notice")).to_contain_text("approved", timeout=UI_TIMEOUT_MS)
     await expect(page.locator("#held-section")).to_be_hidden(timeout=UI_TIMEOUT_MS)
     await expect(page.locator("#wf-outcome")).to_have_text("passed", timeout=UI_TIMEOUT_MS)
-    assert not (workspace / "build").exists()
+    result = await handle.result()  # the change lands in the checkout once the request passed
+    assert not (workspace / "build" / "out.o").exists(), result.state.landing
     assert page.errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"], (
         "only the refused denial's answer"
     )

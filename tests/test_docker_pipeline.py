@@ -5,7 +5,6 @@ and a worker killed mid-step loses nothing and runs nothing twice."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from temporalio.client import Client, WorkflowFailureError
 from models.config import Settings
 from models.request import RequestState
 from tests import replies as r
-from tests.conftest import REPO
+from tests.conftest import REPO, worker_env
 from tests.docker_env import request_containers
 from tests.fake_llm import FakeModel
 from tests.pipeline import start, steps_dir, wait_for
@@ -47,15 +46,7 @@ class Workers:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> subprocess.Popen[bytes]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ITER_")}
-        env.update(
-            {
-                "ITER_TEMPORAL_ADDRESS": self.settings.temporal.address,
-                "ITER_TASK_QUEUE": self.settings.temporal.task_queue,
-                "ITER_DATA_DIR": self.settings.data_dir,
-                "XDG_CONFIG_HOME": str(self.folder / "config"),
-            }
-        )
+        env = worker_env(self.settings, XDG_CONFIG_HOME=str(self.folder / "config"))
         log = (self.folder / f"worker-{len(self.procs)}.log").open("wb")
         cmd = [sys.executable, "-m", "worker"]
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -77,8 +68,8 @@ class Workers:
 
 
 @pytest.fixture
-def workers(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
-    pool = Workers(settings, tmp_path)
+def workers(settings: Settings, tmp_path: Path, docker_image: str) -> Iterator[Workers]:
+    pool = Workers(on_docker(settings, docker_image), tmp_path)  # a worker's executor is its own
     yield pool
     pool.stop_all()
 

@@ -22,7 +22,7 @@ from models.plan import STEP_ADAPTER
 from models.request import ExecuteInput
 from tests import replies as r
 from tests.fake_llm import FakeModel
-from tests.pipeline import start, wait_for
+from tests.pipeline import start, steps_dir, wait_for
 from tests.test_crash import kill, spawn_worker
 
 FORGED = "42 passed (forged)"
@@ -220,15 +220,14 @@ async def test_execute_attempts_never_run_out_while_the_step_lives(
     (so this takes seconds, not heartbeat timeouts); after more stops than the old limit of 10
     attempts, the step still runs once and the request passes."""
     stops = 11
-    fake.default(
-        "plan", r.plan(r.run("s1", "sleep 25; echo once >> log.txt", timeout_s=200), r.verify("s2", "cat log.txt"))
-    )
+    wait_for_go = "for i in $(seq 1 1800); do [ -f go ] && break; sleep 0.2; done; echo once >> log.txt"
+    fake.default("plan", r.plan(r.run("s1", wait_for_go, timeout_s=600), r.verify("s2", "cat log.txt")))
     fake.default("safety_review", r.safety_pass())
     fake.default("post_review", r.post_pass())
     workers = [spawn_worker(settings, tmp_path / "worker-0.log")]
     try:
         handle = await start(client, settings, workspace)
-        await wait_for(handle, lambda s: s.phase == "execute", timeout=60)
+        running = await wait_for(handle, lambda s: s.phase == "execute", timeout=60)
         for n in range(1, stops + 1):
             for _ in range(600):  # this worker has the attempt (it heartbeats it)
                 desc = await handle.describe()
@@ -247,7 +246,7 @@ async def test_execute_attempts_never_run_out_while_the_step_lives(
             workers[-1].send_signal(signal.SIGTERM)
             await asyncio.to_thread(workers[-1].wait, 30)
             workers.append(spawn_worker(settings, tmp_path / f"worker-{n}.log"))
-        (workspace / "go").write_text("")  # the step may end now
+        (steps_dir(running) / "go").write_text("")  # the step (in the request's worktree) may end now
         state = (await asyncio.wait_for(handle.result(), timeout=120)).state
     finally:
         for proc in workers:

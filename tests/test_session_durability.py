@@ -19,7 +19,7 @@ from models.project import session_workflow_id
 from models.session import MAX_NOTES_KEPT, MAX_SUMMARIES_KEPT
 from tests import replies as r
 from tests import session_replies as s
-from tests.conftest import REPO
+from tests.conftest import REPO, worker_env
 from tests.fake_llm import FakeModel
 from tests.pipeline import steps_dir
 from workflows.session import SessionWorkflow
@@ -95,15 +95,7 @@ async def test_long_session_continues_as_new_with_bounded_history_and_intact_sta
 
 
 def start_worker(settings: Settings, tmp_path: Path, log_name: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ITER_")}
-    env.update(
-        {
-            "ITER_TEMPORAL_ADDRESS": settings.temporal.address,
-            "ITER_TASK_QUEUE": settings.temporal.task_queue,
-            "ITER_DATA_DIR": settings.data_dir,
-            "XDG_CONFIG_HOME": str(tmp_path / "config"),
-        }
-    )
+    env = worker_env(settings, XDG_CONFIG_HOME=str(tmp_path / "config"))
     log = (tmp_path / log_name).open("wb")
     return subprocess.Popen([sys.executable, "-m", "worker"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
