@@ -178,7 +178,7 @@ async def test_stop_ends_after_the_current_iteration(
     fake.script(
         "session_plan",
         s.session_plan(
-            r.run("s1", "touch started && sleep 1 && echo one > one.txt"), r.verify("s2", "test -s one.txt")
+            r.run("s1", "touch started && sleep 4 && echo one > one.txt"), r.verify("s2", "test -s one.txt")
         ),
         *(s.append_plan("a.txt", "more\n", action="create") for _ in range(3)),
     )
