@@ -89,7 +89,7 @@ async def test_a_docker_outage_is_waited_out_and_status_says_so(
     fake.default("plan", r.plan(r.run("s1", "sleep 6; echo once >> log.txt"), r.verify("s2", "cat log.txt")))
     fake.default("safety_review", r.safety_pass())
     fake.default("post_review", r.post_pass())
-    workers = Workers(settings, tmp_path)
+    workers = Workers(on_docker(settings, docker_image), tmp_path)  # the worker's executor is its own
     try:
         workers.start()
         handle = await start(client, on_docker(settings, docker_image), workspace)

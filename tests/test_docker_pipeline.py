@@ -8,10 +8,11 @@ import asyncio
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from temporalio.client import Client, WorkflowFailureError
 
 from models.config import Settings
@@ -21,6 +22,7 @@ from tests.conftest import REPO, worker_env
 from tests.docker_env import request_containers
 from tests.fake_llm import FakeModel
 from tests.pipeline import start, steps_dir, wait_for
+from worker import build_worker
 
 pytestmark = pytest.mark.docker
 
@@ -65,6 +67,13 @@ class Workers:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+@pytest_asyncio.fixture
+async def worker(client: Client, settings: Settings, docker_image: str) -> AsyncIterator[None]:
+    """The in-process worker of these tests runs steps on Docker: the executor is the worker's own."""
+    async with build_worker(client, on_docker(settings, docker_image)):
+        yield
 
 
 @pytest.fixture
