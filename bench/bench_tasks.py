@@ -312,6 +312,8 @@ def run_iter(ex: Exercise, ws: Path, env: dict[str, str], arm: str, timeout_s: f
         rc, out = run_group([str(ITER), *cmd], ws, env, 120)
         if rc != 0:
             return ArmResult(ex.name, arm, False, "setup failed", time.monotonic() - started, detail=out[-300:])
+    # Unattended: a held step is blocked with its reason (as in a --headless session), never left waiting.
+    (ws / ".iter" / "policy.yaml").write_text("hold: block\n")
     remaining = timeout_s - (time.monotonic() - started)
     rc, out = run_group([str(ITER), "orchestrate", "--request", "req_01", "--json"], ws, env, remaining, merge=False)
     result = ArmResult(ex.name, arm, False, "", 0.0)

@@ -154,10 +154,12 @@ async def test_session_passes_only_the_approved_step(
     assert [([s.id for s in i.steps], i.network_steps) for i in inputs] == [(["s1"], ["s1"]), (["s2"], [])]
 
 
-@pytest.mark.skip(reason="network steps are now HELD, not blocked: it waits out its timeout; set hold: block")
 async def test_the_same_step_without_the_allow_rule_is_blocked_and_never_runs(
     client: Client, settings: Settings, workspace: Path, fake: FakeModel, worker: None, server: LoopbackServer
 ) -> None:
+    # Network without an allow rule is held for a person; an unattended project blocks what is held.
+    (workspace / ".iter").mkdir(exist_ok=True)
+    (workspace / ".iter" / "policy.yaml").write_text("hold: block\n")
     fake.script("plan", r.plan(r.run("s1", server.fetch("approved")), r.verify("s2", "true")))
     fake.default("safety_review", r.safety_pass())
     strict = settings.model_copy(update={"bounds": settings.bounds.model_copy(update={"max_block_replans": 0})})
