@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from models.plan import STEP_ADAPTER, CommandStep, FileStep, Step, VerifyStep  # noqa: E402
 from policy import Policy, evaluate_steps  # noqa: E402
-from policy.parsers.shell import _PARSER  # noqa: E402
+from policy.parsers.shell_source import PARSER  # noqa: E402
 
 CORPUS = REPO / "tests" / "policy_corpus"
 TARGET_P95_MS = 50.0
@@ -92,7 +92,7 @@ def main() -> None:
         gate = [timed(lambda p=plan: evaluate_steps(p, ws, policy, require_verify=False))  # type: ignore[misc]
                 for _ in range(args.rounds) for plan in plans]
     split = [timed(lambda c=c: _shlex(c)) for _ in range(args.rounds) for c in commands]  # type: ignore[misc]
-    parse = [timed(lambda c=c: _PARSER.parse(c.encode())) for _ in range(args.rounds) for c in commands]  # type: ignore[misc]
+    parse = [timed(lambda c=c: PARSER.parse(c.encode())) for _ in range(args.rounds) for c in commands]  # type: ignore[misc]
     out = {
         "cases": len(plans), "rounds": args.rounds,
         "gate_per_step": summary(gate), "baseline_shlex_split": summary(split),
