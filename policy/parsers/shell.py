@@ -26,6 +26,7 @@ from policy.parsers.shell_words import WordReader
 from policy.tokens import Redir, ShellSyntaxError, Word
 
 _DECLARATIONS = frozenset({"declaration_command", "unset_command"})
+_SEPARATORS = frozenset({";", "&", ";;", ";&", ";;&", "&&", "||"})
 
 
 @dataclass
@@ -88,14 +89,12 @@ class _Builder:
 
     # ---- statements ----------------------------------------------------------------------------
     def sequence(self, parent: Node, ctx: _Ctx, children: list[Node] | None = None) -> None:
-        """Statements separated by ; & or newlines (a program, a group, a loop body...)."""
+        """Statements separated by ; & && || or newlines (a program, a list, a group, a loop body...)."""
         kids = children if children is not None else list(parent.children)
         for i, node in enumerate(kids):
             if not node.is_named or node.type == "comment":
                 continue
-            start = len(self.script.commands)
-            self.statement(node, ctx)
-            made = self.script.commands[start:]
+            made = self._made(node, ctx)
             if not made:
                 continue
             sep = self._separator(kids, i)
@@ -107,12 +106,18 @@ class _Builder:
 
     def _separator(self, kids: list[Node], i: int) -> str:
         nxt = kids[i + 1] if i + 1 < len(kids) else None
-        if nxt is not None and not nxt.is_named and nxt.type in (";", "&", ";;", ";&", ";;&"):
+        if nxt is not None and not nxt.is_named and nxt.type in _SEPARATORS:
             return nxt.type
         following = next((k for k in kids[i + 1 :] if k.is_named and k.type != "comment"), None)
         if following is not None and b"\n" in self.data[kids[i].end_byte : following.start_byte]:
             return "\n"
         return ""
+
+    def _made(self, node: Node, ctx: _Ctx) -> list[SimpleCommand]:
+        """The statement's simple commands, in order."""
+        start = len(self.script.commands)
+        self.statement(node, ctx)
+        return self.script.commands[start:]
 
     def statement(self, node: Node, ctx: _Ctx) -> None:
         kind = node.type
@@ -128,8 +133,8 @@ class _Builder:
             self._redirected(node, ctx)
         elif kind == "pipeline":
             self._pipeline(self._pipeline_elements(node), ctx)
-        elif kind == "list":
-            self._list(node, ctx)
+        elif kind == "list":  # a && b || c
+            self.sequence(node, ctx)
         elif kind == "negated_command":
             for child in node.named_children:
                 self.statement(child, ctx)
@@ -210,8 +215,7 @@ class _Builder:
                 self._redirect(r, cmd, ctx)
             return
         start = len(self.script.commands)
-        self.statement(body, ctx)
-        made = self.script.commands[start:]
+        made = self._made(body, ctx)
         simple = body.type in ("command", *_DECLARATIONS, "variable_assignment", "variable_assignments")
         # `a | b > out`, `a && b > out`: the grammar hangs the redirection on the whole pipeline or
         # list, bash on its last simple command.
@@ -254,9 +258,7 @@ class _Builder:
         pipeline_id = first.pipeline if first is not None else len(self.script.commands)
         previous: list[SimpleCommand] = [first] if first is not None else []
         for element in elements:
-            start = len(self.script.commands)
-            self.statement(element, ctx)
-            made = self.script.commands[start:]
+            made = self._made(element, ctx)
             if not made:
                 continue
             if previous:
@@ -267,18 +269,6 @@ class _Builder:
             for cmd in made:
                 cmd.pipeline = pipeline_id
             previous = made
-
-    def _list(self, node: Node, ctx: _Ctx) -> None:
-        kids = list(node.children)
-        for i, child in enumerate(kids):
-            if not child.is_named or child.type == "comment":
-                continue
-            start = len(self.script.commands)
-            self.statement(child, ctx)
-            made = self.script.commands[start:]
-            op = kids[i + 1].type if i + 1 < len(kids) and kids[i + 1].type in ("&&", "||") else ""
-            if made and op and not made[-1].joined_by:
-                made[-1].joined_by = op
 
     def _compound(self, node: Node, ctx: _Ctx) -> None:
         first = node.children[0] if node.children else None
