@@ -28,6 +28,5 @@ class Redir:
     fd: str | None
     target: Word | None = None
     heredoc: str | None = None  # the body, once read
-    heredoc_expands: bool = True  # unquoted delimiter: the body is expanded (and may run $(...))
     delimiter: str = ""
-    heredoc_subs: tuple[str, ...] = ()  # sources of the $(...) in an expanding here-document
+    heredoc_subs: tuple[str, ...] = ()  # sources of the $(...) in the body (none when the delimiter is quoted)

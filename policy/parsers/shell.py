@@ -42,7 +42,6 @@ class SimpleCommand:
     subshells: tuple[int, ...] = ()  # ids of the ( ... ) it runs in: a cd inside does not leak out
     conditional: bool = False  # may or may not run (if/loop/case/function body)
     function: str | None = None
-    group_redirect: bool = False  # carries a redirection that applies to a whole group or loop
     pipeline: int = 0  # commands of one pipeline share this id: curl ... | sh
 
 
@@ -226,7 +225,6 @@ class _Builder:
                 self._redirect(r, target, ctx)
             return
         group = self._new(ctx)
-        group.group_redirect = True
         for r in redirects:
             self._redirect(r, group, ctx)
         if any(r.op in INPUT_OPS for r in group.redirects):

@@ -43,5 +43,5 @@ def _heredoc(node: Node, read: WordReader, op: str, fd: str | None) -> Redir:
     text = read.text(body) if body is not None else ""
     text = text[:-1] if text.endswith("\n") else text
     subs = tuple(read.subs_in(body)) if body is not None and expands else ()
-    return Redir(op=op, fd=fd, target=Word(raw_delim, delimiter), heredoc=text, heredoc_expands=expands,
-                 delimiter=delimiter, heredoc_subs=subs)
+    return Redir(op=op, fd=fd, target=Word(raw_delim, delimiter), heredoc=text, delimiter=delimiter,
+                 heredoc_subs=subs)
