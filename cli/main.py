@@ -39,14 +39,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tool": ("cli.tool:tool_app", "Session tools: tasks, notes, summaries, session-complete."),
     "policy": ("cli.policy:policy_app", "The deterministic safety rules (8 points) that no model can overrule."),
     "executor": ("cli.executor:executor_app", "The Docker executor: build its image (and base), check its isolation."),
-    "model": ("cli.model:model_app", "The embedded model server: llama-server with a small coder model."),
+    "model": ("cli.model:model_app", "The models: list them and their roles; serve or stop the embedded llama-server."),
     "server": ("cli.server:server", "Run the embedded Temporal dev server in the foreground."),
     "worker": ("cli.server:worker", "Run a worker in the foreground, for unattended and multi-machine use."),
     "setup": ("cli.setup:setup", "Write a config file with the model and executor to use."),
     "config": ("cli.setup:config", "Show each setting, its value and where it comes from (flag, env, file, default)."),
     "doctor": ("cli.setup:doctor", "Check what iter needs: Temporal, the model server, the executor."),
     "version": ("cli.setup:version", "Show the version of iter and its engine."),
-    "models": ("cli.models:models", "List the models, their capabilities and roles, and which of them answer now."),
+    "models": ("cli.models:models", "The same as `iter model list`: the models, their roles, and which answer now."),
 }  # fmt: skip
 
 HELP = "Feature requests to verified code, and long unattended coding sessions, as durable Temporal workflows."

@@ -1,14 +1,20 @@
-"""``iter model serve|stop``: the embedded model server (llama-server with a small coder model
-from PyPI) in the foreground, or stopping the one iter started in the background."""
+"""``iter model list|serve|stop``: the models iter routes to (``list``, also ``iter models``), and
+the embedded model server (llama-server with a small coder model from PyPI) in the foreground, or
+stopping the one iter started in the background."""
 
 from __future__ import annotations
 
 import typer
 
 from cli import runtime
+from cli.models import models
 from cli.output import console, explain_interrupt, fail, ok
 
-model_app = typer.Typer(help="The embedded model server: llama-server with a small coder model.", no_args_is_help=True)
+model_app = typer.Typer(
+    help="The models: list them and their roles; serve or stop the embedded llama-server.",
+    no_args_is_help=True,
+)
+model_app.command("list")(models)
 
 
 @model_app.command("serve")

@@ -1,5 +1,5 @@
-"""``iter models``: the models iter may use, what each can do, which role each phase routes to
-it, and whether its server answers with it now."""
+"""``iter model list`` (and its alias ``iter models``): the models iter may use, what each can do,
+which role each phase routes to it, and whether its server answers with it now."""
 
 from __future__ import annotations
 

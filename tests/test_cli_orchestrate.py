@@ -6,6 +6,7 @@ import json
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -126,21 +127,29 @@ def test_pause_and_resume_from_the_cli(workspace: Path, cli_env: dict[str, str],
     assert any("keep it short" in m["content"] for c in fake.received[1:] for m in c["messages"])
 
 
-def test_orchestrate_says_when_no_model_server_answers(workspace: Path, cli_env: dict[str, str]) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    fake = FakeModel()
-    script(fake)
-    cli_env["ITER_LLM_BASE_URL"] = f"http://127.0.0.1:{port}"
-    setup_project(workspace, cli_env)
-    proc = iter_popen(workspace, cli_env, "orchestrate", "--request", "req_01", "--quiet")
-    time.sleep(6)
-    with FakeModelServer(fake, port=port):
-        out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    assert f"waiting: no model server answers at http://127.0.0.1:{port} (ollama)" in err
-    waits = [line for line in err.splitlines() if line.startswith("waiting:")]
-    assert len(waits) == 1, err  # every retry says the same: once (not a terminal: plain lines)
-    assert "StartToClose" not in err and "ITER_LLM_BASE_URL" in err
-    assert "Passed:" in out
+class TestNoModelServerYet:
+    """The worker's model server (it owns the setting) is down when the request starts and comes up later."""
+
+    @pytest.fixture
+    def model_server(self, fake: FakeModel) -> Iterator[FakeModelServer]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        yield FakeModelServer(fake, port=port)  # nothing listens until the test enters it
+
+    def test_orchestrate_says_when_no_model_server_answers(
+        self, workspace: Path, cli_env: dict[str, str], fake: FakeModel, model_server: FakeModelServer
+    ) -> None:
+        port = model_server.port
+        script(fake)
+        setup_project(workspace, cli_env)
+        proc = iter_popen(workspace, cli_env, "orchestrate", "--request", "req_01", "--quiet")
+        time.sleep(6)
+        with model_server:
+            out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert f"waiting: no model server answers at http://127.0.0.1:{port} (ollama)" in err
+        waits = [line for line in err.splitlines() if line.startswith("waiting:")]
+        assert len(waits) == 1, err  # every retry says the same: once (not a terminal: plain lines)
+        assert "StartToClose" not in err and "ITER_LLM_BASE_URL" in err
+        assert "Passed:" in out

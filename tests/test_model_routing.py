@@ -74,3 +74,6 @@ def test_iter_models_lists_capabilities_and_what_answers(
     assert not rows["ghost"]["answers"] and "does not have this model" in rows["ghost"]["problem"]
     assert not rows["elsewhere"]["answers"] and "no answer" in rows["elsewhere"]["problem"]
     assert rows["ghost"]["first_for"] == ["reviewer"]
+    grouped = iter_cmd(workspace, cli_env, "model", "list", "--json")  # `iter models` is its alias
+    assert grouped.returncode == 0, grouped.stderr
+    assert json.loads(grouped.stdout) == json.loads(done.stdout)

@@ -18,6 +18,7 @@ import base64
 import binascii
 import codecs
 import shlex
+import threading
 from dataclasses import dataclass, field
 
 MAX_DEPTH = 3  # exec("exec('...')") nesting read before giving up
@@ -69,14 +70,28 @@ class PyFacts:
     error: str | None = None  # not Python at all
 
 
+# CPython before 3.11.8 keeps the AST converter's recursion count per interpreter, not per thread
+# (gh-106905): a parse on another thread that runs while one converts (a GC callback can switch
+# threads) makes it fail with SystemError. Seen here: pytest's own parse failed that way beside a
+# worker's. Our parses go one at a time, and a SystemError reads as "cannot read", never a crash.
+_AST_LOCK = threading.Lock()
+UNREADABLE = (SyntaxError, ValueError, RecursionError, SystemError)
+
+
+def parse_python(code: str) -> ast.Module:
+    """``ast.parse``, one at a time in this process; raises one of ``UNREADABLE``."""
+    with _AST_LOCK:
+        return ast.parse(code)
+
+
 def read_python(code: str, depth: int = 0) -> PyFacts:
     facts = PyFacts()
     if len(code) > MAX_SOURCE:
         facts.unknown.append(f"the Python code is too long to read ({len(code)} characters)")
         return facts
     try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError, RecursionError) as exc:
+        tree = parse_python(code)
+    except UNREADABLE as exc:
         facts.error = f"{type(exc).__name__}: {getattr(exc, 'msg', exc)}"
         return facts
     _Reader(facts, depth).run(tree)

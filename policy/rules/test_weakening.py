@@ -19,6 +19,7 @@ from pathlib import Path
 
 from models.plan import FileStep, Step
 from policy.invocation import Analysis
+from policy.parsers.python import UNREADABLE, parse_python
 from policy.rules.base import Hit
 
 POINT = 8
@@ -113,8 +114,8 @@ def _compare(key: str, before: str | None, after: str | None) -> Iterator[str]:
 
 def _tests(text: str) -> _Tests | None:
     try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError):
+        tree = parse_python(text)
+    except UNREADABLE:
         return None
     tests: dict[str, int] = {}
     constant = skips = 0
