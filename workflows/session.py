@@ -4,31 +4,27 @@ changed and records a summary. Tasks and notes are the workflow's own state: upd
 (``iter tool ...``), queries read them, signals pause, resume, stop and queue messages. The
 workflow continues as new before its history grows large, carrying the whole state.
 
-The activity calls it shares with a request are in ``phases.py``; the handlers (tools, signals,
-queries) in ``session_tools.py``; hooks and auto-commit in ``session_hooks.py``."""
+The activity calls it shares with a request are in ``phases.py``; a plan's work (safety review,
+steps, verification and fixes) in ``session_work.py``; hooks and auto-commit in
+``session_hooks.py``; the handlers (tools, signals, queries) in ``session_tools.py``."""
 
 from __future__ import annotations
 
 import asyncio
-import re
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
-from workflows import holds
 from workflows.live import LiveStream
 from workflows.phases import Phases, parse_reply, with_repair
-from workflows.session_hooks import SessionHooks, cause
+from workflows.session_hooks import cause
+from workflows.session_work import SessionWork
 
 with workflow.unsafe.imports_passed_through():
     from activities.session_prompt import render_session_prompt
-    from models import rounds
     from models.details import Details, spec_title
-    from models.events import Finished, post_verdict, safety_verdict
-    from models.holds import HoldDecision, effective_mode
-    from models.plan import Step, StepNode, iter_nodes
-    from models.request import ChatMessage, ModelUsage, StepResult
-    from models.review import Finding, PostReview
+    from models.events import Finished
+    from models.request import ChatMessage, ModelUsage
     from models.session import (
         BlockStreak,
         IterationOutcome,
@@ -56,7 +52,6 @@ MAX_CONSECUTIVE_ERRORS = 3  # iterations in a row that fail to even produce a pl
 STUCK_AFTER = 3  # a task blocked the same way this many times in a row is marked blocked
 SUMMARY_CHARS = 1000
 SUMMARY_FILES = 20
-MAX_FIX_ROUNDS = 2
 HISTORY_BYTES_LIMIT = 16 * 1024 * 1024  # continue as new well before Temporal's 50 MB limit
 CHARS_PER_TOKEN = 4
 PROMPT_SHARE_OF_CONTEXT = 0.5  # the rest of the context is for the answer and the schema
@@ -69,7 +64,7 @@ class IterationError(Exception):
 
 
 @workflow.defn
-class SessionWorkflow(SessionHooks):
+class SessionWorkflow(SessionWork):
     @workflow.init
     def __init__(self, inp: SessionInput) -> None:
         # The state exists before any signal or update of the first workflow task is handled.
@@ -94,7 +89,7 @@ class SessionWorkflow(SessionHooks):
             while not self._finished():
                 if self._history_full():
                     await self._continue_as_new()
-                await self._checkpoint(boundary=True)
+                await self._checkpoint(ending=self._finished)
                 if self._finished():
                     break
                 await self._iteration()
@@ -332,119 +327,6 @@ class SessionWorkflow(SessionHooks):
         self.state.current.task_id = task.id if task else None
         return task
 
-    async def _work(self, n: int, plan: SessionPlan, task: Task | None) -> tuple[IterationOutcome, str]:
-        """Safety review, execution, verification with a bounded fix round, as in a request."""
-        desc = self._description(plan, task)
-        findings = await self._safety(plan.steps, desc)
-        if findings:
-            return "blocked", "the safety review blocked the plan; nothing ran: " + "; ".join(
-                f.line() for f in findings
-            )
-        tree = [StepNode(step=s) for s in plan.steps]
-        self.state.current.steps = [f"{s.id} {s.type}" for s in plan.steps]
-        results = await self._execute(plan.steps, [f"i{n}-{i}-{_safe(s.id)}" for i, s in enumerate(plan.steps)])
-        last_round = results
-        for fix_round in range(1, MAX_FIX_ROUNDS + 2):
-            review = await self._post_review(desc, task, tree, results)
-            self.state.current.verdict = review.verdict
-            if review.verdict == "PASS":
-                # A rule of the workflow, whatever the reviewer says: no PASS over a failed step.
-                why = rounds.overruled_pass(last_round)
-                if not why:
-                    return "passed", ""
-                self.state.current.verdict = "FAIL"
-                return "failed", f"the reviewer said PASS, but {why}, and no later round repaired it"
-            failing = "; ".join(c.criterion + ": " + c.evidence for c in review.criteria if not c.met)[:1000]
-            if review.verdict != "FAIL" or not review.fix_steps or fix_round > MAX_FIX_ROUNDS:
-                return "failed", f"verification {review.verdict}" + (f" ({failing})" if failing else "")
-            fixes = [s.model_copy(update={"id": f"f{fix_round}-{s.id}"}) for s in review.fix_steps]
-            taken = rounds.clashing_ids(fixes, tree)
-            if taken:
-                return "failed", f"the reviewer's fix steps reuse step ids ({', '.join(taken)})"
-            # What a failure skipped runs after the fixes (it never ran), then the checks again.
-            reruns = [*rounds.skipped_steps(tree, last_round), *rounds.checks(tree)]
-            findings = await self._safety([*fixes, *reruns], desc)
-            if findings:
-                return "blocked", "the reviewer's fix steps were blocked: " + "; ".join(f.line() for f in findings)
-            _parent(tree, results).children.extend(StepNode(step=s, depth=1) for s in fixes)
-            keys = [f"i{n}-f{fix_round}-{i}" for i in range(len(fixes))]
-            keys += [f"i{n}-r{fix_round}-{i}" for i in range(len(reruns))]
-            last_round = await self._execute([*fixes, *reruns], keys)
-            results = [*results, *last_round]
-        return "failed", "verification failed"  # pragma: no cover - the loop returns
-
-    async def _execute(self, steps: list[Step], keys: list[str]) -> list[StepResult]:
-        """One activity per step, so a pause takes effect between steps; a failed change stops the rest."""
-        results: list[StepResult] = []
-        stop = False
-        for step, key in zip(steps, keys, strict=True):
-            if stop:
-                results.append(
-                    StepResult(
-                        step_id=step.id,
-                        run_key=key,
-                        kind=step.type,
-                        ok=False,
-                        skipped=True,
-                        output="skipped: an earlier step failed",
-                    )
-                )
-                continue
-            await self._checkpoint()
-            self.details.step = f"{step.id}: {getattr(step, 'command', '') or getattr(step, 'path', '')}"
-            self._phase("execute", f"step {step.id} ({step.type})")
-            result = (await self.phases.execute([step], [key]))[0]
-            self.details.step = ""
-            results.append(result)
-            self.state.current.results.append(f"{step.id} {'ok' if result.ok else 'FAILED'}")
-            stop = not result.ok and step.type != "verify"
-        return results
-
-    async def _safety(self, steps: list[Step], desc: str) -> list[Finding]:
-        assert self.inp
-        self._phase("review", f"8-point safety review of {len(steps)} step(s)")
-        out = await self.phases.review_safety(desc, steps)
-        self._verdict(safety_verdict(out.verdict, out.findings))
-        # "The same way": the same points found by the same judges, whatever the step ids were.
-        self._block_way = ",".join(sorted({f"{f.point}:{f.source}" for f in out.findings}))
-        mode = effective_mode(out.hold_mode, self.inp.hold_mode)
-        return await holds.settle(
-            self.state.holds,
-            out.findings,
-            steps,
-            mode,
-            lambda m: self._event("review", m),
-            lambda: "the session was stopped" if self.state.stop_requested else "",
-            on_change=self._show_held,
-        )
-
-    @workflow.update
-    def approve(self, decision: HoldDecision) -> str:
-        """A person lets a held step run (``iter approve SESSION [STEP]``)."""
-        return holds.apply(self.state.holds, decision, approve=True)
-
-    @approve.validator
-    def _check_approve(self, decision: HoldDecision) -> None:
-        holds.check(self.state.holds, decision)
-
-    @workflow.update
-    def deny(self, decision: HoldDecision) -> str:
-        """A person refuses a held step: the task is blocked with the reason and the session goes on."""
-        return holds.apply(self.state.holds, decision, approve=False)
-
-    @deny.validator
-    def _check_deny(self, decision: HoldDecision) -> None:
-        holds.check(self.state.holds, decision)
-
-    async def _post_review(
-        self, desc: str, task: Task | None, tree: list[StepNode], results: list[StepResult]
-    ) -> PostReview:
-        self._phase("verify", "the reviewer checks the result")
-        criteria = [f"task #{task.id} is done: {task.content}"] if task else []
-        review = await self.phases.review_result(desc, [*criteria, "the verify steps pass"], tree, results)
-        self._verdict(post_verdict(review))
-        return review
-
     async def _session_end(self) -> None:
         st = self.state
         for task in st.tasks:  # nothing is worked on once the session ends (a stop mid-iteration)
@@ -498,35 +380,12 @@ class SessionWorkflow(SessionHooks):
             or info.get_current_history_size() >= HISTORY_BYTES_LIMIT
         )
 
-    async def _checkpoint(self, boundary: bool = False) -> None:
-        """Between steps and iterations: where a pause takes effect. Between iterations a paused
-        session that is completed or stopped ends without being resumed first."""
-        if self.state.paused:
-            self._event(self.state.phase, "paused")
-            await workflow.wait_condition(lambda: not self.state.paused or (boundary and self._finished()))
-            self._event(self.state.phase, "resumed" if not self.state.paused else "ending while paused")
-
     def _budget(self) -> int:
         assert self.inp
         return max(int(self.inp.settings.llm.num_ctx * CHARS_PER_TOKEN * PROMPT_SHARE_OF_CONTEXT), MIN_PROMPT_BUDGET)
-
-    def _description(self, plan: SessionPlan, task: Task | None) -> str:
-        what = f"task #{task.id}: {task.content}" if task else "work outside the task list"
-        return f"Session {self.state.name}, iteration {self.state.iteration}, {what}. Plan: {plan.summary}"
 
     def _usage(self, usages: list[ModelUsage]) -> None:
         for u in usages:
             self.state.prompt_tokens += u.prompt_tokens
             self.state.completion_tokens += u.completion_tokens
             self.state.model_calls += 1
-
-
-def _safe(step_id: str) -> str:
-    """A step id as a journal directory name: the model chose it, so it may hold anything."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", step_id)[:40]
-
-
-def _parent(tree: list[StepNode], results: list[StepResult]) -> StepNode:
-    """Fixes hang under the first step that failed, or under the last one."""
-    failed = next((r.step_id for r in results if not r.ok and not r.skipped), None)
-    return next((node for node in iter_nodes(tree) if node.step.id == failed), tree[-1])

@@ -2,8 +2,8 @@
 starts, running the hooks of a point, on_task_complete for newly completed tasks, and committing
 what an iteration changed. A hook never fails the session; a failed commit is an event.
 
-``SessionHooks`` is a base class of ``SessionWorkflow`` (through it, ``SessionTools`` gives the
-event log). Deterministic: the work is in activities."""
+``SessionHooks`` is a base class of ``SessionWorkflow`` (under ``SessionWork``; through it,
+``SessionTools`` gives the event log). Deterministic: the work is in activities."""
 
 from __future__ import annotations
 

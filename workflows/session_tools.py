@@ -1,6 +1,7 @@
 """The session's state as people and the model change it: the ``iter tool`` updates (each with a
-validator, so a refusal never reaches history as a failed workflow task), the signals, the queries,
-and the model's own task and note operations, which go through the same functions as the tools.
+validator, so a refusal never reaches history as a failed workflow task), a person's decisions on
+held steps, the signals, the queries, and the model's own task and note operations, which go
+through the same functions as the tools.
 
 ``SessionTools`` is a base class of ``SessionWorkflow``: Temporal registers the handlers defined
 here as the workflow's own. It also keeps the event log and the search attributes, which both the
@@ -14,6 +15,7 @@ from typing import TypeVar
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
+from workflows import holds
 from workflows.live import LiveStream
 from workflows.phases import publish
 
@@ -29,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
         held_events,
         held_line,
     )
-    from models.holds import HeldStep
+    from models.holds import HeldStep, HoldDecision
     from models.session import (
         EVENT_CHARS,
         MAX_EVENTS_KEPT,
@@ -283,6 +285,24 @@ class SessionTools:
         self.state.stop_requested = True
         self._paused(False)
         self._event("stop", "stop requested; the session ends after the current iteration")
+
+    @workflow.update
+    def approve(self, decision: HoldDecision) -> str:
+        """A person lets a held step run (``iter approve SESSION [STEP]``)."""
+        return holds.apply(self.state.holds, decision, approve=True)
+
+    @approve.validator
+    def _check_approve(self, decision: HoldDecision) -> None:
+        holds.check(self.state.holds, decision)
+
+    @workflow.update
+    def deny(self, decision: HoldDecision) -> str:
+        """A person refuses a held step: the task is blocked with the reason and the session goes on."""
+        return holds.apply(self.state.holds, decision, approve=False)
+
+    @deny.validator
+    def _check_deny(self, decision: HoldDecision) -> None:
+        holds.check(self.state.holds, decision)
 
     @workflow.query
     def status(self) -> SessionState:
