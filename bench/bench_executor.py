@@ -61,7 +61,7 @@ async def container_starts(
         key = f"bench-{uuid.uuid4().hex[:8]}.run"
         executor = DockerExecutor(settings, workspace, key, data)
         try:
-            starts.append(await timed(lambda ex=executor: asyncio.to_thread(ex._ensure_container)))  # type: ignore[misc]
+            starts.append(await timed(lambda ex=executor: asyncio.to_thread(ex.container.ensure)))  # type: ignore[misc]
             await executor.close()
             run_dir = runs_root(data, key) / "first"
             first_steps.append(await timed(lambda ex=executor, d=run_dir: ex.run("true", d, 30, 1000)))  # type: ignore[misc]

@@ -23,7 +23,7 @@ def require_executor(cfg: Settings) -> None:
         return
     try:
         from activities.executor.base import ExecutorUnavailable
-        from activities.executor.docker import preflight
+        from activities.executor.docker_client import preflight
     except ImportError:
         fail(_docker_missing())
     try:
@@ -54,7 +54,7 @@ def build(
     try:
         from activities.executor.base import ExecutorUnavailable
         from activities.executor.base_image import BaseImageError, make_base
-        from activities.executor.docker import docker_client
+        from activities.executor.docker_client import docker_client
         from activities.executor.image import DEFAULT_BASE, DOCKERFILE, ImageBuildError, build_image
     except ImportError:
         fail(_docker_missing())

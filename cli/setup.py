@@ -176,7 +176,7 @@ def _docker_ready(cfg: Settings) -> tuple[bool, str, str]:
     """The same preflight `iter orchestrate` runs: a daemon that answers and the executor image."""
     try:
         from activities.executor.base import ExecutorUnavailable
-        from activities.executor.docker import preflight
+        from activities.executor.docker_client import preflight
     except ImportError:
         return False, "Docker executor", "reinstall iter (pip install -e .), or choose --executor local explicitly"
     try:

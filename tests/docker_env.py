@@ -35,7 +35,8 @@ def require_docker() -> str:
 
 def request_containers(request_key: str | None = None) -> list[Any]:
     """The containers iter made for one request (or for all of them)."""
-    from activities.executor.docker import LABEL_MANAGED, LABEL_REQUEST, docker_client
+    from activities.executor.container_spec import LABEL_MANAGED, LABEL_REQUEST
+    from activities.executor.docker_client import docker_client
 
     label = f"{LABEL_REQUEST}={request_key}" if request_key else LABEL_MANAGED
     return list(docker_client().containers.list(all=True, filters={"label": label}))

@@ -258,8 +258,8 @@ async def test_retry_starts_a_step_whose_exec_never_started(docker_image: str, w
     command = "echo ran >> log.txt"
     dead = executor_for(docker_settings(docker_image), ws, key, ws.parent / "data")
     dead._prepare(run_dir, command)  # type: ignore[attr-defined]
-    cid = await asyncio.to_thread(dead._ensure_container)  # type: ignore[attr-defined]
-    exec_id = await asyncio.to_thread(dead._exec_create, cid, ["true"])  # type: ignore[attr-defined]
+    cid = await asyncio.to_thread(dead.container.ensure)  # type: ignore[attr-defined]
+    exec_id = await asyncio.to_thread(dead.container.exec_create, cid, ["true"])  # type: ignore[attr-defined]
     (run_dir / "exec").write_text(exec_id)  # died between recording the exec and starting it
     retry = executor_for(docker_settings(docker_image), ws, key, ws.parent / "data")
     try:
@@ -292,7 +292,7 @@ async def test_adopted_step_is_killed_at_its_timeout(docker_image: str, ws: Path
 
 def test_no_daemon_is_one_line_that_says_how_to_fix_it(monkeypatch: pytest.MonkeyPatch, ws: Path) -> None:
     pytest.importorskip("docker")
-    import activities.executor.docker as backend
+    import activities.executor.docker_client as backend
 
     monkeypatch.setattr(backend, "_client", None)
     monkeypatch.setenv("DOCKER_HOST", f"unix://{ws}/no-docker.sock")
@@ -362,7 +362,7 @@ def test_executor_check_passes_here(docker_image: str, tmp_path: Path) -> None:
 async def test_executor_check_fails_when_isolation_is_broken(
     docker_image: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import activities.executor.docker as backend
+    import activities.executor.container as backend
     from activities.executor.isolation import check_isolation
 
     real_spec = backend.container_spec

@@ -216,7 +216,7 @@ def docker_executor(image: str, network: str, workspace: Path) -> Any:
 async def test_executor_gives_network_to_the_approved_step_only_in_its_own_container(
     tmp_path: Path, server: LoopbackServer, docker_image: str, host_network: str
 ) -> None:
-    from activities.executor.docker import LABEL_STEP
+    from activities.executor.container_spec import LABEL_STEP
 
     ex = docker_executor(docker_image, host_network, tmp_path)
     root = runs_root(ex.data, ex.request_key)
@@ -241,7 +241,8 @@ async def test_executor_gives_network_to_the_approved_step_only_in_its_own_conta
 async def test_a_retried_attempt_adopts_the_network_step_a_dead_one_started(
     tmp_path: Path, server: LoopbackServer, docker_image: str, host_network: str
 ) -> None:
-    from activities.executor.docker import LABEL_STEP, DockerExecutor
+    from activities.executor.container_spec import LABEL_STEP
+    from activities.executor.docker import DockerExecutor
 
     ex = docker_executor(docker_image, host_network, tmp_path)
     run_dir = runs_root(ex.data, ex.request_key) / "i1-s1"
@@ -272,8 +273,8 @@ async def test_left_step_containers_go_with_the_request_and_with_the_sweep(
     ex = docker_executor(docker_image, host_network, tmp_path)
     try:
         left = DockerExecutor(ex.settings, tmp_path, ex.request_key, ex.data, network_step="i1-s1")
-        await asyncio.to_thread(left._ensure_container)
-        await asyncio.to_thread(ex._ensure_container)
+        await asyncio.to_thread(left.container.ensure)
+        await asyncio.to_thread(ex.container.ensure)
         assert len(request_containers(ex.request_key)) == 2
         await ex.close()  # the request's release
         assert request_containers(ex.request_key) == []
@@ -281,7 +282,7 @@ async def test_left_step_containers_go_with_the_request_and_with_the_sweep(
         # A worker died with a step container of a request this Temporal service does not know. The
         # sweep sees only this test's containers: other idle ones on this engine are not its business.
         left = DockerExecutor(ex.settings, tmp_path, ex.request_key, ex.data, network_step="i1-s1")
-        await asyncio.to_thread(left._ensure_container)
+        await asyncio.to_thread(left.container.ensure)
         monkeypatch.setattr(sweep, "_request_containers", lambda: request_containers(ex.request_key))
         removed = await sweep.sweep_containers(client, say=lambda _: None)
         assert left.container_name in removed

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from activities.executor.docker import docker_client
+from activities.executor.docker_client import docker_client
 
 REGISTRY_IMAGE = "debian:bookworm-slim"
 SUITE = "bookworm"

@@ -10,7 +10,7 @@ from pathlib import Path
 from docker.errors import BuildError, ImageNotFound
 
 from activities.executor.base import ExecutorUnavailable
-from activities.executor.docker import docker_client
+from activities.executor.docker_client import docker_client
 
 DEFAULT_BASE = "iter-executor-base:latest"
 DOCKERFILE = Path(__file__).resolve().parents[2] / "executor" / "Dockerfile"

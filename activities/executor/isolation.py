@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from activities.executor.base import runs_root
-from activities.executor.docker import DockerExecutor, container_name, docker_client, preflight
+from activities.executor.container_spec import container_name
+from activities.executor.docker import DockerExecutor
+from activities.executor.docker_client import docker_client, preflight
 from models.config import ExecutorSettings
 
 PROBE_TIMEOUT_S = 20

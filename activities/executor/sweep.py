@@ -43,7 +43,8 @@ async def _workflow_state(client: Client, request_key: str) -> str | None:
 
 
 def _request_containers() -> list[Any]:
-    from activities.executor.docker import LABEL_MANAGED, docker_client
+    from activities.executor.container_spec import LABEL_MANAGED
+    from activities.executor.docker_client import docker_client
 
     return list(docker_client().containers.list(all=True, filters={"label": LABEL_MANAGED}))
 
@@ -67,7 +68,7 @@ async def sweep_containers(client: Client, say: Callable[[str], None] = print) -
 
 
 async def _sweep(client: Client, say: Callable[[str], None]) -> list[str]:
-    from activities.executor.docker import LABEL_REQUEST
+    from activities.executor.container_spec import LABEL_REQUEST
 
     removed: list[str] = []
     for container in await asyncio.to_thread(_request_containers):
