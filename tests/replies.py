@@ -11,6 +11,12 @@ __all__ = ["Reply"]
 POINT_NAMES = ["paths", "destructive", "secrets", "dependencies", "network", "privilege", "resources", "consistency"]
 
 
+def varied(chars: int) -> str:
+    """Long text that never repeats itself: a model's answer stuck repeating is cut off as such,
+    so a test about size alone needs content that is only big."""
+    return " ".join(f"w{i * 7919 % 100_003}" for i in range(chars // 6))[:chars]
+
+
 def plan(*steps: dict[str, Any], summary: str = "implement the request") -> dict[str, Any]:
     return {"summary": summary, "steps": list(steps)}
 

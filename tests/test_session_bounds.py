@@ -17,11 +17,6 @@ from tests.fake_llm import FakeModel
 PAYLOAD_LIMIT = 256 * 1024
 
 
-def varied(chars: int) -> str:
-    """Long text that never repeats itself (a model's answer stuck repeating is cut off)."""
-    return " ".join(f"w{i * 7919 % 100_003}" for i in range(chars // 6))[:chars]
-
-
 def hooks_file(workspace: Path, text: str) -> None:
     (workspace / ".iter").mkdir(exist_ok=True)
     (workspace / ".iter" / "hooks.yml").write_text(text)
@@ -62,9 +57,9 @@ async def test_a_long_chatty_session_keeps_every_payload_small(
         s.session_plan(
             r.write("s1", "log.txt", "line\n", "append"),
             r.verify("s2", "grep -q line log.txt"),
-            summary="append a line and explain it: " + varied(3000),
-            notes=[{"type": "learning", "content": "a long lesson: " + varied(3900)}],
-            new_tasks=[{"content": "a follow-up task: " + varied(1900)}],
+            summary="append a line and explain it: " + r.varied(3000),
+            notes=[{"type": "learning", "content": "a long lesson: " + r.varied(3900)}],
+            new_tasks=[{"content": "a follow-up task: " + r.varied(1900)}],
         ),
     )
     spec = s.write_spec(workspace, "# Long\n- [ ] never finished\n")

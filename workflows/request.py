@@ -165,7 +165,8 @@ class RequestWorkflow:
         temperature: float | None = None
         errors = ""
         key = ""
-        for attempt in range(self.inp.settings.bounds.max_parse_repairs + 1):
+        answers = self.inp.settings.bounds.max_parse_repairs + 1
+        for attempt in range(answers):
             await self._enter("stream", "the coder is answering" + (f" (repair {attempt})" if attempt else ""))
             out = await self._call_model("coder", "plan", self._messages, temperature)
             await self._enter("parse", "parsing the plan")
@@ -201,7 +202,7 @@ class RequestWorkflow:
             )
         else:
             self._finish(
-                "failed", f"the coder's plan stayed invalid after {self.state.parse_repairs} answers: {errors}"
+                "failed", f"the coder's plan stayed invalid after {answers} answers: {errors}"
             )
         return None
 
