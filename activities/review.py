@@ -67,7 +67,8 @@ async def safety_review(inp: SafetyReviewInput) -> SafetyReviewOutput:
     user = "\n\n".join(
         [
             f"Request: {inp.request_description}",
-            "Proposed steps:\n" + json.dumps([step_to_dict(s) for s in inp.steps], indent=1),
+            "Proposed steps:\n"
+            + json.dumps([step_to_dict(s, inp.settings.bounds.max_file_bytes) for s in inp.steps], indent=1),
             "Current contents of the files the steps touch:\n"
             + _file_context(workspace, touched, inp.settings.bounds.max_file_bytes, by_path),
             *(["User guidance:\n" + "\n".join(inp.guidance)] if inp.guidance else []),
@@ -122,7 +123,7 @@ async def post_review(inp: PostReviewInput) -> PostReviewOutput:
             f"Request: {inp.request_description}",
             "Acceptance criteria:\n"
             + ("\n".join(f"- {c}" for c in inp.criteria) or "- the request works and its tests pass"),
-            "Step tree:\n" + json.dumps(tree_to_json(inp.tree), indent=1),
+            "Step tree:\n" + json.dumps(tree_to_json(inp.tree, inp.settings.bounds.max_file_bytes), indent=1),
             "Results:\n" + json.dumps(results, indent=1),
             "Files after execution:\n"
             + _file_context(workspace, inp.touched_paths, inp.settings.bounds.max_file_bytes),

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
+from models.clip import clip_middle
 from models.edits import EditError, parse_blocks
 
 FileAction = Literal["create", "modify", "append", "delete", "edit"]
@@ -129,10 +130,23 @@ def iter_nodes(nodes: list[StepNode]) -> list[StepNode]:
     return out
 
 
-def step_to_dict(step: CommandStep | FileStep | VerifyStep) -> dict[str, object]:
-    return step.model_dump(exclude_none=True)
+def step_to_dict(step: CommandStep | FileStep | VerifyStep, content_cap: int = 0) -> dict[str, object]:
+    """The step's fields; with ``content_cap``, a file's content longer than that is its head and
+    tail (what a reviewer model reads: it has a context window, the deterministic rules do not)."""
+    shown = step.model_dump(exclude_none=True)
+    content = step.content if isinstance(step, FileStep) else None
+    if content_cap and content and len(content) > content_cap:
+        shown["content"] = clip_middle(content, content_cap)
+        shown["content_shown"] = f"head and tail of {len(content):,} characters"
+    return shown
 
 
-def tree_to_json(nodes: list[StepNode]) -> list[dict[str, object]]:
+def tree_to_json(nodes: list[StepNode], content_cap: int = 0) -> list[dict[str, object]]:
     """The contract's shape: each step's fields, with fix steps under ``children``."""
-    return [{**step_to_dict(n.step), **({"children": tree_to_json(n.children)} if n.children else {})} for n in nodes]
+    return [
+        {
+            **step_to_dict(n.step, content_cap),
+            **({"children": tree_to_json(n.children, content_cap)} if n.children else {}),
+        }
+        for n in nodes
+    ]

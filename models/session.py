@@ -14,6 +14,7 @@ from typing import Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from models.clip import clip_middle
 from models.holds import HoldState
 from models.plan import Plan, Step
 from models.worktree import LandOutput, Sandbox
@@ -433,14 +434,6 @@ def window(items: list[T], count: int, budget: int, size: Callable[[T], int]) ->
         total -= size(items.pop(0))
         dropped += 1
     return dropped
-
-
-def clip_middle(text: str, limit: int) -> str:
-    """Head and tail of a text longer than ``limit``, saying how much was cut."""
-    if len(text) <= limit:
-        return text
-    keep = max(limit - 40, 2)
-    return text[: keep // 2] + f" [... {len(text) - keep} characters cut ...] " + text[-(keep - keep // 2) :]
 
 
 def open_tasks(tasks: list[Task]) -> list[Task]:

@@ -136,12 +136,12 @@ async def _largest_event(client: Client, workflow_id: str) -> int:
     ("answer", "why"),
     [
         pytest.param(
-            json.dumps(r.plan(r.write("s1", "big.txt", "x" * 2_000_000), r.verify("s2"))),
+            json.dumps(r.plan(r.write("s1", "big.txt", r.varied(2_000_000)), r.verify("s2"))),
             "the answer was cut off at 200000 bytes",
             id="2MB-valid-plan",
         ),
         pytest.param(
-            "{" + '"steps": [' * 1 + "y" * 1_200_000, "the answer was cut off at 200000 bytes", id="1.2MB-invalid"
+            "{" + '"steps": [' * 1 + r.varied(1_200_000), "the answer was cut off at 200000 bytes", id="1.2MB-invalid"
         ),
     ],
 )
@@ -181,5 +181,10 @@ async def test_a_large_file_content_travels_by_reference(
 
     assert state.outcome == "passed", state.error
     assert (workspace / "table.txt").read_text() == content
+    # The reviewers read the file's head and tail (their context window is 16k tokens); the whole
+    # file is what ran, and what the deterministic rules read.
+    for review in ("safety_review", "post_review"):
+        prompt = fake.calls(review)[0]["messages"][-1]["content"]
+        assert "head and tail of 165,000 characters" in prompt and len(prompt) < 40_000, (review, len(prompt))
     largest = await _largest_event(client, handle.id)
     assert largest < settings.payloads.threshold_bytes, largest  # the plan, the state: all by reference

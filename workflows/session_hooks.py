@@ -19,6 +19,7 @@ from workflows.session_tools import SessionTools
 with workflow.unsafe.imports_passed_through():
     from activities.git import git_commit, git_snapshot
     from activities.hooks import load_hooks, run_hooks
+    from models.clip import clip_middle
     from models.events import HookRan, OutputLines, clip
     from models.session import (
         HOOK_REPORT_CHARS,
@@ -26,7 +27,6 @@ with workflow.unsafe.imports_passed_through():
         HookReport,
         SessionPlan,
         Task,
-        clip_middle,
         push_bounded,
     )
     from models.session_io import GitCommitInput, RunHooksInput, SessionInput
