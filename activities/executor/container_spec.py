@@ -53,6 +53,14 @@ def workspace_owner(workspace: Path) -> tuple[int, int]:
     return st.st_uid, st.st_gid
 
 
+def hand_over(folder: Path, workspace: Path) -> None:
+    """Give a folder the worker made to the workspace owner, as whom steps run: only a worker
+    running as root (CI) makes folders another user's steps could not write."""
+    owner = workspace_owner(workspace)
+    if os.geteuid() == 0 and owner != (0, 0):
+        os.chown(folder, *owner)
+
+
 def step_container_name(request_key: str, network_step: str | None) -> str:
     """The request's container, or a network step's own (``/`` is in no run id nor run key)."""
     return container_name(request_key if network_step is None else f"{request_key}/{network_step}")
@@ -63,12 +71,10 @@ def workspace_mounts(workspace: Path, target: str, streams: Path) -> list[Mount]
     a step cannot rewrite the rules that judge the next one. Besides, only the request's stream
     directory is writable, for its wrappers' output; its journal is mounted nowhere."""
     source = workspace.resolve()
-    owner = workspace_owner(workspace)
     for folder in (source / ".iter", streams):
         if not folder.is_dir():
             folder.mkdir(parents=True)
-            if os.geteuid() == 0 and owner != (0, 0):
-                os.chown(folder, *owner)
+            hand_over(folder, workspace)
     return [
         Mount(target=target, source=str(source), type="bind", read_only=False),
         Mount(target=f"{target}/.iter", source=str(source / ".iter"), type="bind", read_only=True),

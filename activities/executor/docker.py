@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import time
 from pathlib import Path
@@ -45,7 +44,7 @@ from activities.executor.base import (
     streams_root,
 )
 from activities.executor.container import Container
-from activities.executor.container_spec import workspace_owner
+from activities.executor.container_spec import hand_over
 from activities.executor.docker_client import unreachable_message
 from models.config import ExecutorSettings
 from temporal.shutdown import leaving_to_next_worker
@@ -132,11 +131,7 @@ class DockerExecutor:
         stream = self._stream(run_dir)
         shutil.rmtree(stream, ignore_errors=True)  # whatever an earlier step left there
         stream.mkdir(parents=True)
-        # The step runs as the workspace owner and its wrapper writes here; a worker running as
-        # root (CI) hands the directory over so that it can.
-        owner = workspace_owner(self.workspace)
-        if os.geteuid() == 0 and owner != (0, 0):
-            os.chown(stream, *owner)
+        hand_over(stream, self.workspace)  # the step's wrapper, run as the workspace owner, writes here
 
     def _stream(self, run_dir: Path) -> Path:
         return self.streams / run_dir.name
