@@ -9,6 +9,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows import holds
+from workflows.controls import Controls
 from workflows.live import LiveStream
 from workflows.phases import Phases, parse_reply, publish, with_repair
 
@@ -17,18 +18,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.prompt import build_prompt
     from models import rounds
     from models.details import Details
-    from models.events import (
-        Finished,
-        MessageQueued,
-        PausedChanged,
-        PhaseChanged,
-        VerdictGiven,
-        held_events,
-        held_line,
-        post_verdict,
-        safety_verdict,
-    )
-    from models.holds import HeldStep, HoldDecision, effective_mode
+    from models.events import Finished, MessageQueued, PhaseChanged, post_verdict, safety_verdict
+    from models.holds import effective_mode
     from models.plan import Plan, Step, StepNode, iter_nodes
     from models.replan import answer_key, changed_temperature, direct_prompt, with_verify
     from models.request import (
@@ -55,7 +46,8 @@ REPAIR_ASK = "Answer again: JSON matching the schema, complete."
 
 
 @workflow.defn
-class RequestWorkflow:
+class RequestWorkflow(Controls):
+    state: RequestState
     phases: Phases  # the run's activity calls, from the start of run(): the key needs the run's id
 
     def __init__(self) -> None:
@@ -416,20 +408,6 @@ class RequestWorkflow:
         self.details.phase, self.details.message = self.state.phase, message
         self._show_details()
 
-    def _show_details(self) -> None:
-        self.details.paused = self.state.paused
-        workflow.set_current_details(self.details.markdown())
-
-    def _verdict(self, verdict: VerdictGiven) -> None:
-        self.live.publish(verdict)
-        self.details.verdicts[verdict.stage] = verdict.line()
-
-    def _show_held(self, held: list[HeldStep]) -> None:
-        for event in held_events(held):
-            self.live.publish(event)
-        self.details.held = held_line(held)
-        self._show_details()
-
     def _finish(self, outcome: Outcome, message: str) -> None:
         self.state.outcome = outcome
         self.state.phase = "done"
@@ -450,44 +428,12 @@ class RequestWorkflow:
         taken, self.state.pending_messages = self.state.pending_messages, []
         return taken
 
-    # --- signals and queries ---------------------------------------------------------------------
-
-    @workflow.signal
-    def pause(self) -> None:
-        self._paused(True)
-
-    @workflow.signal
-    def resume(self) -> None:
-        self._paused(False)
-
-    def _paused(self, paused: bool) -> None:
-        if paused != self.state.paused:
-            self.state.paused = paused
-            self.live.publish(PausedChanged(paused=paused))
-            self._show_details()
+    # --- signals and queries (pause, resume, approve and deny are in ``Controls``) ----------------
 
     @workflow.signal
     def message(self, text: str) -> None:
         self.state.pending_messages.append(text)
         self.live.publish(MessageQueued(text=text[:2000]))
-
-    @workflow.update
-    def approve(self, decision: HoldDecision) -> str:
-        """A person lets a held step run (``iter approve ID [STEP]``)."""
-        return holds.apply(self.state.holds, decision, approve=True)
-
-    @approve.validator
-    def _check_approve(self, decision: HoldDecision) -> None:
-        holds.check(self.state.holds, decision)
-
-    @workflow.update
-    def deny(self, decision: HoldDecision) -> str:
-        """A person refuses a held step (``iter deny ID [STEP] --reason TEXT``): the plan goes back."""
-        return holds.apply(self.state.holds, decision, approve=False)
-
-    @deny.validator
-    def _check_deny(self, decision: HoldDecision) -> None:
-        holds.check(self.state.holds, decision)
 
     @workflow.query
     def status(self) -> RequestState:

@@ -1,10 +1,10 @@
 """The session's state as people and the model change it: the ``iter tool`` updates (each with a
-validator, so a refusal never reaches history as a failed workflow task), a person's decisions on
-held steps, the signals, the queries, and the model's own task and note operations, which go
-through the same functions as the tools.
+validator, so a refusal never reaches history as a failed workflow task), the signals, the queries,
+and the model's own task and note operations, which go through the same functions as the tools.
 
 ``SessionTools`` is a base class of ``SessionWorkflow``: Temporal registers the handlers defined
-here as the workflow's own. It also keeps the event log and the search attributes, which both the
+here as the workflow's own; pause, resume, approve and deny come from ``Controls``, which the
+request workflow shares. It also keeps the event log and the search attributes, which both the
 handlers and the process write. Deterministic: no I/O here."""
 
 from __future__ import annotations
@@ -15,23 +15,11 @@ from typing import TypeVar
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-from workflows import holds
-from workflows.live import LiveStream
+from workflows.controls import Controls
 from workflows.phases import publish
 
 with workflow.unsafe.imports_passed_through():
-    from models.details import Details
-    from models.events import (
-        MessageQueued,
-        NoteAdded,
-        PausedChanged,
-        PhaseChanged,
-        TaskChanged,
-        VerdictGiven,
-        held_events,
-        held_line,
-    )
-    from models.holds import HeldStep, HoldDecision
+    from models.events import MessageQueued, NoteAdded, PhaseChanged, TaskChanged
     from models.session import (
         EVENT_CHARS,
         MAX_EVENTS_KEPT,
@@ -68,10 +56,9 @@ T = TypeVar("T")
 
 MAX_REFUSALS_SHOWN = 5  # refused operations of one plan printed one by one; more are counted
 
-class SessionTools:
+
+class SessionTools(Controls):
     state: SessionState
-    live: LiveStream  # the event stream every viewer reads (models/events.py)
-    details: Details  # the web UI's current details
     _shown_tasks: dict[str, tuple[object, ...]]  # what the stream last said of each task
     _shown_notes: int  # the last note seq the stream carries
 
@@ -81,10 +68,6 @@ class SessionTools:
         self.state.phase = phase
         self.details.phase, self.details.message, self.details.iteration = phase, message, self.state.iteration
         self._show_details()
-
-    def _show_details(self) -> None:
-        self.details.paused = self.state.paused
-        workflow.set_current_details(self.details.markdown())
 
     def _event(self, phase: str, message: str) -> None:
         st = self.state
@@ -96,16 +79,6 @@ class SessionTools:
         self.live.publish(PhaseChanged(phase=phase, message=message[:500], iteration=st.iteration))
         self._phase(phase, message)
         self._sync_view()
-
-    def _verdict(self, verdict: VerdictGiven) -> None:
-        self.live.publish(verdict)
-        self.details.verdicts[verdict.stage] = verdict.line()
-
-    def _show_held(self, held: list[HeldStep]) -> None:
-        for event in held_events(held):
-            self.live.publish(event)
-        self.details.held = held_line(held)
-        self._show_details()
 
     def _sync_view(self) -> None:
         """Tasks and notes that changed since the stream last said: whoever changed them (the
@@ -260,20 +233,6 @@ class SessionTools:
     # --- signals and queries ---------------------------------------------------------------------
 
     @workflow.signal
-    def pause(self) -> None:
-        self._paused(True)
-
-    @workflow.signal
-    def resume(self) -> None:
-        self._paused(False)
-
-    def _paused(self, paused: bool) -> None:
-        if paused != self.state.paused:
-            self.state.paused = paused
-            self.live.publish(PausedChanged(paused=paused))
-            self._show_details()
-
-    @workflow.signal
     def message(self, text: str) -> None:
         push_bounded(self.state.pending_messages, text[:20_000])
         self.live.publish(MessageQueued(text=text[:2000]))
@@ -285,24 +244,6 @@ class SessionTools:
         self.state.stop_requested = True
         self._paused(False)
         self._event("stop", "stop requested; the session ends after the current iteration")
-
-    @workflow.update
-    def approve(self, decision: HoldDecision) -> str:
-        """A person lets a held step run (``iter approve SESSION [STEP]``)."""
-        return holds.apply(self.state.holds, decision, approve=True)
-
-    @approve.validator
-    def _check_approve(self, decision: HoldDecision) -> None:
-        holds.check(self.state.holds, decision)
-
-    @workflow.update
-    def deny(self, decision: HoldDecision) -> str:
-        """A person refuses a held step: the task is blocked with the reason and the session goes on."""
-        return holds.apply(self.state.holds, decision, approve=False)
-
-    @deny.validator
-    def _check_deny(self, decision: HoldDecision) -> None:
-        holds.check(self.state.holds, decision)
 
     @workflow.query
     def status(self) -> SessionState:
