@@ -304,22 +304,40 @@ class LocalServer:
             return "(no log)"
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> LocalServer:
-        args = self.args()
+        self.launch()
+        if self.answers_within(timeout_s):
+            return self
+        self.stop()
+        raise LocalModelError(f"llama-server did not answer within {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def launch(self, own_session: bool = False) -> subprocess.Popen[bytes]:
+        """Start the process and return at once; ``own_session``: out of reach of the caller's Ctrl-C
+        (the embedded server outlives the command that started it)."""
         log = self.log_path.open("wb") if self.log_path else subprocess.DEVNULL
         try:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                self.args(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=own_session,
+            )
         finally:
             if self.log_path:
                 log.close()  # type: ignore[union-attr]
+        return self.proc
+
+    def answers_within(self, timeout_s: float) -> bool:
+        """Whether the launched server answers before ``timeout_s``; raises if it exits first."""
+        assert self.proc is not None, "launch() first"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise LocalModelError(f"llama-server exited with {self.proc.returncode}:\n{self.log_tail()}")
             if self.answers():
-                return self
+                return True
             time.sleep(0.25)
-        self.stop()
-        raise LocalModelError(f"llama-server did not answer within {timeout_s:.0f} s:\n{self.log_tail()}")
+        return False
 
     def answers(self) -> bool:
         """/health answers 503 while the model loads and 200 once it can serve."""

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,8 +61,6 @@ def running(cfg: Settings) -> dict[str, object] | None:
 def start_background(cfg: Settings, key: str) -> dict[str, object]:
     """Start llama-server in its own session (a Ctrl-C of the CLI does not reach it); returns
     once it answers."""
-    import time
-
     from activities.local_model import START_TIMEOUT_S, LocalModelError, LocalServer, ensure_model, model_named
     from models.config import data_dir
 
@@ -71,19 +68,11 @@ def start_background(cfg: Settings, key: str) -> dict[str, object]:
     folder = data_dir(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     server = LocalServer(model_path=ensure_model(key, folder), alias=model.alias, log_path=folder / LOG_FILE)
-    with (folder / LOG_FILE).open("wb") as log:
-        proc = subprocess.Popen(
-            server.args(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
+    proc = server.launch(own_session=True)
     state: dict[str, object] = {"pid": proc.pid, "port": server.port, "model": model.alias}
     _state_path(cfg).write_text(json.dumps(state))
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise LocalModelError(f"llama-server exited with {proc.returncode}:\n{server.log_tail()}")
-        if server.answers():
-            return state
-        time.sleep(0.25)
+    if server.answers_within(START_TIMEOUT_S):
+        return state
     proc.kill()
     raise LocalModelError(f"llama-server did not answer within {START_TIMEOUT_S:.0f} s; see {folder / LOG_FILE}")
 
