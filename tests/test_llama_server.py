@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.llm_client import stream_chat
+from activities.local_model import LocalServer
 from activities.prompt import build
 from models.config import Settings
 from models.plan import Plan
@@ -44,18 +45,18 @@ TERMINAL = {"passed", "failed", "blocked"}
 
 
 @pytest.fixture
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[llama.LlamaServer]:
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     """A fresh server per test (about 1.5 s): a warm prompt cache makes greedy answers differ from
     a cold one's, so sharing one server made the second test depend on the first."""
     reason = llama.missing()
     if reason:
         pytest.skip(reason)
-    with llama.LlamaServer(tmp_path_factory.mktemp("llama") / "llama-server.log") as server:
+    with llama.server(tmp_path_factory.mktemp("llama") / "llama-server.log").start(llama.START_TIMEOUT_S) as server:
         yield server
 
 
 @pytest.fixture
-def settings(llama_server: llama.LlamaServer, temporal_env: WorkflowEnvironment, tmp_path: Path) -> Settings:
+def settings(llama_server: LocalServer, temporal_env: WorkflowEnvironment, tmp_path: Path) -> Settings:
     """Overrides conftest's: the worker fixture then talks to llama-server instead of the fake."""
     base = make_settings(
         llama_server,  # type: ignore[arg-type]  # it has the provider and base_url make_settings reads
@@ -76,7 +77,7 @@ def settings(llama_server: llama.LlamaServer, temporal_env: WorkflowEnvironment,
 
 
 async def test_stream_from_llama_server_parses_as_plan_with_usage(
-    llama_server: llama.LlamaServer, settings: Settings, workspace: Path
+    llama_server: LocalServer, settings: Settings, workspace: Path
 ) -> None:
     prompt = build(
         PromptInput(
@@ -102,7 +103,7 @@ async def test_stream_from_llama_server_parses_as_plan_with_usage(
 
 
 async def test_request_on_llama_server_ends_with_verdict_and_usage(
-    llama_server: llama.LlamaServer, client: Client, settings: Settings, workspace: Path, worker: None
+    llama_server: LocalServer, client: Client, settings: Settings, workspace: Path, worker: None
 ) -> None:
     project = example_project(description=DESCRIPTION)
     handle = await start(client, settings, workspace, project)
