@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
+from activities.atomic_write import write_atomic
 from activities.executor.base import read_sealed, write_sealed
 from models.edits import EditError, apply_blocks
 from models.plan import FileStep
@@ -52,17 +52,7 @@ def _make_parents(folder: Path, owner: tuple[int, int] | None) -> None:
 def _write_atomic(path: Path, data: bytes, owner: tuple[int, int] | None) -> None:
     _make_parents(path.parent, owner)
     mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".iter")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, mode)
-        if owner:
-            os.chown(tmp, *owner)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, mode, owner)
 
 
 def _target(step: FileStep, before: bytes | None) -> bytes | None:

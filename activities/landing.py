@@ -13,11 +13,11 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from activities.atomic_write import write_atomic
 from activities.git import git, git_bytes
 
 Entry = tuple[str, str]  # (git mode, blob id)
@@ -111,17 +111,7 @@ def _owner(path: Path, top: Path) -> tuple[int, int] | None:
 
 def _write(path: Path, data: bytes, mode: str, owner: tuple[int, int] | None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".iter")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o755 if mode == "100755" else 0o644)
-        if owner:
-            os.chown(tmp, *owner)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, 0o755 if mode == "100755" else 0o644, owner)
 
 
 def _symlink(path: Path, target: str, owner: tuple[int, int] | None) -> None:
