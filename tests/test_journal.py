@@ -92,8 +92,13 @@ async def test_a_step_cannot_forge_the_record_of_a_later_verify(
     assert (runs_root(data, key) / "r0-s2" / "result.json").exists()  # the journal is the data dir's
 
 
-def _status_written(settings: Settings, key: str) -> bool:
-    return any(f.read_text() for f in (Path(settings.data_dir) / "journals").rglob(f"{key}/status"))
+async def _until_step_runs(settings: Settings, key: str) -> None:
+    """Until the step's journal has a status (its process started), for up to 10 s."""
+    journals = Path(settings.data_dir) / "journals"
+    for _ in range(200):
+        if any(f.read_text() for f in journals.rglob(f"{key}/status")):
+            return
+        await asyncio.sleep(0.05)
 
 
 async def test_two_appends_then_a_sigkill_in_a_later_command_apply_once_and_the_verify_runs(
@@ -116,10 +121,7 @@ async def test_two_appends_then_a_sigkill_in_a_later_command_apply_once_and_the_
     try:
         handle = await start(client, settings, workspace)
         await wait_for(handle, lambda s: s.phase == "execute", timeout=60)
-        for _ in range(200):
-            if _status_written(settings, "r0-s3"):
-                break
-            await asyncio.sleep(0.05)
+        await _until_step_runs(settings, "r0-s3")
         kill(first)
         second = spawn_worker(settings, tmp_path / "worker2.log")
         state = (await asyncio.wait_for(handle.result(), timeout=120)).state
@@ -146,10 +148,7 @@ async def test_a_graceful_stop_leaves_the_running_step_to_the_next_worker(
     try:
         handle = await start(client, settings, workspace)
         await wait_for(handle, lambda s: s.phase == "execute", timeout=60)
-        for _ in range(200):
-            if _status_written(settings, "r0-s1"):
-                break
-            await asyncio.sleep(0.05)
+        await _until_step_runs(settings, "r0-s1")
         pid = int(next((Path(settings.data_dir) / "journals").rglob("r0-s1/status")).read_text().split()[0])
         stopping = time.monotonic()
         first.send_signal(signal.SIGTERM)
@@ -181,10 +180,7 @@ async def test_a_terminated_request_leaves_no_process_and_no_journal(
     try:
         handle = await start(client, settings, workspace)
         state = await wait_for(handle, lambda s: s.phase == "execute", timeout=60)
-        for _ in range(200):
-            if _status_written(settings, "r0-s1"):
-                break
-            await asyncio.sleep(0.05)
+        await _until_step_runs(settings, "r0-s1")
         kill(first)  # nothing of this worker will release the request
         await handle.terminate("the user gave up")
         assert _sleepers(marker), "the step should still run until someone sweeps it"
