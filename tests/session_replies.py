@@ -72,11 +72,16 @@ def session_input(
     )
 
 
-async def start_session(client: Client, settings: Settings, inp: SessionInput) -> WorkflowHandle[Any, SessionState]:
+async def start_session(
+    client: Client, settings: Settings, inp: SessionInput, **start: Any
+) -> WorkflowHandle[Any, SessionState]:
+    """Start it under the id `iter build` gives it; ``start``: ``start_signal`` and the like, e.g. a
+    session that waits paused before its first iteration."""
     return await client.start_workflow(
         SessionWorkflow.run, inp,
         id=session_workflow_id(inp.name, scope(Path(inp.workspace))),
-        task_queue=settings.temporal.task_queue
+        task_queue=settings.temporal.task_queue,
+        **start,
     )
 
 

@@ -8,9 +8,7 @@ from pathlib import Path
 
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from cli.project_store import scope
 from models.config import Settings
-from models.project import session_workflow_id
 from tests import replies as r
 from tests import session_replies as s
 from tests.fake_llm import FakeModel
@@ -65,12 +63,7 @@ async def test_cancel_ends_a_paused_session(
     fake.default("session_plan", s.append_plan("a.txt", "one\n", action="create"))
     spec = s.write_spec(workspace, "# One\n- [ ] never reached\n")
     inp = s.session_input(settings, workspace, spec)
-    handle = await client.start_workflow(
-        SessionWorkflow.run, inp,
-        id=session_workflow_id(inp.name, scope(Path(inp.workspace))),
-        task_queue=settings.temporal.task_queue,
-        start_signal="pause",
-    )  # fmt: skip
+    handle = await s.start_session(client, settings, inp, start_signal="pause")
     await s.wait_state(handle, lambda st: any(e.message == "paused" for e in st.events))
     cancelled = await iter_cli(cli_env, workspace, "cancel", handle.id)
     assert cancelled.returncode == 0, cancelled.stderr

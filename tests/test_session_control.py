@@ -44,12 +44,7 @@ async def test_messages_reach_the_next_prompt_once(
     )
     spec = s.write_spec(workspace, "# Two\n- [ ] one\n- [ ] two\n")
     inp = s.session_input(settings, workspace, spec)
-    handle = await client.start_workflow(
-        SessionWorkflow.run, inp,
-        id=session_workflow_id(inp.name, scope(Path(inp.workspace))),
-        task_queue=settings.temporal.task_queue,
-        start_signal="pause",
-    )  # fmt: skip
+    handle = await s.start_session(client, settings, inp, start_signal="pause")
     sent = await iter_cli(cli_env, workspace, "message", inp.name, "Prefer tabs; x; rm -rf ~ is just text")
     assert sent.returncode == 0, sent.stderr
     await handle.signal(SessionWorkflow.message, "second message")

@@ -8,13 +8,10 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from cli.project_store import scope
 from models.config import Settings
-from models.project import session_workflow_id
 from tests import replies as r
 from tests import session_replies as s
 from tests.fake_llm import FakeModel
-from workflows.session import SessionWorkflow
 
 
 async def test_spec_tasks_done_in_order_committed_and_completed(
@@ -116,12 +113,7 @@ async def test_invalid_answers_are_repaired_and_repeated_failures_end_the_sessio
     settings = settings.model_copy(update={"bounds": settings.bounds.model_copy(update={"max_parse_repairs": 1})})
     spec = s.write_spec(workspace, "# One\n- [ ] never done\n")
     inp = s.session_input(settings, workspace, spec)
-    handle = await client.start_workflow(
-        SessionWorkflow.run, inp,
-        id=session_workflow_id(inp.name, scope(Path(inp.workspace))),
-        task_queue=settings.temporal.task_queue,
-        start_signal="message", start_signal_args=["please finish"],
-    )  # fmt: skip
+    handle = await s.start_session(client, settings, inp, start_signal="message", start_signal_args=["please finish"])
     state = await handle.result()
     assert [x.outcome for x in state.summaries] == ["error", "planned", "error", "error", "error"]
     assert state.status == "failed" and "stayed invalid after 2 answer(s)" in state.error

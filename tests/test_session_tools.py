@@ -12,9 +12,7 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 
-from cli.project_store import scope
 from models.config import Settings
-from models.project import session_workflow_id
 from models.session import NewNote, NewSummary, NewTask, Task, TaskDependency, TaskPriorityChange, TaskStatusChange
 from tests import session_replies as s
 from tests.conftest import REPO
@@ -30,13 +28,7 @@ async def paused_session(
     """A session that waits before its first iteration, so the tools act on a quiet state."""
     path = s.write_spec(workspace, spec or "# Empty\n\nNo tasks yet.\n")
     inp = s.session_input(settings, workspace, path)
-    return await client.start_workflow(
-        SessionWorkflow.run,
-        inp,
-        id=session_workflow_id(inp.name, scope(Path(inp.workspace))),
-        task_queue=settings.temporal.task_queue,
-        start_signal="pause",
-    )
+    return await s.start_session(client, settings, inp, start_signal="pause")
 
 
 async def refused(handle: WorkflowHandle[Any, Any], update: Any, arg: Any = None) -> str:
