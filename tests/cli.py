@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -20,6 +21,12 @@ def iter_cmd(cwd: Path, env: dict[str, str], *args: str, timeout: float = 120) -
 
 def iter_popen(cwd: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([ITER, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def workflow_status(cwd: Path, env: dict[str, str], request_id: str = "req_01") -> str:
+    """The request's workflow status as `iter status --json` shows it; "" while it has none."""
+    done = iter_cmd(cwd, env, "status", request_id, "--json")
+    return str(json.loads(done.stdout)["workflow_status"]) if done.returncode == 0 else ""
 
 
 def setup_project(cwd: Path, env: dict[str, str], name: str = "") -> str:

@@ -17,29 +17,12 @@ import pytest
 import yaml
 
 from tests import replies as r
-from tests.cli import iter_cmd, iter_popen, setup_project
+from tests.cli import iter_cmd, iter_popen, setup_project, workflow_status
 from tests.conftest import git
 from tests.fake_llm import FakeModel
+from tests.test_cli_orchestrate import script
 
 pytestmark = pytest.mark.usefixtures("thread_worker")
-
-PLAN = r.plan(
-    r.write("s1", "src/calc/ops.py", r.MULTIPLY, "append"),
-    r.write("s2", "tests/test_mul.py", r.MULTIPLY_TEST),
-    r.verify("s3"),
-)
-
-
-def script(fake: FakeModel, plan: dict[str, object] = PLAN) -> None:
-    fake.default("plan", plan)
-    fake.default("safety_review", r.safety_pass())
-    fake.default("post_review", r.post_pass())
-
-
-def request_status(workspace: Path, env: dict[str, str]) -> str:
-    done = iter_cmd(workspace, env, "status", "req_01", "--json")
-    return str(json.loads(done.stdout)["workflow_status"]) if done.returncode == 0 else ""
-
 
 def test_a_finished_request_is_shown_and_again_runs_it_anew(
     workspace: Path, cli_env: dict[str, str], fake: FakeModel
@@ -102,7 +85,7 @@ def test_a_reattach_runs_as_the_request_was_started(workspace: Path, cli_env: di
     setup_project(workspace, env)
     first = iter_popen(workspace, env, "orchestrate", "--request", "req_01", "--executor", "local")
     for _ in range(200):
-        if request_status(workspace, env) == "running":
+        if workflow_status(workspace, env) == "running":
             break
         time.sleep(0.1)
     time.sleep(1.0)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests import replies as r
-from tests.cli import iter_cmd, iter_popen, setup_project
+from tests.cli import iter_cmd, iter_popen, setup_project, workflow_status
 from tests.fake_llm import FakeModel, FakeModelServer
 
 pytestmark = pytest.mark.usefixtures("thread_worker")
@@ -25,8 +25,9 @@ PLAN = r.plan(
 )
 
 
-def script(fake: FakeModel) -> None:
-    fake.default("plan", PLAN)
+def script(fake: FakeModel, plan: dict[str, object] = PLAN) -> None:
+    """The coder answers ``plan``; both reviews pass."""
+    fake.default("plan", plan)
     fake.default("safety_review", r.safety_pass())
     fake.default("post_review", r.post_pass())
 
@@ -65,11 +66,6 @@ def test_orchestrate_streams_and_summarises(workspace: Path, cli_env: dict[str, 
         assert expected in history, history
     listed = json.loads(iter_cmd(workspace, cli_env, "status", "--json").stdout)
     assert any(row["workflow_id"] == wid and row["outcome"] == "passed" for row in listed)
-
-
-def workflow_status(workspace: Path, env: dict[str, str]) -> str:
-    done = iter_cmd(workspace, env, "status", "req_01", "--json")
-    return str(json.loads(done.stdout)["workflow_status"]) if done.returncode == 0 else ""
 
 
 def test_second_orchestrate_attaches_and_ctrl_c_detaches(
