@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -27,6 +28,14 @@ def workflow_status(cwd: Path, env: dict[str, str], request_id: str = "req_01") 
     """The request's workflow status as `iter status --json` shows it; "" while it has none."""
     done = iter_cmd(cwd, env, "status", request_id, "--json")
     return str(json.loads(done.stdout)["workflow_status"]) if done.returncode == 0 else ""
+
+
+def until_running(cwd: Path, env: dict[str, str], tries: int = 100) -> None:
+    """Until `iter status` shows the request running: a CLI just started has started its workflow."""
+    for _ in range(tries):
+        if workflow_status(cwd, env) == "running":
+            return
+        time.sleep(0.1)
 
 
 def setup_project(cwd: Path, env: dict[str, str], name: str = "") -> str:

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests import replies as r
-from tests.cli import iter_cmd, iter_popen, setup_project, workflow_status
+from tests.cli import iter_cmd, iter_popen, setup_project, until_running
 from tests.conftest import git
 from tests.fake_llm import FakeModel
 from tests.test_cli_orchestrate import script
@@ -84,10 +84,7 @@ def test_a_reattach_runs_as_the_request_was_started(workspace: Path, cli_env: di
     env["ITER_EXECUTOR_IMAGE"] = "iter-no-such-image:latest"
     setup_project(workspace, env)
     first = iter_popen(workspace, env, "orchestrate", "--request", "req_01", "--executor", "local")
-    for _ in range(200):
-        if workflow_status(workspace, env) == "running":
-            break
-        time.sleep(0.1)
+    until_running(workspace, env, tries=200)
     time.sleep(1.0)
     first.send_signal(signal.SIGINT)
     _, err = first.communicate(timeout=60)

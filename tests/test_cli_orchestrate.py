@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests import replies as r
-from tests.cli import iter_cmd, iter_popen, setup_project, workflow_status
+from tests.cli import iter_cmd, iter_popen, setup_project, until_running, workflow_status
 from tests.fake_llm import FakeModel, FakeModelServer
 
 pytestmark = pytest.mark.usefixtures("thread_worker")
@@ -75,10 +75,7 @@ def test_second_orchestrate_attaches_and_ctrl_c_detaches(
     fake.token_delay_s = 0.05  # a slow coder: several seconds of streaming
     wid = setup_project(workspace, cli_env)
     first = iter_popen(workspace, cli_env, "orchestrate", "--request", "req_01")
-    for _ in range(100):
-        if workflow_status(workspace, cli_env) == "running":
-            break
-        time.sleep(0.1)
+    until_running(workspace, cli_env)
     time.sleep(1.0)
 
     first.send_signal(signal.SIGINT)
