@@ -14,12 +14,13 @@ import asyncio
 import shlex
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -33,16 +34,25 @@ from tests import session_replies as s
 from tests.docker_env import request_containers
 from tests.fake_llm import FakeModel
 from tests.pipeline import run_request
+from worker import build_worker
 
 TOKEN = f"iter-net-{uuid.uuid4().hex[:12]}"
 # One line, no '/' literal (point 1 would see a path): fetch http://<argv[1]> and print the body.
 FETCH = "import urllib.request as u, sys; print(u.urlopen('http://' + sys.argv[1], timeout=5).read().decode())"
+# The same, as a check that passes when nothing answers: it prints why the connection failed.
+PROBE = (
+    "import os, socket, sys; h, p = sys.argv[1].split(':'); r = socket.socket().connect_ex((h, int(p))); "
+    "print(os.strerror(r) if r else 'connected'); sys.exit(0 if r else 1)"
+)
 POLICY = r"""allow:
   - pattern: '^python3 -c import urllib\.request as u, sys; .* 127\.0\.0\.1:\d+ approved$'
     points: [5]
     network: true
     reason: the test's server on the host's loopback
   - pattern: '^python3 -c import urllib\.request as u, sys; .* 127\.0\.0\.1:\d+ plain$'
+    points: [5]
+    reason: allowed to run, but not approved for network
+  - pattern: '^python3 -c import os, socket, sys; .* 127\.0\.0\.1:\d+ plain$'
     points: [5]
     reason: allowed to run, but not approved for network
 """
@@ -75,6 +85,10 @@ class LoopbackServer:
         """The step's command; ``tag`` (approved or plain) picks the policy rule that covers it."""
         return f"python3 -c {shlex.quote(FETCH)} 127.0.0.1:{self.port} {tag}"
 
+    def refused(self) -> str:
+        """A verify command that passes only when this server cannot be reached (no approval)."""
+        return f"python3 -c {shlex.quote(PROBE)} 127.0.0.1:{self.port} plain"
+
 
 @pytest.fixture
 def server() -> Iterator[LoopbackServer]:
@@ -102,6 +116,16 @@ def host_network(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
 def on_docker(settings: Settings, image: str, network: str) -> Settings:
     executor = settings.executor.model_copy(update={"backend": "docker", "image": image, "network": network})
     return settings.model_copy(update={"executor": executor})
+
+
+@pytest_asyncio.fixture
+async def docker_worker(
+    client: Client, settings: Settings, docker_image: str, host_network: str
+) -> AsyncIterator[None]:
+    """A worker whose executor is Docker on the host network: a worker's executor is its own, not
+    the request's (the ``worker`` fixture's would run every step on the host, network and all)."""
+    async with build_worker(client, on_docker(settings, docker_image, host_network)):
+        yield
 
 
 async def execute_inputs(client: Client, workflow_id: str) -> list[ExecuteInput]:
@@ -186,20 +210,21 @@ async def test_approved_step_reaches_the_host_loopback_and_a_plain_one_does_not(
     settings: Settings,
     workspace: Path,
     fake: FakeModel,
-    worker: None,
+    docker_worker: None,
     server: LoopbackServer,
     docker_image: str,
     host_network: str,
 ) -> None:
     with_policy(workspace)
-    fake.script("plan", r.plan(r.run("s1", server.fetch("approved")), r.verify("s2", server.fetch("plain"))))
+    # The plain step is the verify: a PASS needs a verify that passed, so it passes when refused.
+    fake.script("plan", r.plan(r.run("s1", server.fetch("approved")), r.verify("s2", server.refused())))
     fake.script("safety_review", r.safety_pass())
     fake.script("post_review", r.post_pass())
     state = await run_request(client, on_docker(settings, docker_image, host_network), workspace)
     assert state.outcome == "passed", state.error
     approved, plain = state.results
     assert approved.ok and TOKEN in approved.output, approved
-    assert not plain.ok and "Connection refused" in plain.output, plain
+    assert plain.ok and "Connection refused" in plain.output, plain
     assert server.hits == ["/"]  # only the approved step reached it
     assert request_containers(state.run_key) == []  # the request's and the step's: both gone
 
