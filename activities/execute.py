@@ -23,6 +23,7 @@ from activities.executor.base import (
     write_sealed,
 )
 from activities.files import FileStepError, apply_file_step
+from activities.heartbeat import heartbeating
 from activities.live import LivePublisher, tail_file
 from activities.redact import redact
 from models.config import data_dir
@@ -30,14 +31,7 @@ from models.events import StepFinished, StepStarted
 from models.plan import FileStep, Step
 from models.request import ExecuteInput, ExecuteOutput, StepResult
 
-HEARTBEAT_EVERY_S = 2.0
 RESULT_FILE = "result.json"  # a step's result as the activity returned it: written by the worker only
-
-
-async def _heartbeat(progress: dict[str, object]) -> None:
-    while True:
-        activity.heartbeat(dict(progress))
-        await asyncio.sleep(HEARTBEAT_EVERY_S)
 
 
 def _skipped(step: Step, key: str) -> StepResult:
@@ -187,13 +181,8 @@ async def _run_steps(inp: ExecuteInput, progress: dict[str, object], live: LiveP
 @activity.defn
 async def execute_steps(inp: ExecuteInput) -> ExecuteOutput:
     progress: dict[str, object] = {"workflow": inp.workflow_id}
-    beat = asyncio.create_task(_heartbeat(progress))
     try:
-        async with LivePublisher() as live:
+        async with heartbeating(progress), LivePublisher() as live:
             return await run_steps(inp, progress, live)
     except ExecutorUnavailable as exc:
         raise unavailable_failure(exc) from None
-    finally:
-        beat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beat

@@ -23,6 +23,7 @@ import yaml
 from pydantic import ValidationError
 from temporalio import activity
 
+from activities.heartbeat import heartbeating
 from activities.redact import redact
 from models.session import HookReport, HooksConfig
 from models.session_io import LoadHooksOutput, RunHooksInput, RunHooksOutput
@@ -31,7 +32,6 @@ HOOKS_FILE = Path(".iter") / "hooks.yml"
 VARIABLES = ("session", "iteration", "task_id", "task_content", "error")
 PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 OUTPUT_CAP = 16_000
-HEARTBEAT_EVERY_S = 2.0
 
 
 def render_command(command: str, variables: dict[str, str]) -> str:
@@ -113,12 +113,6 @@ def piped_text(point: str, report: HookReport) -> str:
     return f"[hook {point}] $ {report.command} ({status})\n{report.output.rstrip()}"
 
 
-async def _heartbeat(progress: dict[str, object]) -> None:
-    while True:
-        activity.heartbeat(dict(progress))
-        await asyncio.sleep(HEARTBEAT_EVERY_S)
-
-
 @activity.defn
 async def load_hooks(workspace: str) -> LoadHooksOutput:
     return load(Path(workspace))
@@ -127,10 +121,9 @@ async def load_hooks(workspace: str) -> LoadHooksOutput:
 @activity.defn
 async def run_hooks(inp: RunHooksInput) -> RunHooksOutput:
     progress: dict[str, object] = {"point": inp.point, "hook": 0}
-    beat = asyncio.create_task(_heartbeat(progress)) if activity.in_activity() else None
     out = RunHooksOutput()
     piped: list[str] = []
-    try:
+    async with heartbeating(progress):
         for n, hook in enumerate(inp.hooks.at(inp.point)):
             progress["hook"] = n
             command = render_command(hook.command, inp.variables)
@@ -152,10 +145,5 @@ async def run_hooks(inp: RunHooksInput) -> RunHooksOutput:
             out.reports.append(report)
             if hook.pipe_output:
                 piped.append(piped_text(inp.point, report))
-    finally:
-        if beat:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
     out.piped = "\n\n".join(piped)
     return out

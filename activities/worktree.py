@@ -32,6 +32,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.git import DEFAULT_IDENTITY, GitError, commit_paths, git, toplevel
+from activities.heartbeat import heartbeating
 from activities.landing import apply_plan, changed_paths, load_plan, plan_landing, save_plan, write_change
 from models.config import ApplyMode, Settings, data_dir
 from models.worktree import (
@@ -423,11 +424,13 @@ async def discard(origin: Path, item: str, force: bool = False) -> LandOutput:
 @activity.defn
 async def prepare_workspace(inp: PrepareInput) -> Sandbox:
     try:
-        return await prepare(inp)
+        async with heartbeating():
+            return await prepare(inp)
     except SandboxError as exc:
         raise ApplicationError(str(exc), type="SandboxError", non_retryable=True) from None
 
 
 @activity.defn
 async def land_workspace(inp: LandInput) -> LandOutput:
-    return await land(inp)
+    async with heartbeating():
+        return await land(inp)

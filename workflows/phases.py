@@ -70,6 +70,7 @@ class Phases:
             ),
             start_to_close_timeout=options.WORKSPACE_TIMEOUT,
             retry_policy=options.FAST_RETRY,
+            heartbeat_timeout=options.HEARTBEAT_TIMEOUT,  # a dead worker is seen in seconds
             summary=f"a worktree of its own for {item}",
         )
         self.adopt(sandbox)
@@ -91,6 +92,7 @@ class Phases:
                 ),
                 start_to_close_timeout=options.WORKSPACE_TIMEOUT,
                 retry_policy=options.FAST_RETRY,
+                heartbeat_timeout=options.HEARTBEAT_TIMEOUT,  # a dead worker is seen in seconds
                 summary="land the change" if passed else "keep the change on its branch",
             )
         except ActivityError as exc:
