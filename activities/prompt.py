@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from temporalio import activity
@@ -31,14 +32,7 @@ Answer with JSON only, matching the schema. Step types:
 - "command": a shell command that finishes on its own (no servers, no editors, no prompts).
 - "verify": a read-only check, such as running the tests; at least one, at the end.
 Never write placeholders such as "... rest unchanged"; never touch .git/; never use sudo,
-the network, or files outside the workspace.
-
-Example. Request: "add a function double(n) to calc.py", with calc.py holding an add function
-and test_calc.py its tests. A complete answer:
-{"summary": "add double(n) to calc.py", "steps": [
- {"id": "s1", "type": "file", "path": "calc.py", "action": "modify",
-  "content": "def add(a, b):\n    return a + b\n\n\ndef double(n):\n    return 2 * n\n"},
- {"id": "s2", "type": "verify", "command": "python -m pytest -q"}]}"""
+the network, or files outside the workspace."""
 
 # The command that runs a stack's tests, when the project names none (``project.test_command``).
 TEST_COMMANDS = {"python": "python -m pytest -q"}
@@ -71,6 +65,29 @@ def project_test_command(project: Project) -> str:
     return project.test_command or TEST_COMMANDS.get(project.stack, "")
 
 
+_TEST_NAME = re.compile(r"(^|[/_.-])tests?([/_.-]|$)", re.I)
+
+
+def answer_shape(files: list[tuple[str, str]], tests: str) -> str:
+    """The answer's shape for THIS request: its own file, the action that fits it, and the test
+    command, with ``<...>`` where the code goes. A worked example with real code gets copied whole
+    by a small model (Qwen 0.5B answered a calc.py example, file and all, to every exercise); a
+    copied ``<...>`` is placeholder text, which the gate blocks and says so."""
+    target, action = next(
+        ((rel, how) for rel, how in files if not _TEST_NAME.search(rel)),
+        files[0] if files else ("the file to change", "create"),
+    )
+    content = f"<your edit blocks for {target} here>" if action == "edit" else f"<your whole new {target} here>"
+    shape = {
+        "summary": "<one line: what the change does>",
+        "steps": [
+            {"id": "s1", "type": "file", "path": target, "action": action, "content": content},
+            {"id": "s2", "type": "verify", "command": tests or "<a read-only command that checks the change>"},
+        ],
+    }
+    return json.dumps(shape)
+
+
 def build(inp: PromptInput) -> PromptOutput:
     workspace = Path(inp.workspace)
     project = inp.project
@@ -80,16 +97,19 @@ def build(inp: PromptInput) -> PromptOutput:
     wanted = list(dict.fromkeys([*project.selected_files, *request.affected_files]))
     sections: list[str] = []
     included: list[str] = []
+    actions: list[tuple[str, str]] = []  # each file and the action that fits it
     for rel in wanted:
         text = read_capped(workspace, rel, inp.max_file_bytes)
         if text is None:
             sections.append(f"--- {rel} (does not exist yet: action create)")
+            actions.append((rel, "create"))
             continue
         included.append(rel)
         # Say which action fits: small models "create" files that exist, which the gate blocks.
         large = len(text.encode()) > WHOLE_FILE_MAX_BYTES
         how = "exists, large: change it with action edit" if large else "exists: change it with action modify"
         sections.append(f"--- {rel} ({how})\n{text}")
+        actions.append((rel, "edit" if large else "modify"))
     feature = project.feature(request.feature) if request.feature else None
     criteria = "\n".join(f"- {c}" for c in request.criteria) or "- the request works and its tests pass"
     tests = project_test_command(project)
@@ -104,7 +124,9 @@ def build(inp: PromptInput) -> PromptOutput:
             (f"The project's test command: {tests}\n" if tests else "")
             + "Answer with the whole plan: file steps with the complete new content of every file you change, "
             + "then a verify step"
-            + (f" running `{tests}`." if tests else " that checks the change."),
+            + (f" running `{tests}`." if tests else " that checks the change.")
+            + "\nThe answer's shape (write what goes in each <...>; add steps as the request needs):\n"
+            + answer_shape(actions, tests),
         ]
     )
     approx = (len(SYSTEM) + len(user)) // CHARS_PER_TOKEN
