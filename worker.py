@@ -2,7 +2,8 @@
 
 ``python worker.py`` or ``iter worker`` runs one in the foreground; ``iter orchestrate`` starts one
 in the background when none is polling. ``--idle-exit`` lets such a worker leave once nothing of
-iter's has run for a while."""
+iter's has run for a while, or at once when iter's code on disk changed (an upgrade) and nothing
+runs."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from activities.worktree import land_workspace, prepare_workspace
 from models.config import Settings, data_dir, load_settings
 from models.queues import ROLES, QueueRole, parse_roles, queue_name
 from temporal.client import connect, ensure_search_attributes
+from temporal.code_version import code_fingerprint, record_started_code
 from temporal.own_settings import WorkerOwnsSettings
 from temporal.redaction import RedactFailures
 from temporal.shutdown import LeaveOnShutdown
@@ -116,10 +118,14 @@ async def _running_count(client: Client, settings: Settings) -> int:
     return (await client.count_workflows(query)).count
 
 
-async def _exit_when_idle(client: Client, settings: Settings, idle_exit_s: float, worker: Workers) -> None:
+async def _exit_when_idle(
+    client: Client, settings: Settings, idle_exit_s: float, worker: Workers, started_code: str, say: Any
+) -> None:
     """Leave after ``idle_exit_s`` with nothing of iter's running, or with the server unreachable
     for as long: a worker `iter orchestrate` spawned for a short-lived dev server must not outlive
-    it (such workers accumulated, one per server, for hours)."""
+    it (such workers accumulated, one per server, for hours). Leave at the first idle check once
+    iter's code on disk is no longer the code this worker started with: after an upgrade, the
+    next request must not run on the old code."""
     idle_since = time.monotonic()
     while True:
         await asyncio.sleep(min(IDLE_CHECK_S, max(idle_exit_s / 4, 0.5)))
@@ -129,7 +135,11 @@ async def _exit_when_idle(client: Client, settings: Settings, idle_exit_s: float
             busy = False
         if busy:
             idle_since = time.monotonic()
-        elif time.monotonic() - idle_since >= idle_exit_s:
+            continue
+        upgraded = code_fingerprint() != started_code
+        if upgraded or time.monotonic() - idle_since >= idle_exit_s:
+            if upgraded:
+                say("iter worker: iter's code on disk changed since this worker started (an upgrade); leaving")
             with contextlib.suppress(Exception):
                 # Polls against a dead server may not wind down on their own: bounded.
                 await asyncio.wait_for(worker.shutdown(), SHUTDOWN_WAIT_S)
@@ -139,6 +149,9 @@ async def _exit_when_idle(client: Client, settings: Settings, idle_exit_s: float
 async def run_worker(
     settings: Settings, idle_exit_s: float = 0.0, say: Any = print, roles: Sequence[QueueRole] = ROLES
 ) -> None:
+    started_code = code_fingerprint()  # what is on disk now, as close to the imports as it gets
+    if idle_exit_s > 0:  # a background worker: the CLI that spawned it reads which code it runs
+        record_started_code(data_dir(settings), started_code)
     client = await connect(settings, say=say)
     await ensure_search_attributes(client)
     if "exec" in roles:  # what runs steps cleans up after the requests that ended while none ran
@@ -154,7 +167,8 @@ async def run_worker(
     say(f"iter worker polling task queue(s) {queues} on {client.service_client.config.target_host}")
     watchers: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
     if idle_exit_s > 0:
-        watchers.append(asyncio.create_task(_exit_when_idle(client, settings, idle_exit_s, worker)))
+        leave = _exit_when_idle(client, settings, idle_exit_s, worker, started_code, say)
+        watchers.append(asyncio.create_task(leave))
     async with worker:
         await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
     for task in watchers:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cli.output import err_console, fail
@@ -20,6 +26,7 @@ T = TypeVar("T")
 POLLER_FRESH_S = 75  # a live worker long-polls at least once a minute
 WORKER_IDLE_EXIT_S = 600
 WORKER_START_TIMEOUT_S = 30
+WORKER_STOP_TIMEOUT_S = 30  # a graceful stop hands running activities back within 10 s (worker.py)
 
 
 def settings(**overrides: Any) -> Settings:
@@ -53,8 +60,10 @@ async def client_for(cfg: Settings, start_server: bool = True) -> Client:
         fail(str(exc))
 
 
-async def worker_polling(client: Client, cfg: Settings) -> bool:
-    """A live worker polls each queue a request needs: workflows, model calls, execution."""
+async def worker_polling(client: Client, cfg: Settings, gone: str = "", pid: int = 0) -> bool:
+    """A live worker polls each queue a request needs: workflows, model calls, execution. Polls
+    by the worker ``gone`` (an identity) do not count, it has left since; with ``pid``, only that
+    worker's polls count (this host's worker ``pid``)."""
     from temporalio.api.enums.v1 import TaskQueueType
     from temporalio.api.taskqueue.v1 import TaskQueue
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -68,9 +77,15 @@ async def worker_polling(client: Client, cfg: Settings) -> bool:
         resp = await client.workflow_service.describe_task_queue(
             DescribeTaskQueueRequest(namespace=client.namespace, task_queue=TaskQueue(name=name), task_queue_type=kind)
         )
-        if not any(p.last_access_time.ToSeconds() > now - POLLER_FRESH_S for p in resp.pollers):
+        pollers = [p for p in resp.pollers if p.last_access_time.ToSeconds() > now - POLLER_FRESH_S]
+        if not any(p.identity != gone and (not pid or p.identity == _identity(pid)) for p in pollers):
             return False
     return True
+
+
+def _identity(pid: int) -> str:
+    """How a worker process of this host shows among a queue's pollers (the SDK's default)."""
+    return f"{pid}@{socket.gethostname()}"
 
 
 def worker_env(cfg: Settings) -> dict[str, str]:
@@ -78,8 +93,13 @@ def worker_env(cfg: Settings) -> dict[str, str]:
     worker's own keys (flags and ./iter.yml included), since the worker runs elsewhere than here."""
     from models.config import ENV_KEYS, data_dir
     from models.ownership import owner
+    from temporal.code_version import ROOT
 
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
+    # This CLI's iter found through PYTHONPATH (a checkout, not the installed one): that entry
+    # alone goes along, so that the worker runs the same code; the rest could shadow iter.
+    if any(p and Path(p).resolve() == ROOT for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)):
+        env["PYTHONPATH"] = str(ROOT)
     for var, dotted in ENV_KEYS.items():
         if owner(dotted) == "worker":
             value: Any = cfg
@@ -91,10 +111,10 @@ def worker_env(cfg: Settings) -> dict[str, str]:
     return env
 
 
-def spawn_worker(cfg: Settings) -> str:
+def spawn_worker(cfg: Settings) -> tuple[str, int]:
     """A worker in its own process, detached, that leaves after a while with nothing to do. It
     starts with ``python -P`` in the data directory: nothing in the user's directory (a project's
-    own ``worker.py`` or ``models/``) can shadow iter's modules."""
+    own ``worker.py`` or ``models/``) can shadow iter's modules. Returns its log and its pid."""
     from models.config import data_dir
 
     folder = data_dir(cfg)
@@ -111,19 +131,75 @@ def spawn_worker(cfg: Settings) -> str:
             start_new_session=True,
         )
     (folder / "worker.pid").write_text(str(proc.pid))
-    return str(log)
+    return str(log), proc.pid
+
+
+def _is_worker(pid: int) -> bool:
+    """``pid`` is alive and runs ``-m worker``: never signal a process that is not one."""
+    if Path("/proc").is_dir():
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:  # gone
+            return False
+    else:  # macOS
+        argv = subprocess.run(["ps", "-o", "args=", "-p", str(pid)], capture_output=True, text=True).stdout.split()
+    return ("-m", "worker") in itertools.pairwise(argv)
+
+
+def _spawned_pid(folder: Path) -> int:
+    """The pid a CLI recorded for the background worker it spawned; 0 when none."""
+    try:
+        return int((folder / "worker.pid").read_text().strip())
+    except (OSError, ValueError):
+        return 0
+
+
+async def _stop(pid: int) -> bool:
+    """SIGTERM, the graceful stop: a running step is left to the next worker, which adopts it
+    (temporal/shutdown.py). True once it has left, False if it is still leaving."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + WORKER_STOP_TIMEOUT_S
+    while _is_worker(pid):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.2)
+    return True
 
 
 async def ensure_worker(client: Client, cfg: Settings) -> None:
-    if await worker_polling(client, cfg):
-        return
-    log = spawn_worker(cfg)
-    say(f"Started a background worker (log {log}); `iter worker` runs one in the foreground")
-    import asyncio
+    """A worker polls this CLI's queues, on this CLI's code: the background worker an earlier
+    command spawned is replaced when iter was upgraded since it started."""
+    from models.config import data_dir
+    from temporal.code_version import code_fingerprint, started_code
 
+    folder = data_dir(cfg)
+    spawned = _spawned_pid(folder)
+    alive = bool(spawned) and _is_worker(spawned)
+    # A spawned worker that has left (idle, or after an upgrade) shows among the pollers for a minute.
+    gone = _identity(spawned) if spawned and not alive else ""
+    if await worker_polling(client, cfg, gone=gone):
+        if not alive:
+            return  # another worker (`iter worker`, a deployed one) serves this CLI
+        recorded = started_code(folder, spawned)
+        if recorded == code_fingerprint():
+            return
+        # No record: spawned by an iter from before workers recorded their code, once it polls
+        # (a worker records its code before it polls: one just spawned is left to start).
+        if recorded is None and not await worker_polling(client, cfg, pid=spawned):
+            return
+        left = await _stop(spawned)
+        log, pid = spawn_worker(cfg)
+        say(
+            f"The background worker ran older code (pid {spawned}"
+            f"{'' if left else ', still leaving'}); started one on this code (log {log})"
+        )
+    else:
+        log, pid = spawn_worker(cfg)
+        say(f"Started a background worker (log {log}); `iter worker` runs one in the foreground")
     deadline = time.monotonic() + WORKER_START_TIMEOUT_S
     while time.monotonic() < deadline:
-        if await worker_polling(client, cfg):
+        if await worker_polling(client, cfg, pid=pid):
             return
         await asyncio.sleep(0.3)
     fail(f"the background worker did not start polling in {WORKER_START_TIMEOUT_S} s; see {log}")
