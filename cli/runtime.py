@@ -136,22 +136,16 @@ def spawn_worker(cfg: Settings) -> tuple[str, int]:
 
 def _is_worker(pid: int) -> bool:
     """``pid`` is alive and runs ``-m worker``: never signal a process that is not one."""
-    if Path("/proc").is_dir():
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:  # gone
-            return False
-    else:  # macOS
-        argv = subprocess.run(["ps", "-o", "args=", "-p", str(pid)], capture_output=True, text=True).stdout.split()
-    return ("-m", "worker") in itertools.pairwise(argv)
+    from temporal.processes import argv_of
+
+    return ("-m", "worker") in itertools.pairwise(argv_of(pid))
 
 
 def _spawned_pid(folder: Path) -> int:
     """The pid a CLI recorded for the background worker it spawned; 0 when none."""
-    try:
-        return int((folder / "worker.pid").read_text().strip())
-    except (OSError, ValueError):
-        return 0
+    from temporal.processes import pid_in
+
+    return pid_in(folder / "worker.pid")
 
 
 async def _stop(pid: int) -> bool:

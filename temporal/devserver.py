@@ -13,10 +13,12 @@ from pathlib import Path
 
 from models import search
 from models.config import Settings, data_dir
+from temporal.processes import argv_of, pid_in
 
 DEV_HOST = "127.0.0.1"
 DEV_PORT = 7233
 STARTUP_TIMEOUT_S = 30.0
+PREVIOUS_EXIT_WAIT_S = 15.0  # a stopped server's SQLite file is free once its process is gone
 
 
 class DevServerError(RuntimeError):
@@ -59,11 +61,22 @@ def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
         return False
 
 
+def _wait_for_the_previous_server(pid_file: Path) -> None:
+    """A dev server that was just stopped closes its port before it lets go of its SQLite file;
+    one started on the file meanwhile exits with SQLITE_BUSY ("database is locked"). So wait,
+    bounded, for the one this data directory last started to be gone."""
+    pid = pid_in(pid_file)
+    deadline = time.monotonic() + PREVIOUS_EXIT_WAIT_S
+    while pid and "start-dev" in argv_of(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def start_background(settings: Settings) -> Path:
     """Start the dev server detached from this process; returns its log file."""
     folder = data_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "temporal.log"
+    _wait_for_the_previous_server(folder / "temporal.pid")
     with log.open("ab") as out:
         proc = subprocess.Popen(
             server_args(settings),
