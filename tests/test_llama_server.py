@@ -118,7 +118,10 @@ async def test_request_on_llama_server_ends_with_verdict_and_usage(
     if state.outcome == "passed":
         assert state.verify_verdict == "PASS"
     roles = {u.role for u in state.usage}
-    assert roles == {"coder", "reviewer"}, roles
+    # The reviewer model reads only what the deterministic rules let through: a plan they block
+    # (the tiny model often copies the prompt's answer shape, placeholder and all) never reaches it.
+    ruled_out = state.safety_verdict == "BLOCK" and all(f.source == "rules" for f in state.findings)
+    assert roles == ({"coder"} if ruled_out else {"coder", "reviewer"}), (roles, state.findings)
     for usage in state.usage:
         assert usage.model == llama.ALIAS
         assert usage.host == f"127.0.0.1:{llama_server.port}"
