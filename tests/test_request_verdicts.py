@@ -207,3 +207,36 @@ async def test_invalid_to_the_end_fails_without_running(
     temperatures = [c["options"]["temperature"] for c in fake.calls("plan")]
     assert temperatures[2:] == sorted(set(temperatures[2:])), "each call after a repeat samples hotter"
     assert state.results == []
+
+
+async def test_a_fail_without_fix_steps_asks_the_coder_for_the_fix(
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel
+) -> None:
+    # A small reviewer says FAIL and writes no code (or only re-runs the check): the coder, who
+    # has the files, gets its plan and the failure back and writes the fix.
+    broken = "def multiply(a, b):\n    return a + b\n"
+    fake.script(
+        "plan",
+        r.plan(
+            r.write("s1", "src/calc/ops.py", broken, "append"),
+            r.write("s2", "tests/test_mul.py", r.MULTIPLY_TEST),
+            r.verify("s3"),
+        ),
+        r.plan(
+            r.write("fix", "src/calc/ops.py", (workspace / "src/calc/ops.py").read_text() + r.MULTIPLY, "modify"),
+            r.verify("check"),
+        ),
+    )
+    fake.default("safety_review", r.safety_pass())
+    fake.script("post_review", r.post_fail(r.verify("again")), r.post_pass())
+
+    state = await run_request(client, settings, workspace)
+
+    assert state.outcome == "passed", state.error
+    fix_call = fake.calls("plan")[1]["messages"]
+    assert "That plan ran, and it does not work yet" in fix_call[-1]["content"]
+    assert "Step s3 (verify) failed" in fix_call[-1]["content"] and "assert" in fix_call[-1]["content"]
+    assert [m["role"] for m in fix_call[-2:]] == ["assistant", "user"]  # its own plan, then the failure
+    assert [res.run_key for res in state.results] == ["r0-s1", "r0-s2", "r0-s3", "f1-fix", "r1-s3"]
+    assert state.fix_rounds == 1 and state.results[-1].ok
+    assert (workspace / "src/calc/ops.py").read_text().count("def multiply") == 1

@@ -173,7 +173,7 @@ async def test_branch_mode_then_a_conflicting_edit_refuses_in_one_line_and_loses
 async def test_discard_drops_a_failed_requests_change_and_keeps_the_checkout(
     client: Client, settings: Settings, workspace: Path, fake: FakeModel, cli_env: dict[str, str]
 ) -> None:
-    fake.script("plan", r.plan(r.write("s1", "half.txt", "half done\n"), r.verify("s2", "false")))
+    fake.default("plan", r.plan(r.write("s1", "half.txt", "half done\n"), r.verify("s2", "false")))
     fake.default("safety_review", r.safety_pass())
     fake.default("post_review", r.post_fail())
     state = await run_request(client, settings, workspace, example_project())

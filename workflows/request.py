@@ -4,6 +4,7 @@ review and fix, durably. Each phase is a short method; every loop has a configur
 from __future__ import annotations
 
 import asyncio
+import json
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
@@ -17,10 +18,11 @@ with workflow.unsafe.imports_passed_through():
     from activities.evidence import gather_evidence
     from activities.prompt import build_prompt
     from models import rounds
+    from models.clip import clip_middle
     from models.details import Details
     from models.events import Finished, MessageQueued, PhaseChanged, post_verdict, safety_verdict
     from models.holds import effective_mode
-    from models.plan import Plan, Step, StepNode, iter_nodes
+    from models.plan import Plan, Step, StepNode, iter_nodes, tree_to_json
     from models.replan import answer_key, changed_temperature, direct_prompt, with_verify
     from models.request import (
         ChatMessage,
@@ -43,6 +45,12 @@ with workflow.unsafe.imports_passed_through():
 
 MAX_EVENTS_KEPT = 200  # the state's event log is for people; history keeps everything
 REPAIR_ASK = "Answer again: JSON matching the schema, complete."
+CODER_FIXES_PATCH = "coder-writes-missing-fixes"  # 2026-12-02: a FAIL without fix steps asks the coder
+FIX_OUTPUT_CHARS = 4_000  # of each failed step's output, and of each file's content, shown to the coder
+FIX_ASK = (
+    "Answer with the fix as a plan: file steps with the complete new content of every file you change "
+    "(read the failure: fix the code, not the tests), then the verify step."
+)
 
 
 @workflow.defn
@@ -193,9 +201,7 @@ class RequestWorkflow(Controls):
                 "blocked", "the coder kept sending the blocked plan back, even when asked differently; nothing ran"
             )
         else:
-            self._finish(
-                "failed", f"the coder's plan stayed invalid after {answers} answers: {errors}"
-            )
+            self._finish("failed", f"the coder's plan stayed invalid after {answers} answers: {errors}")
         return None
 
     async def _review(self, plan: Plan) -> Plan | None:
@@ -269,11 +275,18 @@ class RequestWorkflow(Controls):
                 await self._gather(review)
                 continue
             parent = self._fix_parent()
-            if not review.fix_steps or parent.depth + 1 > bounds.max_fix_depth:
+            round_no = self.state.fix_rounds + 1
+            deep_enough = parent.depth + 1 > bounds.max_fix_depth
+            code_fixes = [s for s in review.fix_steps if s.type != "verify"]
+            if not code_fixes and not deep_enough and workflow.patched(CODER_FIXES_PATCH):
+                fixes = await self._coder_fixes(round_no)
+                if self.state.phase == "done":
+                    return  # the coder's answer stayed invalid: _plan finished the request
+            else:
+                fixes = [s.model_copy(update={"id": f"f{round_no}-{s.id}"}) for s in review.fix_steps]
+            if not fixes or deep_enough:
                 self._finish("failed", f"verification failed after {self.state.fix_rounds} fix rounds")
                 return
-            round_no = self.state.fix_rounds + 1
-            fixes = [s.model_copy(update={"id": f"f{round_no}-{s.id}"}) for s in review.fix_steps]
             taken = rounds.clashing_ids(fixes, self.state.tree)
             if taken:
                 if not self._review_repair(f"fix step ids already taken: {', '.join(taken)}"):
@@ -297,6 +310,30 @@ class RequestWorkflow(Controls):
             parent.children.extend(fix_nodes)
             self._last_fix = fix_nodes[-1]
             await self._execute([*fixes, *reruns], [s.id for s in fixes] + [f"r{round_no}-{s.id}" for s in reruns])
+
+    async def _coder_fixes(self, round_no: int) -> list[Step]:
+        """The fix from the coder when the reviewer said FAIL without one (or only re-ran a check):
+        the coder sees its plan and what failed, and the file and command steps of its answer are
+        the fix steps. A small reviewer model judges but writes no code (Qwen 0.5B on the real-task
+        benchmark: FAIL, no fix steps, every time); the coder has the files and writes code."""
+        assert self.inp
+        failed = [r for r in self._last_results if not r.ok and not r.skipped]
+        report = "\n\n".join(
+            f"Step {r.step_id} ({r.kind}) failed (exit {r.exit_code}):\n{clip_middle(r.output, FIX_OUTPUT_CHARS)}"
+            for r in failed
+        )
+        ran = json.dumps({"summary": self.state.summary, "steps": tree_to_json(self.state.tree, FIX_OUTPUT_CHARS)})
+        self._note("verify", "the reviewer gave no fix: asking the coder for one")
+        plan = await self._plan(
+            [
+                *self._prompt,
+                ChatMessage(role="assistant", content=ran),
+                ChatMessage(role="user", content=f"That plan ran, and it does not work yet.\n{report}\n{FIX_ASK}"),
+            ]
+        )
+        if plan is None:
+            return []
+        return [s.model_copy(update={"id": f"f{round_no}-{s.id}"}) for s in plan.steps if s.type != "verify"]
 
     # --- phase helpers ---------------------------------------------------------------------------
 
