@@ -106,6 +106,21 @@ async def request_fail_then_fixed(
     return await start_request(client, settings, ws)
 
 
+async def request_fail_fixed_by_the_coder(
+    client: Client, settings: Settings, ws: Path, fake: FakeModel
+) -> WorkflowHandle[Any, Any]:
+    """FAIL without fix steps: the coder writes the fix (workflow.patched 'coder-writes-missing-fixes')."""
+    broken = "from calc.ops import multiply\n\n\ndef test_multiply() -> None:\n    assert multiply(3, 4) == 12\n"
+    fake.script(
+        "plan",
+        r.plan(r.write("s1", "tests/test_mul.py", broken), r.verify("s2")),
+        r.plan(r.write("add", "src/calc/ops.py", r.MULTIPLY, "append"), r.verify("check")),
+    )
+    fake.default("safety_review", r.safety_pass())
+    fake.script("post_review", r.post_fail(), r.post_pass())
+    return await start_request(client, settings, ws)
+
+
 async def request_info_needed(
     client: Client, settings: Settings, ws: Path, fake: FakeModel
 ) -> WorkflowHandle[Any, Any]:
@@ -184,6 +199,7 @@ async def session_blocked_three_times(
 SCENARIOS: dict[str, Scenario] = {
     "request_pass": request_pass,
     "request_fail_then_fixed": request_fail_then_fixed,
+    "request_fail_fixed_by_the_coder": request_fail_fixed_by_the_coder,
     "request_info_needed": request_info_needed,
     "request_block_replanned": request_block_replanned,
     "request_blocked": request_blocked,

@@ -21,6 +21,7 @@ HISTORIES = Path(__file__).parent / "histories"
 PATHS = (
     "request_pass",
     "request_fail_then_fixed",
+    "request_fail_fixed_by_the_coder",
     "request_info_needed",
     "request_block_replanned",
     "request_blocked",
