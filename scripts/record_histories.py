@@ -121,6 +121,21 @@ async def request_fail_fixed_by_the_coder(
     return await start_request(client, settings, ws)
 
 
+async def request_pass_overruled_twice(
+    client: Client, settings: Settings, ws: Path, fake: FakeModel
+) -> WorkflowHandle[Any, Any]:
+    """A reviewer that says PASS over a failed check, told once, again: the coder writes the fix
+    (workflow.patched 'second-overruled-pass-to-the-coder')."""
+    fake.script(
+        "plan",
+        r.plan(r.verify("s1", "test -f done.txt")),
+        r.plan(r.write("make", "done.txt", "ok\n"), r.verify("v", "test -f done.txt")),
+    )
+    fake.default("safety_review", r.safety_pass())
+    fake.default("post_review", r.post_pass())
+    return await start_request(client, settings, ws)
+
+
 async def request_info_needed(
     client: Client, settings: Settings, ws: Path, fake: FakeModel
 ) -> WorkflowHandle[Any, Any]:
@@ -200,6 +215,7 @@ SCENARIOS: dict[str, Scenario] = {
     "request_pass": request_pass,
     "request_fail_then_fixed": request_fail_then_fixed,
     "request_fail_fixed_by_the_coder": request_fail_fixed_by_the_coder,
+    "request_pass_overruled_twice": request_pass_overruled_twice,
     "request_info_needed": request_info_needed,
     "request_block_replanned": request_block_replanned,
     "request_blocked": request_blocked,

@@ -22,6 +22,7 @@ PATHS = (
     "request_pass",
     "request_fail_then_fixed",
     "request_fail_fixed_by_the_coder",
+    "request_pass_overruled_twice",
     "request_info_needed",
     "request_block_replanned",
     "request_blocked",

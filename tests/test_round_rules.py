@@ -96,19 +96,46 @@ async def test_a_pass_over_a_failed_check_is_overruled_and_the_fix_round_repairs
     assert "Your PASS cannot stand: step s1 failed (exit 1)" in told
 
 
-async def test_a_reviewer_that_keeps_passing_a_failed_step_ends_the_request_failed(
+async def test_a_reviewer_that_keeps_passing_a_failed_step_never_passes_it(
     client: Client, settings: Settings, workspace: Path, fake: FakeModel
 ) -> None:
-    fake.script("plan", r.plan(r.run("s1", "exit 3"), r.write("s2", "a.txt", "a\n"), r.verify("s3", "true")))
+    # Told once, the reviewer says PASS again: the coder gets the failure; its fixes fail too, so
+    # the request ends failed, bounded, and what the failure skipped was never applied.
+    settings.bounds.max_fix_depth = 2
+    plan = r.plan(r.run("s1", "exit 3"), r.write("s2", "a.txt", "a\n"), r.verify("s3", "true"))
+    fake.script("plan", plan, r.plan(r.run("retry", "exit 3"), r.verify("v", "true")))
+    fake.default("plan", r.plan(r.run("again", "exit 4"), r.verify("v", "true")))
     fake.default("safety_review", r.safety_pass())
     fake.default("post_review", r.post_pass())
 
     state = await run_request(client, settings, workspace)
 
-    assert state.outcome == "failed" and state.verify_verdict == "FAIL"
-    assert "the reviewer said PASS, but step s1 failed (exit 3); step s2 was skipped" in state.error
-    assert state.review_repairs == settings.bounds.max_parse_repairs
+    assert state.outcome == "failed" and state.verify_verdict == "FAIL", state.error
+    assert state.fix_rounds == 2 and "verification failed after 2 fix rounds" in state.error
+    messages = [e.message for e in state.events]
+    assert any(m.startswith("PASS overruled: step s1 failed (exit 3); step s2 was skipped") for m in messages)
+    assert any(m.startswith("PASS overruled again: ") for m in messages)
+    assert [res.run_key for res in state.results if not res.ok and not res.skipped][:2] == ["r0-s1", "f1-retry"]
     assert not (workspace / "a.txt").exists()
+
+
+async def test_a_failure_the_reviewer_keeps_passing_is_fixed_by_the_coder(
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel
+) -> None:
+    fake.script(
+        "plan",
+        r.plan(r.verify("s1", "test -f done.txt")),
+        r.plan(r.write("make", "done.txt", "ok\n"), r.verify("v", "test -f done.txt")),
+    )
+    fake.default("safety_review", r.safety_pass())
+    fake.default("post_review", r.post_pass())  # a reviewer that says PASS whatever ran
+
+    state = await run_request(client, settings, workspace)
+
+    assert state.outcome == "passed", state.error
+    assert [(res.run_key, res.ok) for res in state.results] == [("r0-s1", False), ("f1-make", True), ("r1-s1", True)]
+    assert "Step s1 (verify) failed" in fake.calls("plan")[1]["messages"][-1]["content"]
+    assert (workspace / "done.txt").read_text() == "ok\n"
 
 
 async def test_steps_a_failure_skipped_run_once_after_the_fix(

@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
 MAX_EVENTS_KEPT = 200  # the state's event log is for people; history keeps everything
 REPAIR_ASK = "Answer again: JSON matching the schema, complete."
 CODER_FIXES_PATCH = "coder-writes-missing-fixes"  # 2026-12-02: a FAIL without fix steps asks the coder
+OVERRULED_PASS_PATCH = "second-overruled-pass-to-the-coder"  # 2026-12-02: told once, PASS again: the coder
 FIX_OUTPUT_CHARS = 4_000  # of each failed step's output, and of each file's content, shown to the coder
 FIX_ASK = (
     "Answer with the fix as a plan: file steps with the complete new content of every file you change "
@@ -74,6 +75,7 @@ class RequestWorkflow(Controls):
         self._problem = ""  # what was wrong with the last answer, for a changed call after a repeat
         self._last_key = ""  # the normalised text of the plan _plan returned last
         self._blocked: set[str] = set()  # answers the safety review blocked
+        self._pass_overruled = False  # the reviewer was told this round that its PASS cannot stand
 
     # --- the process -----------------------------------------------------------------------------
 
@@ -260,14 +262,21 @@ class RequestWorkflow(Controls):
                     return
                 # A rule of the workflow, whatever the reviewer says: no PASS over a failed step.
                 self.state.verify_verdict = "FAIL"
-                if not self._review_repair(f"PASS overruled: {why}"):
-                    self._finish("failed", f"the reviewer said PASS, but {why}, and no later round repaired it")
-                    return
-                guidance = [
-                    f"Your PASS cannot stand: {why}. A request passes only when every step of its last round "
-                    "succeeded. Answer FAIL with fix steps, or INFO_NEEDED."
-                ]
-                continue
+                if self._pass_overruled and workflow.patched(OVERRULED_PASS_PATCH):
+                    # Told once and it said PASS again: it cannot judge this failure (a small model
+                    # repeats its verdict), so the failure goes to the coder as a FAIL without a fix.
+                    self._note("verify", f"PASS overruled again: {why}; asking the coder for the fix")
+                    review = review.model_copy(update={"verdict": "FAIL", "fix_steps": []})
+                else:
+                    if not self._review_repair(f"PASS overruled: {why}"):
+                        self._finish("failed", f"the reviewer said PASS, but {why}, and no later round repaired it")
+                        return
+                    self._pass_overruled = True
+                    guidance = [
+                        f"Your PASS cannot stand: {why}. A request passes only when every step of its last round "
+                        "succeeded. Answer FAIL with fix steps, or INFO_NEEDED."
+                    ]
+                    continue
             if review.verdict == "INFO_NEEDED":
                 if self.state.info_rounds >= bounds.max_info_rounds or not review.info_requests:
                     self._finish("failed", f"the reviewer still lacked evidence after {self.state.info_rounds} rounds")
@@ -310,6 +319,7 @@ class RequestWorkflow(Controls):
             parent.children.extend(fix_nodes)
             self._last_fix = fix_nodes[-1]
             await self._execute([*fixes, *reruns], [s.id for s in fixes] + [f"r{round_no}-{s.id}" for s in reruns])
+            self._pass_overruled = False  # a new round: the reviewer judges it afresh
 
     async def _coder_fixes(self, round_no: int) -> list[Step]:
         """The fix from the coder when the reviewer said FAIL without one (or only re-ran a check):
