@@ -16,8 +16,9 @@ from temporalio.exceptions import ApplicationError
 from activities.llm_client import ModelError
 from activities.reads import read_capped
 from activities.reviewer import ask_reviewer
+from models.clip import clip_middle
 from models.plan import FileStep, step_to_dict, tree_to_json
-from models.request import PostReviewInput, PostReviewOutput, SafetyReviewInput, SafetyReviewOutput
+from models.request import PostReviewInput, PostReviewOutput, SafetyReviewInput, SafetyReviewOutput, StepResult
 from models.review import SAFETY_POINTS, Finding, PostReview, SafetyReview
 from policy import evaluate_steps, load_policy, network_steps
 from policy.digests import reviewed_digests
@@ -44,6 +45,20 @@ def _file_context(workspace: Path, paths: list[str], cap: int, digests: dict[str
         seen = f" (sha256 {digest[:16]}; the step runs only on exactly this)" if digest else ""
         parts.append(f"--- {rel}{seen}\n{text}" if text is not None else f"--- {rel} (does not exist)")
     return "\n".join(parts) or "(no files)"
+
+
+def _results_shown(results: list[StepResult], cap: int) -> list[dict[str, object]]:
+    """The results as the reviewer reads them: each step's last run with its output's head and
+    tail, earlier runs of a step without theirs. Outputs are up to ``executor.output_cap_bytes``
+    each and fix rounds re-run the checks: sent whole, they outgrew the model's window (a 0.5B
+    reviewer's prompt reached 26k tokens of 16k on the real-task benchmark)."""
+    last = {r.step_id: i for i, r in enumerate(results)}
+    shown = []
+    for i, r in enumerate(results):
+        row = r.model_dump(include={"step_id", "kind", "ok", "exit_code", "timed_out", "skipped", "file_change"})
+        row["output"] = clip_middle(r.output, cap) if last[r.step_id] == i else "(run again later: see that run)"
+        shown.append(row)
+    return shown
 
 
 def _reviewer_unavailable(exc: ModelError) -> ApplicationError:
@@ -114,10 +129,7 @@ async def safety_review(inp: SafetyReviewInput) -> SafetyReviewOutput:
 @activity.defn
 async def post_review(inp: PostReviewInput) -> PostReviewOutput:
     workspace = Path(inp.workspace)
-    results = [
-        r.model_dump(include={"step_id", "kind", "ok", "exit_code", "output", "timed_out", "skipped", "file_change"})
-        for r in inp.results
-    ]
+    results = _results_shown(inp.results, inp.settings.bounds.max_file_bytes // 2)
     user = "\n\n".join(
         [
             f"Request: {inp.request_description}",
