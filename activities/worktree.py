@@ -164,6 +164,22 @@ async def earlier_run(origin: Path, item: str) -> str | None:
     return _earlier_run(item) if await repo.sha(f"refs/heads/{branch_for(item)}") else None
 
 
+PROJECT_CONFIG = ("policy.yaml", "hooks.yml", "charter.md")  # .iter/ files the request's review and hooks read
+
+
+def _carry_project_config(origin: Path, path: Path) -> None:
+    """The project's own iter settings into the worktree when git left them out: a `.iter/` the
+    user ignores is not in the worktree, and its policy (hold mode, allow rules, secret files)
+    would silently not apply to the request. Never a link: a plain file, or nothing."""
+    if (origin / ".iter").is_symlink() or (path / ".iter").is_symlink():
+        return  # a folder of iter's that points elsewhere is no project's config, and no place to write
+    for name in PROJECT_CONFIG:
+        src, dst = origin / ".iter" / name, path / ".iter" / name
+        if src.is_file() and not src.is_symlink() and not dst.exists():
+            dst.parent.mkdir(exist_ok=True)
+            shutil.copyfile(src, dst)
+
+
 async def prepare(inp: PrepareInput) -> Sandbox:
     origin = Path(inp.origin)
     if inp.checkout:
@@ -194,10 +210,11 @@ async def prepare(inp: PrepareInput) -> Sandbox:
         base = await _checkout_commit(repo, inp.item)
         await repo.run("update-ref", base_ref, base)
         await repo.run("worktree", "add", "-q", "-b", branch, str(root), base)
+    rel = os.path.relpath(origin.resolve(), repo.top.resolve())
+    _carry_project_config(origin, root if rel == "." else root / rel)
     owner = _owner(origin)
     if owner:
         _chown_tree(root, owner)
-    rel = os.path.relpath(origin.resolve(), repo.top.resolve())
     sandbox = Sandbox(
         kind=repo.kind,
         origin=str(origin),
