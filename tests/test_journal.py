@@ -26,6 +26,7 @@ from tests.pipeline import start, steps_dir, wait_for
 from tests.test_crash import kill, spawn_worker
 
 FORGED = "42 passed (forged)"
+ATTEMPT_HANDOVER_S = 120
 # A step that knows where journals live (the docs say: under the data dir) and plants a finished,
 # passing record for the verify step after it, in every place a record was ever read from.
 FORGE = """
@@ -209,6 +210,7 @@ def _sleepers(marker: str) -> list[int]:
     return found
 
 
+@pytest.mark.timeout(ATTEMPT_HANDOVER_S * 6)  # eleven hand-overs: seconds each when idle, tens under load
 async def test_execute_attempts_never_run_out_while_the_step_lives(
     client: Client, settings: Settings, workspace: Path, fake: FakeModel, tmp_path: Path
 ) -> None:
@@ -225,7 +227,10 @@ async def test_execute_attempts_never_run_out_while_the_step_lives(
         handle = await start(client, settings, workspace)
         running = await wait_for(handle, lambda s: s.phase == "execute", timeout=60)
         for n in range(1, stops + 1):
-            for _ in range(600):  # this worker has the attempt (it heartbeats it)
+            # The next attempt waits out the retry backoff (up to 10 s) and the new worker's start-up,
+            # which on a loaded 2-core CI machine takes tens of seconds: allow two minutes each.
+            deadline = time.monotonic() + ATTEMPT_HANDOVER_S
+            while time.monotonic() < deadline:  # this worker has the attempt (it heartbeats it)
                 desc = await handle.describe()
                 pending = [
                     p for p in desc.raw_description.pending_activities if p.activity_type.name == "execute_steps"
