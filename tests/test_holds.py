@@ -126,10 +126,15 @@ async def test_a_decision_nothing_waits_for_is_refused_and_leaves_no_trace(
     assert len(updates) == 1, "the refused decision left nothing in history"
 
 
+# `.iter/` ignored: git leaves the policy out of the request's worktree; it still applies.
+@pytest.mark.parametrize("git_ignores_iter", [False, True], ids=["tracked", "ignored"])
 @pytest.mark.usefixtures("worker")
 async def test_hold_mode_block_in_the_project_blocks_with_the_reason(
-    client: Client, settings: Settings, workspace: Path, fake: FakeModel
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel, git_ignores_iter: bool
 ) -> None:
+    if git_ignores_iter:
+        with (workspace / ".gitignore").open("a") as ignore:
+            ignore.write("\n.iter/\n")
     (workspace / ".iter").mkdir(exist_ok=True)
     (workspace / ".iter" / "policy.yaml").write_text("hold: block\n")
     _tracked_build(workspace)
@@ -140,31 +145,10 @@ async def test_hold_mode_block_in_the_project_blocks_with_the_reason(
     handle = await start(client, settings, workspace)
     result = await asyncio.wait_for(handle.result(), 60)
 
-    assert result.state.outcome == "blocked"
+    assert result.state.outcome == "blocked", result.state.events[-3:]
     assert (workspace / "build").is_dir()
     assert any("hold mode is 'block'" in f.reason for f in result.state.findings)
     assert result.state.holds.held == []
-
-
-@pytest.mark.usefixtures("worker")
-async def test_the_projects_policy_applies_when_git_ignores_iters_folder(
-    client: Client, settings: Settings, workspace: Path, fake: FakeModel
-) -> None:
-    # `.iter/` ignored: git leaves the policy out of the request's worktree; it still applies.
-    with (workspace / ".gitignore").open("a") as ignore:
-        ignore.write("\n.iter/\n")
-    (workspace / ".iter").mkdir(exist_ok=True)
-    (workspace / ".iter" / "policy.yaml").write_text("hold: block\n")
-    _tracked_build(workspace)
-    settings.bounds.max_block_replans = 0
-    fake.script("plan", HELD_PLAN)
-    fake.default("safety_review", r.safety_pass())
-
-    result = await asyncio.wait_for((await start(client, settings, workspace)).result(), 60)
-
-    assert result.state.outcome == "blocked", result.state.events[-3:]
-    assert any("hold mode is 'block'" in f.reason for f in result.state.findings)
-    assert (workspace / "build").is_dir()
 
 
 @pytest.mark.usefixtures("worker")
