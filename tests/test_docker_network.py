@@ -253,7 +253,7 @@ async def test_executor_gives_network_to_the_approved_step_only_in_its_own_conta
         assert allowed.ok and TOKEN in allowed.output, allowed
         assert server.hits == ["/"]
         [main] = request_containers(ex.request_key)  # the step's own container is gone already
-        assert main.name == ex.container_name and LABEL_STEP not in main.labels
+        assert main.name == ex.container.name and LABEL_STEP not in main.labels
         assert main.attrs["HostConfig"]["NetworkMode"] == "none"
         again = await ex.run(server.fetch("plain"), root / "k3", 60, 10_000)
         assert not again.ok and server.hits == ["/"]  # no network left behind in the main container
@@ -310,7 +310,7 @@ async def test_left_step_containers_go_with_the_request_and_with_the_sweep(
         await asyncio.to_thread(left.container.ensure)
         monkeypatch.setattr(sweep, "_request_containers", lambda: request_containers(ex.request_key))
         removed = await sweep.sweep_containers(client, say=lambda _: None)
-        assert left.container_name in removed
+        assert left.container.name in removed
         assert request_containers(ex.request_key) == []
     finally:
         await ex.close()

@@ -70,22 +70,18 @@ class DockerExecutor:
         data: Path,
         network_step: str | None = None,
     ) -> None:
-        self.settings = settings
-        self.workspace = workspace
-        self.request_key = request_key
         self.data = data
         self.journal = runs_root(data, request_key)
         self.streams = streams_root(data, request_key)
-        self.network_step = network_step
+        # The container holds what a step runs with: settings, workspace, request and network step.
         self.container = Container(settings, workspace, request_key, self.streams, network_step)
-        self.container_name = self.container.name
 
     # --- the step --------------------------------------------------------------------------------
 
     async def run(
         self, command: str, run_dir: Path, timeout_s: int, output_cap: int, *, network: bool = False
     ) -> CommandOutcome:
-        if network and self.network_step is None:
+        if network and self.container.network_step is None:
             return await self._run_networked(command, run_dir, timeout_s, output_cap)
         done = recorded_outcome(run_dir)
         if done:
@@ -110,7 +106,8 @@ class DockerExecutor:
     async def _run_networked(self, command: str, run_dir: Path, timeout_s: int, output_cap: int) -> CommandOutcome:
         """The step in a container of its own on ``executor.network``, through the same journal: a
         retried attempt makes the same executor (same name), so it adopts a step that started."""
-        step = DockerExecutor(self.settings, self.workspace, self.request_key, self.data, network_step=run_dir.name)
+        box = self.container
+        step = DockerExecutor(box.settings, box.workspace, box.request_key, self.data, network_step=run_dir.name)
         try:
             return await step.run(command, run_dir, timeout_s, output_cap)
         finally:
@@ -131,7 +128,7 @@ class DockerExecutor:
         stream = self._stream(run_dir)
         shutil.rmtree(stream, ignore_errors=True)  # whatever an earlier step left there
         stream.mkdir(parents=True)
-        hand_over(stream, self.workspace)  # the step's wrapper, run as the workspace owner, writes here
+        hand_over(stream, self.container.workspace)  # the step's wrapper, run as the workspace owner, writes here
 
     def _stream(self, run_dir: Path) -> Path:
         return self.streams / run_dir.name

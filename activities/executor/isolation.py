@@ -16,8 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from activities.executor.base import runs_root
-from activities.executor.container_spec import container_name
 from activities.executor.docker import DockerExecutor
 from activities.executor.docker_client import docker_client, preflight
 from models.config import ExecutorSettings
@@ -58,15 +56,12 @@ class _Probe:
         self.secret = root / "host-only.txt"
         self.marker = uuid.uuid4().hex
         self.secret.write_text(self.marker)
-        self.data = root / "data"
-        self.executor = DockerExecutor(settings, self.workspace, f"iter-check.{self.marker}", self.data)
+        self.executor = DockerExecutor(settings, self.workspace, f"iter-check.{self.marker}", root / "data")
         self.n = 0
 
     async def sh(self, command: str, timeout_s: int = PROBE_TIMEOUT_S) -> tuple[int | None, str, bool]:
         self.n += 1
-        out = await self.executor.run(
-            command, runs_root(self.data, self.executor.request_key) / str(self.n), timeout_s, 64_000
-        )
+        out = await self.executor.run(command, self.executor.journal / str(self.n), timeout_s, 64_000)
         return out.exit_code, out.output.strip(), out.timed_out
 
 
@@ -183,7 +178,7 @@ async def _timeout_kills_children(p: _Probe) -> Check:
 
 
 def _limits(settings: ExecutorSettings, p: _Probe) -> Check:
-    attrs = docker_client().api.inspect_container(container_name(p.executor.request_key))
+    attrs = docker_client().api.inspect_container(p.executor.container.name)
     host = attrs["HostConfig"]
     want = {
         "NetworkMode": "none",
