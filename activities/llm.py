@@ -10,6 +10,7 @@ from collections.abc import Awaitable
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import HEARTBEAT_EVERY_S
 from activities.live import LivePublisher
 from activities.llm_client import ModelError, StreamResult, stream_chat
 from activities.redact import redact
@@ -18,7 +19,6 @@ from models.events import ModelEnded, ModelFailed, ModelStarted
 from models.request import ModelCallInput, ModelCallOutput, ModelUsage
 from models.schemas import json_schema
 
-HEARTBEAT_EVERY_S = 2.0
 LOUD_ATTEMPTS = 3
 
 
