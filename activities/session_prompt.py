@@ -18,9 +18,10 @@ from pathlib import Path
 from temporalio import activity
 
 from activities.reads import read_capped
+from models.clip import clip_middle
 from models.session import SessionPlan
 from models.session_io import SessionPromptInput, SessionPromptOutput
-from models.session_text import cut, render_history, render_lines, render_notes, render_tasks
+from models.session_text import render_history, render_lines, render_notes, render_tasks
 
 CHARS_PER_TOKEN = 4
 SPEC_CAP = 200_000  # the spec is cut to its share of the prompt later; this only bounds the read
@@ -78,22 +79,22 @@ def build(inp: SessionPromptInput) -> SessionPromptOutput:
     values = {
         "session": inp.session,
         "iteration": str(inp.iteration),
-        "spec": cut(spec, share["spec"]),
+        "spec": clip_middle(spec, share["spec"]),
         "tasks": render_tasks(inp.tasks, share["tasks"]),
         "notes": render_notes(inp.notes, share["notes"]),
         "history": history,
         "hooks": render_lines(inp.hook_output, share["hooks"]) or "(none)",
         "messages": render_lines(inp.messages, share["messages"]) or "(none)",
-        "extra": cut(inp.extra, share["extra"]) or "(none)",
+        "extra": clip_middle(inp.extra, share["extra"]) or "(none)",
     }
     user = render(template, values)
     if inp.pre_hook_output:
-        user = "Output of the pre_iteration hooks:\n" + cut(inp.pre_hook_output, share["hooks"]) + "\n\n" + user
+        user = "Output of the pre_iteration hooks:\n" + clip_middle(inp.pre_hook_output, share["hooks"]) + "\n\n" + user
     if "hooks" not in used and inp.hook_output:
         user += "\n\nOutput of hooks since the last iteration:\n" + values["hooks"]
     if "messages" not in used and inp.messages:
         user += "\n\nMessages from the user:\n" + values["messages"]
-    user = cut(user, inp.budget_chars)
+    user = clip_middle(user, inp.budget_chars)
     system = system_prompt()
     return SessionPromptOutput(system=system, user=user, approx_tokens=(len(system) + len(user)) // CHARS_PER_TOKEN)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from models.clip import MARKER_ROOM, clip_middle
 from models.request import ModelCallOutput
 
 
@@ -15,7 +16,4 @@ REPAIR_ECHO_CHARS = 8_000  # how much of an invalid answer goes back to the mode
 
 
 def echo(answer: str) -> str:
-    if len(answer) <= REPAIR_ECHO_CHARS:
-        return answer
-    half = REPAIR_ECHO_CHARS // 2
-    return f"{answer[:half]}\n[... {len(answer) - 2 * half} characters cut ...]\n{answer[-half:]}"
+    return clip_middle(answer, REPAIR_ECHO_CHARS + MARKER_ROOM)

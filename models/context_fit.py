@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from models.clip import MARKER_ROOM, clip_middle
+
 # Code and JSON tokenize at about 3 characters per token (English prose nearer 4): estimating
 # with 3 errs on the side of fitting.
 CHARS_PER_TOKEN = 3
@@ -62,14 +64,7 @@ class Fitted:
 
 
 def _shorten(message: dict[str, str]) -> dict[str, str]:
-    text = message["content"]
-    if len(text) <= ECHO_KEEP_CHARS:
-        return message
-    half = ECHO_KEEP_CHARS // 2
-    return {
-        **message,
-        "content": f"{text[:half]}\n[... {len(text) - ECHO_KEEP_CHARS} characters left out ...]\n{text[-half:]}",
-    }
+    return {**message, "content": clip_middle(message["content"], ECHO_KEEP_CHARS + MARKER_ROOM)}
 
 
 def fit(messages: list[dict[str, str]], window: int, max_tokens: int, min_answer: int) -> Fitted:

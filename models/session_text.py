@@ -5,17 +5,8 @@ from __future__ import annotations
 
 from typing import get_args
 
+from models.clip import clip_middle
 from models.session import NOTE_TYPES, TASK_STATUSES, IterationOutcome, IterationSummary, Note, Task, next_task
-
-
-def cut(text: str, limit: int) -> str:
-    """Head and tail of ``text`` within ``limit`` characters, saying how much was cut."""
-    if len(text) <= limit:
-        return text
-    if limit < 80:
-        return text[: max(limit, 0)]
-    half = (limit - 40) // 2
-    return f"{text[:half]}\n[... {len(text) - 2 * half} characters cut ...]\n{text[-half:]}"
 
 
 def _fill(lines: list[str], limit: int) -> tuple[list[str], int]:
@@ -54,7 +45,7 @@ def render_tasks(tasks: list[Task], limit: int) -> str:
     lines += shown_done
     if cut_done:
         lines.append(f"[... {cut_done} older finished tasks not shown ...]")
-    return cut("\n".join(lines), limit)
+    return clip_middle("\n".join(lines), limit)
 
 
 def render_notes(notes: list[Note], limit: int) -> str:
@@ -70,7 +61,7 @@ def render_notes(notes: list[Note], limit: int) -> str:
             f"{sum(n.type == t for n in older)} {t}" for t in NOTE_TYPES if any(n.type == t for n in older)
         )
         out.insert(0, f"[{dropped} older notes not shown: {by_type}]")
-    return cut("\n".join(out), limit)
+    return clip_middle("\n".join(out), limit)
 
 
 def render_history(summaries: list[IterationSummary], dropped_before: int, limit: int) -> str:
@@ -94,7 +85,7 @@ def render_history(summaries: list[IterationSummary], dropped_before: int, limit
         out.insert(
             0, f"[{dropped + dropped_before} earlier entries not shown" + (f": {outcomes}" if outcomes else "") + "]"
         )
-    return cut("\n".join(out), limit)
+    return clip_middle("\n".join(out), limit)
 
 
 def render_lines(items: list[str], limit: int) -> str:
@@ -102,7 +93,7 @@ def render_lines(items: list[str], limit: int) -> str:
     if not items:
         return ""
     share = max(limit // max(len(items), 1), 200)
-    kept, dropped = _fill([cut(x, share) for x in reversed(items)], limit)
+    kept, dropped = _fill([clip_middle(x, share) for x in reversed(items)], limit)
     out = list(reversed(kept))
     if dropped:
         out.insert(0, f"[{dropped} older entries not shown]")
