@@ -15,6 +15,7 @@ from models.project import Project
 from models.request import PromptInput, PromptOutput
 
 CHARTERS = Path(__file__).parent / "charters"
+CHARTER_FILE = Path(".iter") / "charter.md"
 CHARTER_CAP = 64_000
 CHARS_PER_TOKEN = 4  # a rough, model-independent estimate; the model's own count is recorded later
 
@@ -42,7 +43,7 @@ def charter_for(project: Project, workspace: Path, override: str = "") -> str:
     """The user's own charter (``.iter/charter.md``) wins over the built-in one for the stack."""
     if override:
         return override
-    own = read_capped(workspace, ".iter/charter.md", CHARTER_CAP)
+    own = read_capped(workspace, str(CHARTER_FILE), CHARTER_CAP)
     if own is not None:
         return own
     builtin = CHARTERS / f"{project.stack}.md"
@@ -73,10 +74,8 @@ def answer_shape(files: list[tuple[str, str]], tests: str) -> str:
     command, with ``<...>`` where the code goes. A worked example with real code gets copied whole
     by a small model (Qwen 0.5B answered a calc.py example, file and all, to every exercise); a
     copied ``<...>`` is placeholder text, which the gate blocks and says so."""
-    target, action = next(
-        ((rel, how) for rel, how in files if not _TEST_NAME.search(rel)),
-        files[0] if files else ("the file to change", "create"),
-    )
+    code = [(rel, how) for rel, how in files if not _TEST_NAME.search(rel)]
+    target, action = (code or files or [("the file to change", "create")])[0]  # a code file before a test
     content = f"<your edit blocks for {target} here>" if action == "edit" else f"<your whole new {target} here>"
     shape = {
         "summary": "<one line: what the change does>",

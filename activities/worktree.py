@@ -33,7 +33,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.git import DEFAULT_IDENTITY, GitError, commit_paths, git, toplevel
 from activities.heartbeat import heartbeating
+from activities.hooks import HOOKS_FILE
 from activities.landing import apply_plan, changed_paths, load_plan, plan_landing, save_plan, write_change
+from activities.prompt import CHARTER_FILE
 from models.config import ApplyMode, Settings, data_dir
 from models.worktree import (
     BASE_REF_PREFIX,
@@ -48,6 +50,7 @@ from models.worktree import (
     branch_for,
     ref_name,
 )
+from policy.config import POLICY_FILE
 
 EXCLUDES = [f":(exclude,glob){pattern}" for p in MACHINE_STATE for pattern in (f"**/{p}", f"**/{p}/**")]
 LOCK_POLL_S = 0.05
@@ -164,7 +167,7 @@ async def earlier_run(origin: Path, item: str) -> str | None:
     return _earlier_run(item) if await repo.sha(f"refs/heads/{branch_for(item)}") else None
 
 
-PROJECT_CONFIG = ("policy.yaml", "hooks.yml", "charter.md")  # .iter/ files the request's review and hooks read
+PROJECT_CONFIG = (POLICY_FILE, HOOKS_FILE, CHARTER_FILE)  # what the request's review, hooks and prompt read
 
 
 def _carry_project_config(origin: Path, path: Path) -> None:
@@ -174,7 +177,7 @@ def _carry_project_config(origin: Path, path: Path) -> None:
     if (origin / ".iter").is_symlink() or (path / ".iter").is_symlink():
         return  # a folder of iter's that points elsewhere is no project's config, and no place to write
     for name in PROJECT_CONFIG:
-        src, dst = origin / ".iter" / name, path / ".iter" / name
+        src, dst = origin / name, path / name
         if src.is_file() and not src.is_symlink() and not dst.exists():
             dst.parent.mkdir(exist_ok=True)
             shutil.copyfile(src, dst)
@@ -210,15 +213,15 @@ async def prepare(inp: PrepareInput) -> Sandbox:
         base = await _checkout_commit(repo, inp.item)
         await repo.run("update-ref", base_ref, base)
         await repo.run("worktree", "add", "-q", "-b", branch, str(root), base)
-    rel = os.path.relpath(origin.resolve(), repo.top.resolve())
-    _carry_project_config(origin, root if rel == "." else root / rel)
+    path = root / os.path.relpath(origin.resolve(), repo.top.resolve())  # the project's folder in it
+    _carry_project_config(origin, path)
     owner = _owner(origin)
     if owner:
         _chown_tree(root, owner)
     sandbox = Sandbox(
         kind=repo.kind,
         origin=str(origin),
-        path=str(root if rel == "." else root / rel),
+        path=str(path),
         root=str(root),
         git_dir=str(repo.git_dir),
         origin_top=str(repo.top),
