@@ -52,6 +52,8 @@ GOOD_PLAN = r.plan(
     r.write("s2", "tests/test_mul.py", r.MULTIPLY_TEST),
     r.verify("s3"),
 )
+# A test of a function not written yet: the check fails until a fix adds it.
+TEST_FIRST_PLAN = r.plan(r.write("s1", "tests/test_mul.py", r.MULTIPLY_TEST), r.verify("s2"))
 
 Scenario = Callable[[Client, Settings, Path, FakeModel], Awaitable[WorkflowHandle[Any, Any]]]
 
@@ -99,8 +101,7 @@ async def request_pass(client: Client, settings: Settings, ws: Path, fake: FakeM
 async def request_fail_then_fixed(
     client: Client, settings: Settings, ws: Path, fake: FakeModel
 ) -> WorkflowHandle[Any, Any]:
-    broken = "from calc.ops import multiply\n\n\ndef test_multiply() -> None:\n    assert multiply(3, 4) == 12\n"
-    fake.default("plan", r.plan(r.write("s1", "tests/test_mul.py", broken), r.verify("s2")))
+    fake.default("plan", TEST_FIRST_PLAN)
     fake.default("safety_review", r.safety_pass())
     fake.script("post_review", r.post_fail(r.write("add", "src/calc/ops.py", r.MULTIPLY, "append")), r.post_pass())
     return await start_request(client, settings, ws)
@@ -110,10 +111,9 @@ async def request_fail_fixed_by_the_coder(
     client: Client, settings: Settings, ws: Path, fake: FakeModel
 ) -> WorkflowHandle[Any, Any]:
     """FAIL without fix steps: the coder writes the fix (workflow.patched 'coder-writes-missing-fixes')."""
-    broken = "from calc.ops import multiply\n\n\ndef test_multiply() -> None:\n    assert multiply(3, 4) == 12\n"
     fake.script(
         "plan",
-        r.plan(r.write("s1", "tests/test_mul.py", broken), r.verify("s2")),
+        TEST_FIRST_PLAN,
         r.plan(r.write("add", "src/calc/ops.py", r.MULTIPLY, "append"), r.verify("check")),
     )
     fake.default("safety_review", r.safety_pass())

@@ -45,8 +45,7 @@ async def test_pass_first_time_applies_the_plan(
 async def test_fail_then_fixed_injects_fix_under_failing_step_once(
     client: Client, settings: Settings, workspace: Path, fake: FakeModel
 ) -> None:
-    broken = "from calc.ops import multiply\n\n\ndef test_multiply() -> None:\n    assert multiply(3, 4) == 12\n"
-    fake.script("plan", r.plan(r.write("s1", "tests/test_mul.py", broken), r.verify("s2")))
+    fake.script("plan", r.plan(r.write("s1", "tests/test_mul.py", r.MULTIPLY_TEST), r.verify("s2")))
     fake.script("safety_review", r.safety_pass(), r.safety_pass())
     fix = r.write("add", "src/calc/ops.py", r.MULTIPLY, "append")
     fake.script("post_review", r.post_fail(fix), r.post_pass())
