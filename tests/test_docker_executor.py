@@ -170,7 +170,7 @@ async def test_timeout_kills_the_step_and_its_children(executor: Executor, ws: P
 
 @pytest.mark.docker
 async def test_cancelled_step_is_killed(executor: Executor, ws: Path) -> None:
-    run_dir = runs_root(ws.parent / "data", executor.container.request_key) / "cancelled"  # type: ignore[attr-defined]
+    run_dir = runs_root(ws.parent / "data", executor.request_key) / "cancelled"  # type: ignore[attr-defined]
     task = asyncio.create_task(executor.run("sleep 304", run_dir, 60, 1000))
     for _ in range(100):
         if (executor.streams / run_dir.name / "pid").exists():  # type: ignore[attr-defined]

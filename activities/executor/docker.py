@@ -76,6 +76,14 @@ class DockerExecutor:
         # The container holds what a step runs with: settings, workspace, request and network step.
         self.container = Container(settings, workspace, request_key, self.streams, network_step)
 
+    @property
+    def request_key(self) -> str:
+        return self.container.request_key
+
+    @property
+    def settings(self) -> ExecutorSettings:
+        return self.container.settings
+
     # --- the step --------------------------------------------------------------------------------
 
     async def run(
