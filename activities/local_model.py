@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -26,6 +27,7 @@ import httpx
 
 DEFAULT_CTX = 16384
 START_TIMEOUT_S = 180.0  # loading 491 MB from a cold page cache on a busy 2-core machine
+NO_REPACK = "--no-repack"  # llama-server: the plain CPU kernels, without the repacked (AMX) ones
 MAX_THREADS = 4  # more threads than this only contend on a small machine shared with the worker
 
 
@@ -270,6 +272,7 @@ class LocalServer:
     log_path: Path | None = None
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    _own_session: bool = False
 
     def __post_init__(self) -> None:
         self.port = self.port or free_port()
@@ -322,6 +325,7 @@ class LocalServer:
                 stdin=subprocess.DEVNULL,
                 start_new_session=own_session,
             )
+            self._own_session = own_session
         finally:
             if self.log_path:
                 log.close()  # type: ignore[union-attr]
@@ -333,6 +337,12 @@ class LocalServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if self.proc.returncode == -signal.SIGILL and NO_REPACK not in self.extra_args:
+                    # A CPU that advertises instructions its VM traps (AMX, seen here): the repacked
+                    # weight kernels use them, the plain ones do not. Slower, but it answers.
+                    self.extra_args.append(NO_REPACK)
+                    self.launch(self._own_session)
+                    continue
                 raise LocalModelError(f"llama-server exited with {self.proc.returncode}:\n{self.log_tail()}")
             if self.answers():
                 return True

@@ -72,8 +72,11 @@ def start_background(cfg: Settings, key: str) -> dict[str, object]:
     state: dict[str, object] = {"pid": proc.pid, "port": server.port, "model": model.alias}
     _state_path(cfg).write_text(json.dumps(state))
     if server.answers_within(START_TIMEOUT_S):
+        if server.proc is not proc:  # started again without the kernels this CPU cannot run
+            state["pid"] = server.proc.pid if server.proc else proc.pid
+            _state_path(cfg).write_text(json.dumps(state))
         return state
-    proc.kill()
+    (server.proc or proc).kill()
     raise LocalModelError(f"llama-server did not answer within {START_TIMEOUT_S:.0f} s; see {folder / LOG_FILE}")
 
 
