@@ -28,6 +28,7 @@ import httpx
 DEFAULT_CTX = 16384
 START_TIMEOUT_S = 180.0  # loading 491 MB from a cold page cache on a busy 2-core machine
 NO_REPACK = "--no-repack"  # llama-server: the plain CPU kernels, without the repacked (AMX) ones
+CPU_FAULTS = (-signal.SIGILL, -signal.SIGSEGV)
 MAX_THREADS = 4  # more threads than this only contend on a small machine shared with the worker
 
 
@@ -337,9 +338,10 @@ class LocalServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                if self.proc.returncode == -signal.SIGILL and NO_REPACK not in self.extra_args:
-                    # A CPU that advertises instructions its VM traps (AMX, seen here): the repacked
-                    # weight kernels use them, the plain ones do not. Slower, but it answers.
+                if self.proc.returncode in CPU_FAULTS and NO_REPACK not in self.extra_args:
+                    # A CPU that advertises instructions its VM traps (AMX, seen here as an invalid
+                    # opcode or a protection fault): the repacked weight kernels use them, the
+                    # plain ones do not. Slower, but it answers.
                     self.extra_args.append(NO_REPACK)
                     self.launch(self._own_session)
                     continue
