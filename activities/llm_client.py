@@ -21,9 +21,9 @@ from models.repetition import RepetitionGuard
 # What each phase's answer needs at most, capped by llm.max_tokens: a plan or a fix writes whole
 # files, a safety review is eight short checks. A small model that loses its way runs to this
 # limit, so a limit sized to the phase is also how long a bad answer can cost.
-PHASE_MAX_TOKENS = {"plan": 4096, "session_plan": 4096, "post_review": 3072, "safety_review": 1024}
+PHASE_MAX_TOKENS = {"plan": 4096, "session_plan": 4096, "file": 4096, "post_review": 3072, "safety_review": 1024}
 # The least room for an answer worth asking for; below it the call is refused before it is sent.
-PHASE_MIN_TOKENS = {"plan": 512, "session_plan": 512, "post_review": 384, "safety_review": 256}
+PHASE_MIN_TOKENS = {"plan": 512, "session_plan": 512, "file": 512, "post_review": 384, "safety_review": 256}
 REPETITION = "repetition"  # done_reason of a stream cut off because it repeated a short pattern
 
 
@@ -189,16 +189,17 @@ def build_body(
     model: str,
     messages: list[dict[str, str]],
     schema_name: str,
-    schema: dict[str, Any],
+    schema: dict[str, Any] | None,
     max_tokens: int | None = None,
 ) -> dict[str, Any]:
+    """The request body; ``schema`` None asks for free text (a file's code block)."""
     max_tokens = max_tokens or phase_max_tokens(settings, schema_name)
     if settings.provider == "ollama":
         return {
             "model": model,
             "messages": messages,
             "stream": True,
-            "format": schema,
+            **({"format": schema} if schema is not None else {}),
             # num_ctx always goes out: Ollama's default silently truncates long prompts.
             "options": {
                 "num_ctx": settings.num_ctx,
@@ -206,6 +207,7 @@ def build_body(
                 "num_predict": max_tokens,
             },
         }
+    constrained = {"type": "json_schema", "json_schema": {"name": schema_name, "schema": schema, "strict": True}}
     return {
         "model": model,
         "messages": messages,
@@ -213,10 +215,7 @@ def build_body(
         "stream_options": {"include_usage": True},
         "temperature": settings.temperature,
         "max_tokens": max_tokens,
-        "response_format": {
-            "type": "json_schema",
-            "json_schema": {"name": schema_name, "schema": schema, "strict": True},
-        },
+        **({"response_format": constrained} if schema is not None else {}),
     }
 
 
@@ -261,7 +260,7 @@ async def stream_chat(
     model: str,
     messages: list[dict[str, str]],
     schema_name: str,
-    schema: dict[str, Any],
+    schema: dict[str, Any] | None,
     on_token: OnToken,
     api_key: str = "",
 ) -> StreamResult:

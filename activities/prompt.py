@@ -22,8 +22,9 @@ CHARS_PER_TOKEN = 4  # a rough, model-independent estimate; the model's own coun
 SYSTEM = """You are the coder of iter. You turn one feature request into a plan of steps that a
 machine executes in the project's workspace, inside an isolated container without network.
 Answer with JSON only, matching the schema. Step types:
-- "file": create, modify (give the WHOLE new content), append, or delete a file; paths are
-  relative to the workspace root. A file marked "large" is changed with action "edit" instead:
+- "file": create, modify, append, or delete a file; paths are relative to the workspace root.
+  Leave "content" empty ("") for create, modify and append: you write each file's code next, on
+  its own, as a code block. A file marked "large" is changed with action "edit" instead:
   its content is one or more blocks, each SEARCH text copied exactly from the file, once:
   <<<<<<< SEARCH
   lines as they are now
@@ -76,7 +77,7 @@ def answer_shape(files: list[tuple[str, str]], tests: str) -> str:
     copied ``<...>`` is placeholder text, which the gate blocks and says so."""
     code = [(rel, how) for rel, how in files if not _TEST_NAME.search(rel)]
     target, action = (code or files or [("the file to change", "create")])[0]  # a code file before a test
-    content = f"<your edit blocks for {target} here>" if action == "edit" else f"<your whole new {target} here>"
+    content = f"<your edit blocks for {target} here>" if action == "edit" else ""  # written next, on its own
     shape = {
         "summary": "<one line: what the change does>",
         "steps": [
@@ -121,8 +122,8 @@ def build(inp: PromptInput) -> PromptOutput:
             f"Request {request.id}" + (f" (feature: {feature.name})" if feature else "") + f":\n{request.description}",
             "Acceptance criteria:\n" + criteria,
             (f"The project's test command: {tests}\n" if tests else "")
-            + "Answer with the whole plan: file steps with the complete new content of every file you change, "
-            + "then a verify step"
+            + "Answer with the plan: a file step for every file you change (content left empty: you write "
+            + "each file next), then a verify step"
             + (f" running `{tests}`." if tests else " that checks the change.")
             + "\nThe answer's shape (write what goes in each <...>; add steps as the request needs):\n"
             + answer_shape(actions, tests),

@@ -172,7 +172,7 @@ class WatchApp(App[str]):
             desc = await self.handle.describe()
             self.model.started = desc.start_time
             self.model.closed = desc.close_time
-            state = await self.handle.query("status", rpc_timeout=RPC_TIMEOUT)
+            state = await self.handle.query("progress", rpc_timeout=RPC_TIMEOUT)  # compact: polled
         except RPCError as exc:
             self.model.log.append(f"status: {exc.message}")
             return

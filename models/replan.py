@@ -11,8 +11,8 @@ import json
 from models.plan import Plan, VerifyStep
 
 DIRECT_ASK = (
-    "Answer with one JSON plan: a file step with the complete new content of each file to change, "
-    "then a verify step that runs the tests. Do not repeat the rejected answer."
+    "Answer with one JSON plan: a file step for each file to change (content left empty: you write "
+    "each file next), then a verify step that runs the tests. Do not repeat the rejected answer."
 )
 TEMPERATURE_STEP = 0.35
 MAX_TEMPERATURE = 1.0

@@ -127,7 +127,7 @@ class PromptOutput(BaseModel):
 
 
 Role = Literal["coder", "reviewer"]
-SchemaName = Literal["plan", "safety_review", "post_review", "session_plan"]
+SchemaName = Literal["plan", "safety_review", "post_review", "session_plan", "file"]  # file: a code block, no schema
 
 
 class ChatMessage(BaseModel):

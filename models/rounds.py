@@ -52,6 +52,16 @@ def clashing_ids(fixes: list[Step], tree: list[StepNode]) -> list[str]:
     return [s.id for s in fixes if s.id in taken]
 
 
+def latest_outputs(results: list[StepResult]) -> list[StepResult]:
+    """The results with only each step's last run carrying its output: an earlier run of a step is
+    superseded (the reviewer reads only the last), so its output need not travel again. Every fix
+    round re-runs the checks, and each output is up to ``executor.output_cap_bytes``: sent whole
+    each round, the post review's input grew with the number of rounds."""
+    last = {r.step_id: i for i, r in enumerate(results)}
+    superseded = {i for i, r in enumerate(results) if last[r.step_id] != i and r.output}
+    return [r.model_copy(update={"output": ""}) if i in superseded else r for i, r in enumerate(results)]
+
+
 def checks(tree: list[StepNode]) -> list[VerifyStep]:
     """The plan's own checks, run again in every fix round."""
     return [n.step for n in tree if isinstance(n.step, VerifyStep)]

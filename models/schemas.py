@@ -20,8 +20,12 @@ SCHEMAS: dict[str, type[BaseModel]] = {
 }
 
 
-def json_schema(name: str) -> dict[str, Any]:
-    return SCHEMAS[name].model_json_schema()
+FREE_TEXT = "file"  # a file's code, written as a fenced block (models/writing.py): no schema constrains it
+
+
+def json_schema(name: str) -> dict[str, Any] | None:
+    """The schema that constrains the answer, or None for an answer in free text."""
+    return None if name == FREE_TEXT else SCHEMAS[name].model_json_schema()
 
 
 def parse_answer(name: str, text: str) -> tuple[BaseModel | None, str]:

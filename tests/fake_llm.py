@@ -7,6 +7,7 @@ It stands in for the network edge only: iter's own code runs unchanged against i
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -50,6 +51,10 @@ class FakeModel:
     # to when the text reached a viewer. Off by default: tests need no clock.
     record_sends: bool = False
     sends: list[tuple[float, str]] = field(default_factory=list)
+    # What the plans it answered wrote into each file, by path: asked for a file's code after its
+    # plan (models/writing.py), the fake writes what its plan said, as a model that follows its
+    # own plan does. A test that wants another answer scripts "file".
+    planned: dict[str, str] = field(default_factory=dict)
 
     def sent(self, piece: str) -> None:
         if self.record_sends:
@@ -69,10 +74,26 @@ class FakeModel:
 
     def reply_for(self, schema: str, body: dict[str, Any]) -> Reply:
         answer = self.responders.get(schema)
-        if answer is None:
-            return self.next_reply(schema)
-        reply = answer(body)
-        return reply if isinstance(reply, Reply) else Reply(reply)
+        if answer is not None:
+            got = answer(body)
+            reply = got if isinstance(got, Reply) else Reply(got)
+        elif schema == FILE and not (self.scripts.get(FILE) or FILE in self.defaults):
+            reply = Reply(self.planned.get(_asked_path(body), ""))
+        else:
+            reply = self.next_reply(schema)
+        if schema in ("plan", "session_plan") and reply.status == 200:
+            self._remember(reply)
+        return reply
+
+    def _remember(self, reply: Reply) -> None:
+        try:
+            plan = json.loads(reply.text())
+        except ValueError:
+            return
+        for step in plan.get("steps", []) if isinstance(plan, dict) else []:
+            if isinstance(step, dict) and step.get("type") == "file" and isinstance(step.get("content"), str):
+                with self.lock:
+                    self.planned[str(step.get("path"))] = step["content"]
 
     def next_reply(self, schema: str) -> Reply:
         with self.lock:
@@ -85,10 +106,22 @@ class FakeModel:
         return [r for r in self.received if schema is None or r["_schema"] == schema]
 
 
+FILE = "file"  # a call with no schema: a file's code, after its plan
+
+
 def _schema_name(body: dict[str, Any]) -> str:
     if "format" in body:  # Ollama: the JSON schema itself; iter titles its contracts
         return str(body["format"].get("title", "?"))
+    if "response_format" not in body:
+        return FILE
     return str(body.get("response_format", {}).get("json_schema", {}).get("name", "?"))
+
+
+def _asked_path(body: dict[str, Any]) -> str:
+    """The file a write call asks for: the first `path` in its last message."""
+    text = str((body.get("messages") or [{}])[-1].get("content", ""))
+    match = re.search(r"`([^`\n]+)`", text)
+    return match.group(1) if match else ""
 
 
 def _chunks(text: str, size: int) -> list[str]:

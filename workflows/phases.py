@@ -7,6 +7,7 @@ which steps the last safety review approved for network. Deterministic: no I/O h
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -19,10 +20,10 @@ with workflow.unsafe.imports_passed_through():
     from activities.llm import call_model
     from activities.review import post_review, safety_review
     from activities.worktree import land_workspace, prepare_workspace
-    from models import search
+    from models import rounds, search, writing
     from models.answers import echo, truncated_reason
     from models.config import ApplyMode, Settings
-    from models.plan import FileStep, Step, StepNode, iter_nodes
+    from models.plan import FileStep, Plan, Step, StepNode, iter_nodes
     from models.repetition import repeating_pattern
     from models.request import (
         ChatMessage,
@@ -42,6 +43,9 @@ with workflow.unsafe.imports_passed_through():
     from models.schemas import parse_answer
     from models.worktree import LandInput, LandOutput, PrepareInput, Sandbox
     from workflows import options
+
+
+PlanT = TypeVar("PlanT", bound="Plan")  # a request's plan or a session's (which carries task operations too)
 
 
 class Phases:
@@ -123,6 +127,33 @@ class Phases:
         self._on_usage([out.usage])
         return out
 
+    async def write_files(
+        self, plan: PlanT, messages: list[ChatMessage], repairs: int, say: Callable[[str], None]
+    ) -> PlanT:
+        """Plan, then write (models/writing.py): each file step's code is asked for on its own,
+        after the plan, as a code block. Python that does not parse is asked for again with
+        the error, ``repairs`` times; what the last answer holds then stands (its checks will fail
+        and say why, and the fix loop goes on from there)."""
+        contents: dict[str, str] = {}
+        outline = writing.outline(plan).model_dump_json(exclude_none=True)
+        for step in writing.to_write(plan):
+            conversation = [
+                *messages,
+                ChatMessage(role="assistant", content=outline),
+                ChatMessage(role="user", content=writing.write_ask(step, plan.summary)),
+            ]
+            for attempt in range(repairs + 1):
+                say(f"the coder writes {step.path}" + (f" (repair {attempt})" if attempt else ""))
+                out = await self.ask_model("coder", "file", conversation, f"coder writes {step.path}"[:200])
+                content = writing.written_content(out.text)
+                problem = truncated_reason(out) if out.truncated else writing.syntax_error(step.path, content)
+                if not problem:
+                    break
+                why = f"{step.path} cannot be used: {problem}"
+                conversation = with_repair(conversation, out.text, why, writing.write_ask(step, plan.summary))
+            contents[step.id] = content
+        return writing.filled(plan, contents)
+
     async def review_safety(
         self, description: str, steps: list[Step], guidance: list[str] | None = None
     ) -> SafetyReviewOutput:
@@ -188,7 +219,7 @@ class Phases:
                 request_description=description,
                 criteria=criteria,
                 tree=tree,
-                results=results,
+                results=rounds.latest_outputs(results),  # earlier runs of a step: no output again
                 evidence=evidence or [],
                 touched_paths=sorted({n.step.path for n in iter_nodes(tree) if isinstance(n.step, FileStep)}),
                 settings=self.settings,

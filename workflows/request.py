@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
@@ -23,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from models.events import Finished, MessageQueued, PhaseChanged, post_verdict, safety_verdict
     from models.holds import effective_mode
     from models.plan import Plan, Step, StepNode, iter_nodes, tree_to_json
+    from models.progress import request_progress
     from models.replan import answer_key, changed_temperature, direct_prompt, with_verify
     from models.request import (
         ChatMessage,
@@ -47,10 +49,11 @@ MAX_EVENTS_KEPT = 200  # the state's event log is for people; history keeps ever
 REPAIR_ASK = "Answer again: JSON matching the schema, complete."
 CODER_FIXES_PATCH = "coder-writes-missing-fixes"  # 2026-12-02: a FAIL without fix steps asks the coder
 OVERRULED_PASS_PATCH = "second-overruled-pass-to-the-coder"  # 2026-12-02: told once, PASS again: the coder
+WRITE_PATCH = "plan-then-write"  # 2026-12-07: each file's code is written in an answer of its own
 FIX_OUTPUT_CHARS = 4_000  # of each failed step's output, and of each file's content, shown to the coder
 FIX_ASK = (
-    "Answer with the fix as a plan: file steps with the complete new content of every file you change "
-    "(read the failure: fix the code, not the tests), then the verify step."
+    "Answer with the fix as a plan: a file step for every file you change, content left empty (you write "
+    "each file next; read the failure: fix the code, not the tests), then the verify step."
 )
 
 
@@ -192,6 +195,10 @@ class RequestWorkflow(Controls):
                 if added:
                     self.state.added_verify = added
                     self._note("parse", f"the plan had no verify step: added the project's test command `{added}`")
+                if workflow.patched(WRITE_PATCH):
+                    plan = await self.phases.write_files(
+                        plan, self._messages, self.inp.settings.bounds.max_parse_repairs, self._writing
+                    )
                 self.state.summary = plan.summary
                 return plan
             self.state.parse_repairs += 1
@@ -347,6 +354,9 @@ class RequestWorkflow(Controls):
 
     # --- phase helpers ---------------------------------------------------------------------------
 
+    def _writing(self, message: str) -> None:
+        self._note("stream", message)
+
     def _review_repair(self, why: str) -> bool:
         """Count a reviewer answer iter refused; False once the bound is spent."""
         assert self.inp
@@ -485,3 +495,8 @@ class RequestWorkflow(Controls):
     @workflow.query
     def status(self) -> RequestState:
         return self.state
+
+    @workflow.query
+    def progress(self) -> dict[str, Any]:
+        """Where the request stands, compact (models/progress.py): what viewers poll."""
+        return request_progress(self.state)

@@ -57,6 +57,7 @@ CHARS_PER_TOKEN = 4
 PROMPT_SHARE_OF_CONTEXT = 0.5  # the rest of the context is for the answer and the schema
 MIN_PROMPT_BUDGET = 4000
 REPAIR_ASK = "Answer again: JSON matching the schema."
+WRITE_PATCH = "session-plan-then-write"  # 2026-12-07: each file's code is written in an answer of its own
 
 
 class IterationError(Exception):
@@ -309,6 +310,9 @@ class SessionWorkflow(SessionWork):
             out = await self.phases.ask_model("coder", "session_plan", chat, f"iteration {n}: coder answers")
             parsed, errors = parse_reply("session_plan", out)
             if isinstance(parsed, SessionPlan):
+                if workflow.patched(WRITE_PATCH):
+                    repairs = self.inp.settings.bounds.max_parse_repairs
+                    parsed = await self.phases.write_files(parsed, chat, repairs, lambda m: self._phase("plan", m))
                 st.current.summary = parsed.summary
                 return parsed
             chat = with_repair(chat, out.text, errors, REPAIR_ASK)

@@ -10,7 +10,7 @@ handlers and the process write. Deterministic: no I/O here."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -20,6 +20,7 @@ from workflows.phases import publish
 
 with workflow.unsafe.imports_passed_through():
     from models.events import MessageQueued, NoteAdded, PhaseChanged, TaskChanged
+    from models.progress import session_progress
     from models.session import (
         EVENT_CHARS,
         MAX_EVENTS_KEPT,
@@ -248,6 +249,11 @@ class SessionTools(Controls):
     @workflow.query
     def status(self) -> SessionState:
         return self.state
+
+    @workflow.query
+    def progress(self) -> dict[str, Any]:
+        """Where the session stands, compact (models/progress.py): what viewers poll."""
+        return session_progress(self.state)
 
     @workflow.query
     def task_list(self) -> list[Task]:
