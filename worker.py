@@ -31,7 +31,8 @@ from activities.prompt import build_prompt
 from activities.review import post_review, safety_review
 from activities.session_prompt import render_session_prompt
 from activities.worktree import land_workspace, prepare_workspace
-from models.config import Settings, data_dir, load_settings
+from models.config import Settings, data_dir, load_settings, setting_sources
+from models.ownership import names_model_server
 from models.queues import ROLES, QueueRole, parse_roles, queue_name
 from temporal.client import connect, ensure_search_attributes
 from temporal.code_version import code_fingerprint, record_started_code
@@ -88,12 +89,15 @@ class Workers:
         await asyncio.gather(*(w.shutdown() for w in self.workers))
 
 
-def build_worker(client: Client, settings: Settings, roles: Sequence[QueueRole] = ROLES) -> Workers:
+def build_worker(
+    client: Client, settings: Settings, roles: Sequence[QueueRole] = ROLES, own_endpoint: bool = True
+) -> Workers:
     """Workers for ``roles`` (all by default). ``settings`` are the worker's own: its keys
-    (models/ownership.py) win over what a workflow's input carries."""
+    (models/ownership.py) win over what a workflow's input carries; the model server only when
+    ``own_endpoint`` (its layers name one)."""
     # No secret in a failure message reaches history; a stopping worker leaves steps running;
     # the worker's own settings win over the input's for the keys it owns.
-    interceptors = [RedactFailures(), LeaveOnShutdown(), WorkerOwnsSettings(settings)]
+    interceptors = [RedactFailures(), LeaveOnShutdown(), WorkerOwnsSettings(settings, own_endpoint)]
     workers = []
     for role in roles:
         workers.append(
@@ -157,7 +161,9 @@ async def run_worker(
     if "exec" in roles:  # what runs steps cleans up after the requests that ended while none ran
         await sweep_containers(client, say)
         await sweep_journals(client, data_dir(settings), say)  # and their local steps and journals
-    worker = build_worker(client, settings, roles)
+    # A worker whose environment and iter.yml name no model server serves the one each request
+    # found (the CLI's embedded server, say), not a default address where nothing answers.
+    worker = build_worker(client, settings, roles, own_endpoint=names_model_server(setting_sources()))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -35,6 +35,11 @@ WORKER_KEYS: tuple[str, ...] = (
 read from the worker's environment), the data directory, the executor backend and image, the
 payload store, and its own Temporal connection."""
 
+ENDPOINT_KEYS: tuple[str, ...] = ("llm.provider", "llm.base_url")
+"""The model server. The worker's when its own environment or iter.yml names one; a worker told
+nothing about model servers (the CLI's background worker on a machine with none configured) takes
+the request's, which is the server that CLI found or started (its embedded one)."""
+
 ROLE_KEYS: tuple[str, ...] = ("llm.model", "llm.reviewer_model", "llm.fallback_models")
 """The request's choice of models; the worker's where the request left the default."""
 
@@ -60,12 +65,19 @@ def owner(dotted: str) -> str:
     return "worker" if any(dotted == k or dotted.startswith(k + ".") for k in WORKER_KEYS) else "request"
 
 
-def for_worker(request: Settings, worker: Settings) -> Settings:
-    """The settings an activity works with: the request's, with the worker's own keys."""
+def names_model_server(sources: dict[str, str]) -> bool:
+    """Whether a worker's own layers (``models.config.setting_sources``) name a model server."""
+    return any(key in sources for key in ENDPOINT_KEYS)
+
+
+def for_worker(request: Settings, worker: Settings, own_endpoint: bool = True) -> Settings:
+    """The settings an activity works with: the request's, with the worker's own keys (the model
+    server only when ``own_endpoint``: the worker's layers name one)."""
     data = request.model_dump()
     own = worker.model_dump()
     for key in WORKER_KEYS:
-        _set(data, key, _get_dumped(own, key))
+        if own_endpoint or key not in ENDPOINT_KEYS:
+            _set(data, key, _get_dumped(own, key))
     for key in ROLE_KEYS:
         if _get(request, key) == _get(_DEFAULTS, key):
             _set(data, key, _get_dumped(own, key))

@@ -14,17 +14,22 @@ from models.ownership import for_worker
 
 
 class WorkerOwnsSettings(Interceptor):
-    def __init__(self, own: Settings) -> None:
+    """``own_endpoint``: whether the worker's own layers name a model server (else the request's
+    stands: models/ownership.ENDPOINT_KEYS)."""
+
+    def __init__(self, own: Settings, own_endpoint: bool = True) -> None:
         self.own = own
+        self.own_endpoint = own_endpoint
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
-        return _Inbound(next, self.own)
+        return _Inbound(next, self.own, self.own_endpoint)
 
 
 class _Inbound(ActivityInboundInterceptor):
-    def __init__(self, next: ActivityInboundInterceptor, own: Settings) -> None:
+    def __init__(self, next: ActivityInboundInterceptor, own: Settings, own_endpoint: bool) -> None:
         super().__init__(next)
         self.own = own
+        self.own_endpoint = own_endpoint
 
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         input.args = [self._resolve(arg) for arg in input.args]
@@ -32,7 +37,8 @@ class _Inbound(ActivityInboundInterceptor):
 
     def _resolve(self, arg: Any) -> Any:
         if isinstance(arg, Settings):
-            return for_worker(arg, self.own)
+            return for_worker(arg, self.own, self.own_endpoint)
         if isinstance(arg, BaseModel) and isinstance(getattr(arg, "settings", None), Settings):
-            return arg.model_copy(update={"settings": for_worker(arg.settings, self.own)})  # type: ignore[attr-defined]
+            own = for_worker(arg.settings, self.own, self.own_endpoint)  # type: ignore[attr-defined]
+            return arg.model_copy(update={"settings": own})  # type: ignore[attr-defined]
         return arg

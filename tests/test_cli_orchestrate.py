@@ -53,7 +53,7 @@ def test_orchestrate_streams_and_summarises(workspace: Path, cli_env: dict[str, 
 
     status = json.loads(iter_cmd(workspace, cli_env, "status", "req_01", "--json").stdout)
     assert status["workflow_status"] == "completed" and status["outcome"] == "passed"
-    assert [u["role"] for u in status["usage"]] == ["coder", "reviewer", "reviewer"]
+    assert [u["role"] for u in status["usage"]] == ["coder", "coder", "coder", "reviewer", "reviewer"]
     history = iter_cmd(workspace, cli_env, "history", "req_01").stdout
     for expected in (
         "build_prompt (local)",

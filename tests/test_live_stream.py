@@ -70,13 +70,15 @@ async def test_a_request_streams_its_whole_story(
     starts = [e for e in events if isinstance(e, ModelStarted)]
     assert [(s.role, s.schema_name) for s in starts] == [
         ("coder", "plan"),
+        ("coder", "file"),  # each file of the plan, written on its own
+        ("coder", "file"),
         ("reviewer", "safety_review"),
         ("reviewer", "post_review"),
     ]
     first_call = events[events.index(starts[0]) : events.index(starts[1])]
     text = "".join(e.text for e in first_call if isinstance(e, Tokens))
     assert json.loads(text) == PLAN
-    assert sum(isinstance(e, ModelEnded) for e in events) == 3
+    assert sum(isinstance(e, ModelEnded) for e in events) == 5
     # Steps: started, their output lines while they run, finished.
     assert [e.step_id for e in events if isinstance(e, StepStarted)] == ["s1", "s2", "s3", "s4"]
     lines = [line for e in events if isinstance(e, OutputLines) and e.ref == "r0-s3" for line in e.lines]

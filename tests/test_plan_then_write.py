@@ -49,7 +49,7 @@ def test_created_modified_and_appended_files_are_written_edits_and_deletes_stay(
     )
     assert [s.id for s in writing.to_write(plan)] == ["a", "b"]
     outline = writing.outline(plan)
-    assert [getattr(s, "content", None) for s in outline.steps] == ["", "", None, plan.steps[3].content, None]  # type: ignore[union-attr]
+    assert [getattr(s, "content", None) for s in outline.steps] == ["", "", "", plan.steps[3].content, None]  # type: ignore[union-attr]
     assert "`a.py`" in writing.write_ask(writing.to_write(plan)[0], plan.summary)
 
 
@@ -85,7 +85,8 @@ async def test_the_written_code_lands_not_the_stub_in_the_plan(
 async def test_python_that_does_not_parse_is_asked_for_again_with_the_error(
     client: Client, settings: Settings, workspace: Path, fake: FakeModel
 ) -> None:
-    fake.script("plan", r.plan(r.write("s1", "src/calc/mul.py", ""), r.verify("s2", "python -c 'import calc.mul'")))
+    compiles = r.verify("s2", "python -m py_compile src/calc/mul.py")
+    fake.script("plan", r.plan(r.write("s1", "src/calc/mul.py", ""), compiles))
     fake.script("file", "```python\ndef multiply(a, b):\n```", f"```python\n{CODE}```")
     fake.default("safety_review", r.safety_pass())
     fake.script("post_review", r.post_pass())

@@ -16,7 +16,7 @@ from tests.pipeline import start
 
 pytestmark = pytest.mark.usefixtures("worker")
 
-BIG_FILE = "x = 1\n" * 1500  # 9 KB of content that the plan writes; progress lists the step only
+BIG_FILE = "".join(f"x{i} = {i * 7919 % 100_003}\n" for i in range(700))  # 10 KB: progress lists the step only
 NOISY = "python -c \"print('line of output ' * 2000)\""  # 32 KB of output, twice (the check re-runs)
 
 

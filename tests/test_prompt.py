@@ -1,5 +1,5 @@
-"""The coder's prompt shows the answer's shape on the request's own files, and a copied shape is
-stopped: small models copy a worked example whole (a calc.py example, file and all)."""
+"""The coder's prompt shows the answer's shape on the request's own files, with no code in it to
+copy: small models copy a worked example whole (a calc.py example, file and all)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from activities.prompt import build
+from models import writing
 from models.plan import Plan
 from models.project import FeatureRequest, Project
 from models.request import PromptInput
@@ -48,11 +49,13 @@ def test_a_new_file_gets_create_and_a_large_one_edit(tmp_path: Path) -> None:
     assert step["action"] == "edit" and step["content"] == "<your edit blocks for big.py here>"
 
 
-def test_a_copied_shape_is_blocked_as_placeholder_text(tmp_path: Path) -> None:
+def test_a_copied_shape_is_a_plan_whose_file_is_written_next(tmp_path: Path) -> None:
+    """The shape holds no code to copy: its file step's content is empty, and that file is what
+    the coder is asked to write on its own after the plan (models/writing.py)."""
     (tmp_path / "allergies.py").write_text("class Allergies:\n    pass\n")
     copied = Plan.model_validate(_shape(_prompt(tmp_path, "allergies.py")))
 
-    findings = evaluate_steps(copied.steps, tmp_path, load_policy(tmp_path))
-
-    assert [(f.point, f.step_id) for f in findings] == [(8, "s1")], findings
-    assert "placeholder text instead of code" in findings[0].reason
+    assert [(s.path, s.content) for s in writing.to_write(copied)] == [("allergies.py", "")]
+    written = writing.filled(copied, {"s1": "class Allergies:\n    def __init__(self, score: int) -> None:\n"
+                                              "        self.score = score\n"})
+    assert evaluate_steps(written.steps, tmp_path, load_policy(tmp_path)) == []

@@ -36,7 +36,8 @@ async def test_pass_first_time_applies_the_plan(
     assert (workspace / "src/calc/ops.py").read_text().count("def multiply") == 1
     assert [res.ok for res in state.results] == [True, True, True]
     assert "2 passed" not in state.results[2].output and "3 passed" in state.results[2].output
-    assert [u.role for u in state.usage] == ["coder", "reviewer", "reviewer"]
+    # The plan, then each of its two files written on its own, then the two reviews.
+    assert [u.role for u in state.usage] == ["coder", "coder", "coder", "reviewer", "reviewer"]
     assert all(u.completion_tokens > 0 and u.tokens_per_s > 0 for u in state.usage)
     assert state.safety_verdict == "PASS" and state.verify_verdict == "PASS"
     assert list((Path(settings.data_dir) / "journals").glob("*")) == []  # journals go when the request ends

@@ -112,6 +112,7 @@ async def test_a_reviewer_that_keeps_passing_a_failed_step_never_passes_it(
 
     assert state.outcome == "failed" and state.verify_verdict == "FAIL", state.error
     assert state.fix_rounds == 2 and "verification failed after 2 fix rounds" in state.error
+    assert state.review_repairs == 1  # told once in the whole request: later rounds go to the coder at once
     messages = [e.message for e in state.events]
     assert any(m.startswith("PASS overruled: step s1 failed (exit 3); step s2 was skipped") for m in messages)
     assert any(m.startswith("PASS overruled again: ") for m in messages)

@@ -146,7 +146,7 @@ class Phases:
                 say(f"the coder writes {step.path}" + (f" (repair {attempt})" if attempt else ""))
                 out = await self.ask_model("coder", "file", conversation, f"coder writes {step.path}"[:200])
                 content = writing.written_content(out.text)
-                problem = truncated_reason(out) if out.truncated else writing.syntax_error(step.path, content)
+                problem = cut_short(out) or writing.syntax_error(step.path, content)
                 if not problem:
                     break
                 why = f"{step.path} cannot be used: {problem}"
@@ -246,14 +246,19 @@ class Phases:
 # --- the plan loop's pieces ------------------------------------------------------------------------
 
 
+def cut_short(out: ModelCallOutput) -> str:
+    """Why an answer stopped before its end (stuck repeating itself, or at a limit), or ""."""
+    if out.usage.done_reason == "repetition":
+        return f"the answer got stuck repeating {repeating_pattern(out.text)[:40]!r} and was cut off"
+    return truncated_reason(out) if out.truncated else ""
+
+
 def parse_reply(schema_name: SchemaName, out: ModelCallOutput) -> tuple[BaseModel | None, str]:
     """The parsed answer, or None and the errors; an answer cut off by the length limit is invalid
     even where what arrived happens to parse."""
-    if out.usage.done_reason == "repetition":
-        pattern = repeating_pattern(out.text)[:40]
-        return None, f"the answer got stuck repeating {pattern!r} and was cut off; write the plan itself"
-    if out.truncated:
-        return None, truncated_reason(out)
+    why = cut_short(out)
+    if why:
+        return None, why + ("; write the plan itself" if out.usage.done_reason == "repetition" else "")
     return parse_answer(schema_name, out.text)
 
 

@@ -49,6 +49,10 @@ MAX_EVENTS_KEPT = 200  # the state's event log is for people; history keeps ever
 REPAIR_ASK = "Answer again: JSON matching the schema, complete."
 CODER_FIXES_PATCH = "coder-writes-missing-fixes"  # 2026-12-02: a FAIL without fix steps asks the coder
 OVERRULED_PASS_PATCH = "second-overruled-pass-to-the-coder"  # 2026-12-02: told once, PASS again: the coder
+# 2026-12-07: a reviewer told once (in any round) is not told again: the failure goes to the coder.
+# With the 0.5B reviewer a PASS over the failed check came every round, and telling it each time
+# spent the review-repair bound in three rounds (the embedded-model test ended there, failed).
+OVERRULED_ONCE_PATCH = "overruled-pass-told-once-per-request"
 WRITE_PATCH = "plan-then-write"  # 2026-12-07: each file's code is written in an answer of its own
 FIX_OUTPUT_CHARS = 4_000  # of each failed step's output, and of each file's content, shown to the coder
 FIX_ASK = (
@@ -79,6 +83,7 @@ class RequestWorkflow(Controls):
         self._last_key = ""  # the normalised text of the plan _plan returned last
         self._blocked: set[str] = set()  # answers the safety review blocked
         self._pass_overruled = False  # the reviewer was told this round that its PASS cannot stand
+        self._overruled_before = False  # ... in any round: it is not told again, the coder gets the failure
 
     # --- the process -----------------------------------------------------------------------------
 
@@ -269,7 +274,8 @@ class RequestWorkflow(Controls):
                     return
                 # A rule of the workflow, whatever the reviewer says: no PASS over a failed step.
                 self.state.verify_verdict = "FAIL"
-                if self._pass_overruled and workflow.patched(OVERRULED_PASS_PATCH):
+                told = self._pass_overruled or (self._overruled_before and workflow.patched(OVERRULED_ONCE_PATCH))
+                if told and workflow.patched(OVERRULED_PASS_PATCH):
                     # Told once and it said PASS again: it cannot judge this failure (a small model
                     # repeats its verdict), so the failure goes to the coder as a FAIL without a fix.
                     self._note("verify", f"PASS overruled again: {why}; asking the coder for the fix")
@@ -278,7 +284,7 @@ class RequestWorkflow(Controls):
                     if not self._review_repair(f"PASS overruled: {why}"):
                         self._finish("failed", f"the reviewer said PASS, but {why}, and no later round repaired it")
                         return
-                    self._pass_overruled = True
+                    self._pass_overruled = self._overruled_before = True
                     guidance = [
                         f"Your PASS cannot stand: {why}. A request passes only when every step of its last round "
                         "succeeded. Answer FAIL with fix steps, or INFO_NEEDED."
