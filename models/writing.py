@@ -59,7 +59,7 @@ def write_ask(step: FileStep, summary: str) -> str:
     else:
         what = f"the complete new content of `{step.path}`, every line of the file"
     return (
-        f"Now write {what}, for the plan: {summary}\n"
+        f"Step {step.id}: now write {what}, for the plan: {summary}\n"
         f"Answer with one {fence} code block and nothing else. Real code only: no placeholders, "
         "no '...', nothing left out."
     )

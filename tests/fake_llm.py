@@ -51,9 +51,9 @@ class FakeModel:
     # to when the text reached a viewer. Off by default: tests need no clock.
     record_sends: bool = False
     sends: list[tuple[float, str]] = field(default_factory=list)
-    # What the plans it answered wrote into each file, by path: asked for a file's code after its
-    # plan (models/writing.py), the fake writes what its plan said, as a model that follows its
-    # own plan does. A test that wants another answer scripts "file".
+    # What the plans it answered wrote into each file step, by step id: asked for a file's code
+    # after its plan (models/writing.py), the fake writes what its plan said, as a model that
+    # follows its own plan does. A test that wants another answer scripts "file".
     planned: dict[str, str] = field(default_factory=dict)
 
     def sent(self, piece: str) -> None:
@@ -78,7 +78,7 @@ class FakeModel:
             got = answer(body)
             reply = got if isinstance(got, Reply) else Reply(got)
         elif schema == FILE and not (self.scripts.get(FILE) or FILE in self.defaults):
-            reply = Reply(self.planned.get(_asked_path(body), ""))
+            reply = Reply(self.planned.get(_asked_step(body), ""))
         else:
             reply = self.next_reply(schema)
         if schema in ("plan", "session_plan") and reply.status == 200:
@@ -93,7 +93,7 @@ class FakeModel:
         for step in plan.get("steps", []) if isinstance(plan, dict) else []:
             if isinstance(step, dict) and step.get("type") == "file" and isinstance(step.get("content"), str):
                 with self.lock:
-                    self.planned[str(step.get("path"))] = step["content"]
+                    self.planned[str(step.get("id"))] = step["content"]
 
     def next_reply(self, schema: str) -> Reply:
         with self.lock:
@@ -117,10 +117,10 @@ def _schema_name(body: dict[str, Any]) -> str:
     return str(body.get("response_format", {}).get("json_schema", {}).get("name", "?"))
 
 
-def _asked_path(body: dict[str, Any]) -> str:
-    """The file a write call asks for: the first `path` in its last message."""
+def _asked_step(body: dict[str, Any]) -> str:
+    """The file step a write call asks for: "Step ID: now write ..." in its last message."""
     text = str((body.get("messages") or [{}])[-1].get("content", ""))
-    match = re.search(r"`([^`\n]+)`", text)
+    match = re.search(r"Step ([A-Za-z0-9_-]+): now write", text)
     return match.group(1) if match else ""
 
 
