@@ -195,3 +195,33 @@ def test_docker_compose_file_is_valid(profile: str) -> None:
     for name in ("worker", "worker-llm", "worker-exec"):
         own = services[name]["environment"]
         assert own["ITER_LLM_BASE_URL"] == "http://ollama:11434" and own["ITER_TEMPORAL_ADDRESS"] == "temporal:7233"
+
+
+async def test_a_worker_told_no_model_server_serves_the_one_the_request_found(
+    client: Client,
+    settings: Settings,
+    model_server: FakeModelServer,
+    fake: FakeModel,
+    workspace: Path,
+    tmp_path: Path,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    """The CLI's background worker on a machine with no model server configured: the request
+    carries the server the CLI found or started (its embedded llama-server), and the worker,
+    whose own environment names none, calls that one, not the default localhost:11434."""
+    script(fake)
+    data = tmp_path / "worker-data"
+    data.mkdir()
+    log = data / "worker.log"
+    env = {
+        k: v
+        for k, v in own_env(model_server, settings, data).items()
+        if k not in ("ITER_LLM_PROVIDER", "ITER_LLM_BASE_URL")
+    }
+    processes.append(run_worker(env, log))
+    wait_polling(log, processes[0])
+    found = settings.model_copy(update={"data_dir": str(tmp_path / "cli-data")})  # the fake's endpoint, as resolved
+    handle = await start(client, found, workspace)
+    state = (await handle.result()).state
+    assert state.outcome == "passed", state.error
+    assert state.usage[0].host == f"127.0.0.1:{model_server.port}"
