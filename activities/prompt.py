@@ -10,7 +10,6 @@ from temporalio import activity
 
 from activities.reads import read_capped
 from models.edits import WHOLE_FILE_MAX_BYTES
-from models.plan import Plan
 from models.project import Project
 from models.request import PromptInput, PromptOutput
 
@@ -21,7 +20,8 @@ CHARS_PER_TOKEN = 4  # a rough, model-independent estimate; the model's own coun
 
 SYSTEM = """You are the coder of iter. You turn one feature request into a plan of steps that a
 machine executes in the project's workspace, inside an isolated container without network.
-Answer with JSON only, matching the schema. Step types:
+Answer with JSON only (the server holds your answer to the plan's schema; the shape at the end
+of the request shows it). Step types:
 - "file": create, modify, append, or delete a file; paths are relative to the workspace root.
   Leave "content" empty ("") for create, modify and append: you write each file's code next, on
   its own, as a code block. A file marked "large" is changed with action "edit" instead:
@@ -117,7 +117,6 @@ def build(inp: PromptInput) -> PromptOutput:
         [
             project_state(project, inp.request_id),
             "Coding standards:\n" + charter_for(project, workspace, inp.charter),
-            "Answer schema:\n" + json.dumps(Plan.model_json_schema()),
             "Files (current contents):\n" + ("\n".join(sections) or "(none selected)"),
             f"Request {request.id}" + (f" (feature: {feature.name})" if feature else "") + f":\n{request.description}",
             "Acceptance criteria:\n" + criteria,
