@@ -51,10 +51,10 @@ class FakeModel:
     # to when the text reached a viewer. Off by default: tests need no clock.
     record_sends: bool = False
     sends: list[tuple[float, str]] = field(default_factory=list)
-    # What the plans it answered wrote into each file step, by step id: asked for a file's code
+    # What the plans it answered wrote into each file step, by request and step id: asked for a file's code
     # after its plan (models/writing.py), the fake writes what its plan said, as a model that
     # follows its own plan does. A test that wants another answer scripts "file".
-    planned: dict[str, str] = field(default_factory=dict)
+    planned: dict[tuple[str, str], str] = field(default_factory=dict)  # (conversation, step id) -> content
 
     def sent(self, piece: str) -> None:
         if self.record_sends:
@@ -78,14 +78,14 @@ class FakeModel:
             got = answer(body)
             reply = got if isinstance(got, Reply) else Reply(got)
         elif schema == FILE and not (self.scripts.get(FILE) or FILE in self.defaults):
-            reply = Reply(self.planned.get(_asked_step(body), ""))
+            reply = Reply(self.planned.get((_conversation(body), _asked_step(body)), ""))
         else:
             reply = self.next_reply(schema)
         if schema in ("plan", "session_plan") and reply.status == 200:
-            self._remember(reply)
+            self._remember(_conversation(body), reply)
         return reply
 
-    def _remember(self, reply: Reply) -> None:
+    def _remember(self, conversation: str, reply: Reply) -> None:
         try:
             plan = json.loads(reply.text())
         except ValueError:
@@ -93,7 +93,7 @@ class FakeModel:
         for step in plan.get("steps", []) if isinstance(plan, dict) else []:
             if isinstance(step, dict) and step.get("type") == "file" and isinstance(step.get("content"), str):
                 with self.lock:
-                    self.planned[str(step.get("id"))] = step["content"]
+                    self.planned[(conversation, str(step.get("id")))] = step["content"]
 
     def next_reply(self, schema: str) -> Reply:
         with self.lock:
@@ -115,6 +115,12 @@ def _schema_name(body: dict[str, Any]) -> str:
     if "response_format" not in body:
         return FILE
     return str(body.get("response_format", {}).get("json_schema", {}).get("name", "?"))
+
+
+def _conversation(body: dict[str, Any]) -> str:
+    """Which request a call belongs to: its first two messages (the system prompt and the request),
+    which a plan and the write calls after it share. Requests running at once stay apart."""
+    return json.dumps((body.get("messages") or [])[:2], sort_keys=True)
 
 
 def _asked_step(body: dict[str, Any]) -> str:
