@@ -30,6 +30,12 @@ START_TIMEOUT_S = 180.0  # loading 491 MB from a cold page cache on a busy 2-cor
 NO_REPACK = "--no-repack"  # llama-server: the plain CPU kernels, without the repacked (AMX) ones
 CPU_FAULTS = (-signal.SIGILL, -signal.SIGSEGV)
 MAX_THREADS = 4  # more threads than this only contend on a small machine shared with the worker
+# One slot per kind of prompt a request sends: the coder's conversation, the safety review, the
+# post review. llama-server keeps each slot's last prompt cached and sends a request to the slot
+# whose prompt it shares most of (--slot-prompt-similarity), so a fix round re-reads only what is
+# new in the coder's conversation. With one slot the three kinds evicted each other and every call
+# read its whole prompt again: on 2 CPUs that is 60-100 tokens/s, 25-40 s for a coder prompt.
+PROMPT_SLOTS = 3
 
 
 class LocalModelError(Exception):
@@ -267,9 +273,9 @@ class LocalServer:
     model_path: Path
     alias: str
     port: int = 0  # 0: a free port
-    ctx: int = DEFAULT_CTX
+    ctx: int = DEFAULT_CTX * PROMPT_SLOTS
     threads: int = 0  # 0: default_threads()
-    parallel: int = 1  # slots; each gets ctx / parallel tokens of context
+    parallel: int = PROMPT_SLOTS  # slots; each gets ctx / parallel tokens of context
     log_path: Path | None = None
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
@@ -382,9 +388,9 @@ def start_server(
     *,
     data_dir: Path,
     port: int = 0,
-    ctx: int = DEFAULT_CTX,
+    ctx: int = DEFAULT_CTX * PROMPT_SLOTS,
     threads: int = 0,
-    parallel: int = 1,
+    parallel: int = PROMPT_SLOTS,
     log_path: Path | None = None,
 ) -> LocalServer:
     """Assemble the model if needed, start llama-server for it, and return once it answers."""

@@ -433,8 +433,9 @@ def main() -> None:
             server = local_model.start_server(
                 model.key,
                 data_dir=data_dir(load_settings()),
-                ctx=local_model.DEFAULT_CTX * opts.jobs,  # each slot gets the full 16384
-                parallel=opts.jobs,
+                # Each exercise at once gets its slots (the coder's, each review's), each slot 16384.
+                ctx=local_model.DEFAULT_CTX * opts.jobs * local_model.PROMPT_SLOTS,
+                parallel=opts.jobs * local_model.PROMPT_SLOTS,
                 log_path=root / "llama-server.log",
             )
             base_url = server.base_url
