@@ -85,6 +85,14 @@ def run_worker(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[b
         return subprocess.Popen([ITER, "worker", *args], cwd=log.parent, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
+def started_worker(env: dict[str, str], folder: Path, processes: list[subprocess.Popen[bytes]], *args: str) -> None:
+    """An ``iter worker`` with ``env`` and its log in ``folder``, polling before this returns."""
+    folder.mkdir()
+    log = folder / "worker.log"
+    processes.append(run_worker(env, log, *args))
+    wait_polling(log, processes[-1])
+
+
 def wait_polling(log: Path, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + WORKER_START_S
     while "polling task queue" not in log.read_text():
@@ -104,10 +112,7 @@ async def test_a_worker_with_only_its_own_environment_runs_a_request(
 ) -> None:
     script(fake)
     data = tmp_path / "worker-data"
-    data.mkdir()
-    log = data / "worker.log"
-    processes.append(run_worker(own_env(model_server, settings, data), log))
-    wait_polling(log, processes[0])
+    started_worker(own_env(model_server, settings, data), data, processes)
     handle = await start(client, frozen_elsewhere(settings, tmp_path), workspace)
     state = (await handle.result()).state
     assert state.outcome == "passed", state.error
@@ -211,15 +216,9 @@ async def test_a_worker_told_no_model_server_serves_the_one_the_request_found(
     whose own environment names none, calls that one, not the default localhost:11434."""
     script(fake)
     data = tmp_path / "worker-data"
-    data.mkdir()
-    log = data / "worker.log"
-    env = {
-        k: v
-        for k, v in own_env(model_server, settings, data).items()
-        if k not in ("ITER_LLM_PROVIDER", "ITER_LLM_BASE_URL")
-    }
-    processes.append(run_worker(env, log))
-    wait_polling(log, processes[0])
+    named = own_env(model_server, settings, data)
+    told_nothing = {k: v for k, v in named.items() if k not in ("ITER_LLM_PROVIDER", "ITER_LLM_BASE_URL")}
+    started_worker(told_nothing, data, processes)
     found = settings.model_copy(update={"data_dir": str(tmp_path / "cli-data")})  # the fake's endpoint, as resolved
     handle = await start(client, found, workspace)
     state = (await handle.result()).state
