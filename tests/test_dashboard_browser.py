@@ -103,7 +103,7 @@ async def test_a_running_request_is_shown_live_and_steered_from_the_page(
     await expect(page.locator("#live")).to_contain_text('"summary": "Add multiply to calc.ops', timeout=UI_TIMEOUT_MS)
     await expect(page.locator('#tree li[data-step="s2"] .mark.run')).to_be_visible(timeout=UI_TIMEOUT_MS)
     await expect(page.locator("#live")).to_contain_text("building", timeout=UI_TIMEOUT_MS)
-    await expect(page.locator("#usage tbody tr")).to_have_count(2, timeout=UI_TIMEOUT_MS)  # coder, reviewer
+    await expect(page.locator("#usage tbody tr")).to_have_count(3, timeout=UI_TIMEOUT_MS)  # plan, its file, safety review
     assert "Add multiply" in await text_of(page, "#wf-summary")
     shot = os.environ.get("ITER_DASHBOARD_SCREENSHOT")
     await page.screenshot(path=shot or str(workspace.parent / "dashboard.png"), full_page=True)
@@ -124,7 +124,7 @@ async def test_a_running_request_is_shown_live_and_steered_from_the_page(
     await expect(page.locator("#wf-status")).to_have_text("completed", timeout=UI_TIMEOUT_MS)
     await expect(page.locator("#tree .mark.ok")).to_have_count(3)
     await expect(page.locator("#criteria li .mark.ok")).to_have_count(1)
-    await expect(page.locator("#usage tbody tr")).to_have_count(3)
+    await expect(page.locator("#usage tbody tr")).to_have_count(4)  # the plan, its file, the two reviews
     assert "keep multiply next to add" in fake.calls("post_review")[0]["messages"][1]["content"]
     await page.locator('#tree li[data-step="s2"] summary').click()
     assert "built" in await text_of(page, '#tree li[data-step="s2"] pre')
