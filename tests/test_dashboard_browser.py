@@ -103,7 +103,7 @@ async def test_a_running_request_is_shown_live_and_steered_from_the_page(
     await expect(page.locator("#live")).to_contain_text('"summary": "Add multiply to calc.ops', timeout=UI_TIMEOUT_MS)
     await expect(page.locator('#tree li[data-step="s2"] .mark.run')).to_be_visible(timeout=UI_TIMEOUT_MS)
     await expect(page.locator("#live")).to_contain_text("building", timeout=UI_TIMEOUT_MS)
-    await expect(page.locator("#usage tbody tr")).to_have_count(3, timeout=UI_TIMEOUT_MS)  # plan, its file, safety review
+    await expect(page.locator("#usage tbody tr")).to_have_count(3, timeout=UI_TIMEOUT_MS)  # plan, file, safety
     assert "Add multiply" in await text_of(page, "#wf-summary")
     shot = os.environ.get("ITER_DASHBOARD_SCREENSHOT")
     await page.screenshot(path=shot or str(workspace.parent / "dashboard.png"), full_page=True)
