@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from models.plan import FileStep, Plan, Step
 
-PlanT = TypeVar("PlanT", bound=Plan)
+PlanT = TypeVar("PlanT", bound=Plan)  # a request's plan or a session's (which carries task operations too)
 
 WRITTEN_ACTIONS = ("create", "modify", "append")  # edit blocks and deletes stay in the plan
 FENCE = re.compile(r"^```[^\n`]*\n(.*?)^```[ \t]*$", re.S | re.M)

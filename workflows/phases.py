@@ -7,7 +7,6 @@ which steps the last safety review approved for network. Deterministic: no I/O h
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -23,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from models import rounds, search, writing
     from models.answers import echo, truncated_reason
     from models.config import ApplyMode, Settings
-    from models.plan import FileStep, Plan, Step, StepNode, iter_nodes
+    from models.plan import FileStep, Step, StepNode, iter_nodes
     from models.repetition import repeating_pattern
     from models.request import (
         ChatMessage,
@@ -43,9 +42,6 @@ with workflow.unsafe.imports_passed_through():
     from models.schemas import parse_answer
     from models.worktree import LandInput, LandOutput, PrepareInput, Sandbox
     from workflows import options
-
-
-PlanT = TypeVar("PlanT", bound="Plan")  # a request's plan or a session's (which carries task operations too)
 
 
 class Phases:
@@ -128,8 +124,8 @@ class Phases:
         return out
 
     async def write_files(
-        self, plan: PlanT, messages: list[ChatMessage], repairs: int, say: Callable[[str], None]
-    ) -> PlanT:
+        self, plan: writing.PlanT, messages: list[ChatMessage], repairs: int, say: Callable[[str], None]
+    ) -> writing.PlanT:
         """Plan, then write (models/writing.py): each file step's code is asked for on its own,
         after the plan, as a code block. Python that does not parse is asked for again with
         the error, ``repairs`` times; what the last answer holds then stands (its checks will fail

@@ -49,9 +49,7 @@ MAX_EVENTS_KEPT = 200  # the state's event log is for people; history keeps ever
 REPAIR_ASK = "Answer again: JSON matching the schema, complete."
 CODER_FIXES_PATCH = "coder-writes-missing-fixes"  # 2026-12-02: a FAIL without fix steps asks the coder
 OVERRULED_PASS_PATCH = "second-overruled-pass-to-the-coder"  # 2026-12-02: told once, PASS again: the coder
-# 2026-12-07: a reviewer told once (in any round) is not told again: the failure goes to the coder.
-# With the 0.5B reviewer a PASS over the failed check came every round, and telling it each time
-# spent the review-repair bound in three rounds (the embedded-model test ended there, failed).
+# 2026-12-07: told once in any round, a reviewer is not told again (the 0.5B one spent its repairs so)
 OVERRULED_ONCE_PATCH = "overruled-pass-told-once-per-request"
 WRITE_PATCH = "plan-then-write"  # 2026-12-07: each file's code is written in an answer of its own
 FIX_OUTPUT_CHARS = 4_000  # of each failed step's output, and of each file's content, shown to the coder
@@ -335,10 +333,9 @@ class RequestWorkflow(Controls):
             self._pass_overruled = False  # a new round: the reviewer judges it afresh
 
     async def _coder_fixes(self, round_no: int) -> list[Step]:
-        """The fix from the coder when the reviewer said FAIL without one (or only re-ran a check):
-        the coder sees its plan and what failed, and the file and command steps of its answer are
-        the fix steps. A small reviewer model judges but writes no code (Qwen 0.5B on the real-task
-        benchmark: FAIL, no fix steps, every time); the coder has the files and writes code."""
+        """The fix from the coder when the reviewer said FAIL without one (or only re-ran a check): it
+        sees its plan and what failed. A small reviewer judges but writes no code (Qwen 0.5B: FAIL, no
+        fix steps, every time); the coder has the files and writes code."""
         assert self.inp
         failed = [r for r in self._last_results if not r.ok and not r.skipped]
         report = "\n\n".join(
@@ -360,7 +357,7 @@ class RequestWorkflow(Controls):
 
     # --- phase helpers ---------------------------------------------------------------------------
 
-    def _writing(self, message: str) -> None:
+    def _writing(self, message: str) -> None:  # the write answers' lines, in the stream phase
         self._note("stream", message)
 
     def _review_repair(self, why: str) -> bool:
