@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.llm import call_model
     from activities.review import post_review, safety_review
     from activities.worktree import land_workspace, prepare_workspace
-    from models import rounds, search, writing
+    from models import definitions, rounds, search, writing
     from models.answers import echo, truncated_reason
     from models.config import ApplyMode, Settings
     from models.plan import FileStep, Step, StepNode, iter_nodes
@@ -124,12 +124,19 @@ class Phases:
         return out
 
     async def write_files(
-        self, plan: writing.PlanT, messages: list[ChatMessage], repairs: int, say: Callable[[str], None]
+        self,
+        plan: writing.PlanT,
+        messages: list[ChatMessage],
+        repairs: int,
+        say: Callable[[str], None],
+        keep: dict[str, list[str]] | None = None,
+        request_text: str = "",
     ) -> writing.PlanT:
         """Plan, then write (models/writing.py): each file step's code is asked for on its own,
-        after the plan, as a code block. Python that does not parse is asked for again with
-        the error, ``repairs`` times; what the last answer holds then stands (its checks will fail
-        and say why, and the fix loop goes on from there)."""
+        after the plan, as a code block. Python that does not parse, or a rewrite that drops a
+        definition of ``keep`` (the file's top-level names before the request, by path) that the
+        request does not name, is asked for again with why, ``repairs`` times; what the last answer
+        holds then stands (its checks will fail and say why, and the fix loop goes on from there)."""
         contents: dict[str, str] = {}
         outline = writing.outline(plan).model_dump_json(exclude_none=True)
         for step in writing.to_write(plan):
@@ -143,6 +150,9 @@ class Phases:
                 out = await self.ask_model("coder", "file", conversation, f"coder writes {step.path}"[:200])
                 content = writing.written_content(out.text)
                 problem = cut_short(out) or writing.syntax_error(step.path, content)
+                lost = definitions.dropped(step.path, (keep or {}).get(step.path, []), content, request_text)
+                if not problem and lost and step.action != "append":
+                    problem = definitions.keep_ask(step.path, lost)
                 if not problem:
                     break
                 why = f"{step.path} cannot be used: {problem}"

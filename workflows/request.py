@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.prompt import build_prompt
     from models import rounds
     from models.clip import clip_middle
+    from models.criteria import with_criteria
     from models.details import Details
     from models.events import Finished, MessageQueued, PhaseChanged, post_verdict, safety_verdict
     from models.holds import effective_mode
@@ -52,6 +53,8 @@ OVERRULED_PASS_PATCH = "second-overruled-pass-to-the-coder"  # 2026-12-02: told 
 # 2026-12-07: told once in any round, a reviewer is not told again (the 0.5B one spent its repairs so)
 OVERRULED_ONCE_PATCH = "overruled-pass-told-once-per-request"
 WRITE_PATCH = "plan-then-write"  # 2026-12-07: each file's code is written in an answer of its own
+# 2026-12-08: a criterion that is code is a check of the plan; a rewrite keeps the file's definitions
+CRITERIA_PATCH = "criteria-as-checks-and-kept-definitions"
 FIX_OUTPUT_CHARS = 4_000  # of each failed step's output, and of each file's content, shown to the coder
 FIX_ASK = (
     "Answer with the fix as a plan: a file step for every file you change, content left empty (you write "
@@ -76,6 +79,7 @@ class RequestWorkflow(Controls):
         self._finish_message = ""
         self._prompt: list[ChatMessage] = []  # the system prompt and the request, as first built
         self._test_command = ""
+        self._definitions: dict[str, list[str]] = {}  # each Python file's top-level names before the request
         self._answers: set[str] = set()  # every plan answer so far, normalised: none was accepted
         self._problem = ""  # what was wrong with the last answer, for a changed call after a repeat
         self._last_key = ""  # the normalised text of the plan _plan returned last
@@ -162,7 +166,7 @@ class RequestWorkflow(Controls):
                 summary=f"build the prompt for {self.inp.request_id}",
             )
             self.state.prompt_tokens, self.state.context_files = prompt.approx_tokens, len(prompt.context_files)
-            self._test_command = prompt.test_command
+            self._test_command, self._definitions = prompt.test_command, prompt.definitions
             self._messages = [
                 ChatMessage(role="system", content=prompt.system),
                 ChatMessage(role="user", content=prompt.user),
@@ -198,9 +202,16 @@ class RequestWorkflow(Controls):
                 if added:
                     self.state.added_verify = added
                     self._note("parse", f"the plan had no verify step: added the project's test command `{added}`")
+                plan = self._with_criteria(plan)
                 if workflow.patched(WRITE_PATCH):
+                    keep = self._definitions if workflow.patched(CRITERIA_PATCH) else {}
                     plan = await self.phases.write_files(
-                        plan, self._messages, self.inp.settings.bounds.max_parse_repairs, self._writing
+                        plan,
+                        self._messages,
+                        self.inp.settings.bounds.max_parse_repairs,
+                        self._writing,
+                        keep,
+                        self._request_text(),
                     )
                 self.state.summary = plan.summary
                 return plan
@@ -360,6 +371,15 @@ class RequestWorkflow(Controls):
     def _writing(self, message: str) -> None:  # the write answers' lines, in the stream phase
         self._note("stream", message)
 
+    def _with_criteria(self, plan: Plan) -> Plan:
+        """Criteria that are code become the plan's own checks (models/criteria.py)."""
+        if not workflow.patched(CRITERIA_PATCH):
+            return plan
+        plan, checked = with_criteria(plan, self._criteria())
+        if checked:
+            self._note("parse", "checked as code: " + "; ".join(checked))
+        return plan
+
     def _review_repair(self, why: str) -> bool:
         """Count a reviewer answer iter refused; False once the bound is spent."""
         assert self.inp
@@ -389,10 +409,9 @@ class RequestWorkflow(Controls):
 
     async def _post_review(self, guidance: list[str]) -> PostReview:
         assert self.inp
-        request = self.inp.project.request(self.inp.request_id)
         return await self.phases.review_result(
             self._request_description(),
-            request.criteria if request else [],
+            self._criteria(),
             self.state.tree,
             self.state.results,
             evidence=self.evidence,
@@ -449,6 +468,14 @@ class RequestWorkflow(Controls):
         assert self.inp
         request = self.inp.project.request(self.inp.request_id)
         return request.description if request else self.inp.request_id
+
+    def _criteria(self) -> list[str]:
+        assert self.inp
+        request = self.inp.project.request(self.inp.request_id)
+        return request.criteria if request else []
+
+    def _request_text(self) -> str:
+        return "\n".join([self._request_description(), *self._criteria()])
 
     async def _enter(self, phase: Phase, message: str) -> None:
         """Phase boundaries are where pause takes effect."""
