@@ -64,7 +64,9 @@ ACTIVITIES: list[Any] = [a for acts in ACTIVITIES_BY_ROLE.values() for a in acts
 MAX_CONCURRENT_ACTIVITIES = 100
 IDLE_CHECK_S = 15.0
 SHUTDOWN_WAIT_S = 30.0
-HEARTBEAT_THROTTLE = timedelta(seconds=1)
+# How soon a heartbeat reaches the server. A model call heartbeats each token (the live tail,
+# activities/live.py): at most 20 heartbeats a second per call, and tokens on a screen within it.
+HEARTBEAT_THROTTLE = timedelta(milliseconds=50)
 # A stopping worker hands its activities back at once (LeaveOnShutdown); this is the time their
 # failures have to reach the server before the SDK would cancel them.
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
@@ -107,7 +109,7 @@ def build_worker(
                 workflows=WORKFLOWS if role == "workflows" else [],
                 activities=ACTIVITIES_BY_ROLE[role],
                 max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
-                # Heartbeats carry cancellation back to a running step: send them promptly, not every 8 s.
+                # Heartbeats carry cancellation back and the live tail out: promptly, not every 8 s.
                 max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
                 default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
                 interceptors=interceptors,

@@ -4,9 +4,16 @@ for a viewer on any machine.
 
 Cost and latency: each flush is one signal, so a flush is one history event plus a workflow task.
 Tokens and lines are coalesced: the first item after a quiet spell goes out at once (a viewer
-sees it within one round trip), later ones wait until ``COALESCE_S`` has passed since the last
-flush, so a fast stream costs at most ``1 / COALESCE_S`` signals a second whatever its token rate.
-The contrib client numbers each batch, so a retried signal is never applied twice.
+sees it within one round trip), later ones wait until ``COALESCE_S`` (lines) or
+``TOKEN_COALESCE_S`` (tokens) has passed since the last flush, so a fast stream costs a bounded
+number of signals a second whatever its token rate. The contrib client numbers each batch, so a
+retried signal is never applied twice.
+
+Model tokens also take a fast lane that costs no history: the end of the answer so far rides in
+the activity's heartbeat details (``LiveTail``), which the worker sends within its heartbeat
+throttle and a reader polls with ``describe()`` (``temporal/events.py``). So tokens reach a screen
+about as fast as a heartbeat, while the stream carries them in one signal a second, for readers
+that come late and for every token a heartbeat did not show.
 
 Live events are for people: a stream that cannot be reached never fails the activity. Outside an
 activity (a test calling the code directly), or on a worker with ``ITER_LIVE_EVENTS=0`` (the
@@ -31,9 +38,20 @@ from temporalio import activity
 from temporalio.contrib.workflow_streams import TopicHandle, WorkflowStreamClient
 
 from activities.redact import MASK, redact
-from models.events import MAX_LIVE_OUTPUT_BYTES, OutputLines, Tokens, clip, topic_of
+from models.events import (
+    LIVE_TAIL_CHARS,
+    LIVE_TAIL_KEY,
+    MAX_LIVE_OUTPUT_BYTES,
+    LiveTail,
+    ModelStarted,
+    OutputLines,
+    Tokens,
+    clip,
+    topic_of,
+)
 
 COALESCE_S = float(os.environ.get("ITER_LIVE_COALESCE_MS", "100")) / 1000  # the worker's env: bench trade-offs
+TOKEN_COALESCE_S = float(os.environ.get("ITER_LIVE_TOKEN_COALESCE_MS", "1000")) / 1000  # the fast lane is first
 FALLBACK_FLUSH = timedelta(seconds=1)  # the contrib client's own timer; ours flushes first
 MAX_RETRY = timedelta(seconds=30)  # a Temporal outage: live events are given up, the work goes on
 CLOSE_TIMEOUT_S = 5.0
@@ -43,10 +61,11 @@ log = logging.getLogger(__name__)
 
 
 class LivePublisher:
-    """An async context manager; ``event``, ``token`` and ``lines`` never block and never raise."""
+    """An async context manager; ``event``, ``token``, ``lines`` and ``heartbeat`` never block and
+    never raise."""
 
-    def __init__(self, coalesce_s: float = COALESCE_S) -> None:
-        self.coalesce_s = coalesce_s
+    def __init__(self, coalesce_s: float = COALESCE_S, token_coalesce_s: float = TOKEN_COALESCE_S) -> None:
+        self.coalesce_s, self.token_coalesce_s = coalesce_s, token_coalesce_s
         self._client: WorkflowStreamClient | None = None
         self._topics: dict[str, TopicHandle[Any]] = {}
         self._tokens: list[str] = []
@@ -54,6 +73,14 @@ class LivePublisher:
         self._lines: list[str] = []
         self._lines_ref: tuple[str, str] = ("step", "")
         self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0  # when the pending timer fires
+        self._calls = 0  # model calls started in this activity
+        self._call = ""  # the current one's name
+        self._chars = 0  # characters of its answer so far
+        self._sent_chars = 0  # ... of which the stream has been sent
+        self._tail = ""  # the answer's end, for the heartbeat
+        self._details: dict[str, Any] = {}  # the activity's own heartbeat details, which the tail joins
+        self._fast = False  # whether the heartbeat carries the tail
         self._last_flush = 0.0
         self._output_bytes: dict[str, int] = {}
         self._broken = False
@@ -62,6 +89,7 @@ class LivePublisher:
 
     async def __aenter__(self) -> LivePublisher:
         if activity.in_activity() and os.environ.get(OFF_SWITCH, "1") != "0":
+            self._fast = True
             try:
                 self._client = WorkflowStreamClient.from_within_activity(
                     batch_interval=FALLBACK_FLUSH, max_retry_duration=MAX_RETRY
@@ -92,7 +120,15 @@ class LivePublisher:
     def event(self, event: BaseModel) -> None:
         """A boundary (a model starts, a step ends): sent at once, after what came before it."""
         self._send()
+        if isinstance(event, ModelStarted):
+            self._start_call()
         self._publish(event)
+
+    def heartbeat(self, details: dict[str, Any]) -> None:
+        """The activity's heartbeat, with the answer's tail joined to ``details`` (a heartbeat
+        carries one set of details: the last one sent wins)."""
+        self._details = dict(details)
+        self._beat()
 
     def before_first_token(self, event: BaseModel) -> None:
         """``event`` is sent only if a token follows (a model's header on a quiet retry)."""
@@ -106,7 +142,10 @@ class LivePublisher:
             self._send()
         self._token_role = role
         self._tokens.append(text)
-        self._soon()
+        self._chars += len(text)
+        self._tail = (self._tail + text)[-LIVE_TAIL_CHARS:]
+        self._beat()
+        self._soon(self.token_coalesce_s)
 
     def lines(self, source: str, ref: str, lines: list[str]) -> None:
         """Output lines of a step (ref: its run key) or a hook (ref: its point), capped per ref,
@@ -124,7 +163,7 @@ class LivePublisher:
                 self._lines.append(f"[live output stops after {MAX_LIVE_OUTPUT_BYTES:,} bytes; the result has it]")
         self._output_bytes[ref] = used
         if self._lines:
-            self._soon()
+            self._soon(self.coalesce_s)
 
     def _masked(self, ref: str, lines: list[str]) -> list[str]:
         """``redact`` per line, and a private key block hidden whole (it spans lines, and batches)."""
@@ -144,13 +183,37 @@ class LivePublisher:
 
     # --- coalescing ---------------------------------------------------------------------------
 
-    def _soon(self) -> None:
-        if self._timer is not None:
+    def _start_call(self) -> None:
+        self._calls += 1
+        info = activity.info() if activity.in_activity() else None
+        self._call = f"{info.activity_id}.{info.attempt}.{self._calls}" if info else str(self._calls)
+        self._chars = self._sent_chars = 0
+        self._tail = ""
+
+    def _beat(self) -> None:
+        if not activity.in_activity():
             return
-        wait = self._last_flush + self.coalesce_s - time.monotonic()
+        details = dict(self._details)
+        if self._fast and self._call and self._chars:
+            tail = LiveTail(call=self._call, role=self._token_role, chars=self._chars, tail=self._tail)
+            details[LIVE_TAIL_KEY] = tail.model_dump()
+        try:
+            activity.heartbeat(details)
+        except Exception as exc:  # the heartbeat is for people and for liveness; the call goes on
+            log.warning("heartbeat not sent: %s", exc)
+
+    def _soon(self, delay: float) -> None:
+        due = self._last_flush + delay
+        if self._timer is not None:
+            if self._due <= due:
+                return
+            self._timer.cancel()  # lines are due sooner than the tokens' timer
+            self._timer = None
+        wait = due - time.monotonic()
         if wait <= 0:
             self._send()
         else:
+            self._due = due
             self._timer = asyncio.get_running_loop().call_later(wait, self._send)
 
     def _send(self) -> None:
@@ -158,7 +221,9 @@ class LivePublisher:
             self._timer.cancel()
             self._timer = None
         if self._tokens:
-            self._publish(Tokens(role=self._token_role, text="".join(self._tokens)))
+            text = "".join(self._tokens)
+            self._publish(Tokens(role=self._token_role, text=text, call=self._call, at=self._sent_chars))
+            self._sent_chars += len(text)
             self._tokens = []
         if self._lines:
             source, ref = self._lines_ref

@@ -69,17 +69,17 @@ def stalled_message(silent_s: float, chunks: int) -> str:
     return f"the model has sent nothing for {silent_s:.0f} s ({before}); retrying"
 
 
-async def _watch(progress: Progress) -> None:
-    """Heartbeats while the call lives; returns when the stream has stalled."""
+async def _watch(progress: Progress, live: LivePublisher) -> None:
+    """Heartbeats while the call lives (with the answer's tail: ``LivePublisher.heartbeat``);
+    returns when the stream has stalled."""
     while progress.silent_s() < progress.limit_s():
-        if activity.in_activity():
-            activity.heartbeat(progress.details())
+        live.heartbeat(progress.details())
         await asyncio.sleep(min(HEARTBEAT_EVERY_S, max(progress.limit_s() - progress.silent_s(), 0.05)))
 
 
-async def _until_stalled(progress: Progress, call: Awaitable[StreamResult]) -> StreamResult:
+async def _until_stalled(progress: Progress, call: Awaitable[StreamResult], live: LivePublisher) -> StreamResult:
     stream = asyncio.ensure_future(call)
-    watch = asyncio.ensure_future(_watch(progress))
+    watch = asyncio.ensure_future(_watch(progress, live))
     try:
         await asyncio.wait([stream, watch], return_when=asyncio.FIRST_COMPLETED)
         if stream.done():
@@ -154,6 +154,7 @@ async def _try_models(inp: ModelCallInput, live: LivePublisher) -> ModelCallOutp
                 stream_chat(
                     llm, model, messages, inp.schema_name, json_schema(inp.schema_name), on_token, llm_api_key()
                 ),
+                live,
             )
         except _AnswerTooLong:
             usage = ModelUsage(

@@ -100,14 +100,9 @@ def waiting_lines(desc: WorkflowExecutionDescription) -> list[str]:
 
 
 def _decoded(payloads: Any) -> Any:
-    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporal.payloads import decoded_details
 
-    from temporal.payloads import resolve  # large values are stored by reference
-
-    try:
-        return pydantic_data_converter.payload_converter.from_payloads(resolve(list(payloads)))[0] if payloads else None
-    except Exception:  # details of an unknown shape: nothing to show
-        return None
+    return decoded_details(payloads)
 
 
 def status(

@@ -51,11 +51,32 @@ class ModelStarted(BaseModel):
 
 
 class Tokens(BaseModel):
-    """Consecutive model tokens, coalesced into one item per flush."""
+    """Consecutive model tokens, coalesced into one item per flush. ``call`` names the model call
+    and ``at`` is how many characters of its answer came before these: a reader that already
+    showed them from the call's heartbeat (``LiveTail``) shows only the rest."""
 
     kind: Literal["tokens"] = "tokens"
     role: str
     text: str
+    call: str = ""
+    at: int = 0
+
+
+class LiveTail(BaseModel):
+    """The fast lane of model tokens: the end of the answer so far, in the model-call activity's
+    heartbeat details (key ``live``). Heartbeats reach the server within the worker's throttle
+    and never enter history, so a reader polling ``describe()`` shows tokens sooner than the
+    stream's coalesced signals carry them, at no history cost; the stream still carries every
+    token (a late reader, a missed heartbeat)."""
+
+    call: str
+    role: str
+    chars: int  # characters of the answer so far
+    tail: str  # its last characters (at most LIVE_TAIL_CHARS)
+
+
+LIVE_TAIL_CHARS = 4000
+LIVE_TAIL_KEY = "live"
 
 
 class ModelEnded(BaseModel):

@@ -18,11 +18,18 @@ How: it polls the stream's ``__temporal_workflow_stream_poll`` *query* every ``p
 contrib ``subscribe()`` uses a long-poll *update* instead, which returns a little sooner but
 writes every poll and every item it returns into the workflow's history again (measured in
 bench/bench_latency.py); a query writes nothing, so any number of viewers cost no history.
+
+Model tokens come sooner than the stream carries them (one signal a second: each signal is
+history): while a model call is open, the reader also reads the call's heartbeat (``describe()``
+every ``TAIL_POLL_S``), whose details hold the answer's end (``LiveTail``), and yields what is new
+there. Each call's characters are counted, so the stream's own ``Tokens`` later yield only what
+the heartbeat did not show: every character once, in order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -35,11 +42,27 @@ from temporalio.contrib.workflow_streams import PollInput, PollResult
 from temporalio.contrib.workflow_streams._types import _decode_payload
 from temporalio.service import RPCError, RPCStatusCode
 
-from models.events import TOPIC_EVENTS, TOPIC_OUTPUT, TOPIC_TOKENS, TOPICS, Finished, LiveEvent, Notice, parse_event
+from models.events import (
+    LIVE_TAIL_KEY,
+    TOPIC_EVENTS,
+    TOPIC_OUTPUT,
+    TOPIC_TOKENS,
+    TOPICS,
+    Finished,
+    LiveEvent,
+    LiveTail,
+    ModelEnded,
+    ModelFailed,
+    ModelStarted,
+    Notice,
+    Tokens,
+    parse_event,
+)
 
 POLL_QUERY = "__temporal_workflow_stream_poll"
 OFFSET_QUERY = "__temporal_workflow_stream_offset"
 POLL_S = 0.05
+TAIL_POLL_S = 0.05  # while a model call is open (the worker sends a heartbeat at most every 50 ms too)
 STATUS_EVERY_S = 1.0  # when idle, how often to ask whether the workflow has closed
 QUERY_TIMEOUT = timedelta(seconds=10)
 RETRY_S = 1.0
@@ -61,6 +84,7 @@ class StreamItem:
     offset: int  # the item's position in the stream: pass offset + 1 as from_offset to resume after it
     topic: str
     event: LiveEvent
+    from_heartbeat: bool = False  # tokens a heartbeat showed first: offset is the last stream item's
 
 
 def topics_for(tokens: bool = True, output: bool = True) -> list[str]:
@@ -98,18 +122,76 @@ async def _status(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionStatus |
         return None
 
 
-async def subscribe(
-    client: Client,
-    workflow_id: str,
-    *,
-    from_offset: int = 0,
-    tokens: bool = True,
-    output: bool = True,
-    poll_s: float = POLL_S,
+class TokenLane:
+    """Each model call's characters shown so far, from either lane: what is new in a heartbeat's
+    tail or in a stream ``Tokens`` item, and nothing twice."""
+
+    def __init__(self) -> None:
+        self.shown: dict[str, int] = {}
+        self.open = 0  # model calls started and not yet ended, by the stream's events
+
+    def follow(self, event: LiveEvent) -> LiveEvent | None:
+        """A stream event as it should be shown (a ``Tokens`` item cut to its unseen part), or None."""
+        if isinstance(event, ModelStarted):
+            self.open += 1
+        elif isinstance(event, (ModelEnded, ModelFailed, Finished)):
+            self.open = 0 if isinstance(event, Finished) else max(0, self.open - 1)
+        if not isinstance(event, Tokens) or not event.call:
+            return event
+        seen = self.shown.get(event.call, 0)
+        end = event.at + len(event.text)
+        if end <= seen:
+            return None
+        self.shown[event.call] = end
+        return event.model_copy(update={"text": event.text[max(0, seen - event.at) :], "at": max(seen, event.at)})
+
+    def from_tail(self, tail: LiveTail) -> Tokens | None:
+        """What the heartbeat shows that is new; None when nothing is, or when the tail no longer
+        reaches back to what was shown (the stream fills that gap, in order)."""
+        seen = self.shown.get(tail.call, 0)
+        start = tail.chars - len(tail.tail)
+        if tail.chars <= seen or start > seen:
+            return None
+        self.shown[tail.call] = tail.chars
+        return Tokens(role=tail.role, text=tail.tail[seen - start :], call=tail.call, at=seen)
+
+
+def live_tails(desc: Any) -> list[LiveTail]:
+    """The answer tails in the heartbeats of the workflow's running activities."""
+    from temporal.payloads import decoded_details
+
+    tails: list[LiveTail] = []
+    for pending in desc.raw_description.pending_activities:
+        details = decoded_details(pending.heartbeat_details.payloads)
+        if isinstance(details, dict) and isinstance(details.get(LIVE_TAIL_KEY), dict):
+            with contextlib.suppress(ValidationError):
+                tails.append(LiveTail.model_validate(details[LIVE_TAIL_KEY]))
+    return tails
+
+
+async def _tails(handle: WorkflowHandle[Any, Any], lane: TokenLane, out: asyncio.Queue[_Next]) -> None:
+    """While the stream says a model call is open, the answers' tails in the running activities'
+    heartbeats, every ``TAIL_POLL_S``: on its own task, so a slow stream query never delays them.
+    No running activity means no open call (a call whose end was never published: its worker
+    died), and the polling stops."""
+    while True:
+        await asyncio.sleep(TAIL_POLL_S)
+        if not lane.open:
+            continue
+        try:
+            desc = await handle.describe(rpc_timeout=QUERY_TIMEOUT)
+        except RPCError:
+            continue  # the stream carries the tokens anyway
+        if not desc.raw_description.pending_activities:
+            lane.open = 0
+        for tail in live_tails(desc):
+            out.put_nowait(tail)
+
+
+async def _stream_items(
+    handle: WorkflowHandle[Any, Any], topics: list[str], from_offset: int, poll_s: float
 ) -> AsyncIterator[StreamItem]:
-    """The workflow's events from ``from_offset`` on; see the module's docstring."""
-    handle = client.get_workflow_handle(workflow_id)  # no run id: the latest run, across continue-as-new
-    topics = topics_for(tokens, output)
+    """The stream's own items, polled with the query, with notices about the stream itself."""
     offset = from_offset
     last_status_check = 0.0
     closed = False
@@ -119,7 +201,7 @@ async def subscribe(
             result = await read_batch(handle, topics, offset)
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
-                raise StreamNotFound(f"no workflow {workflow_id}") from None
+                raise StreamNotFound(f"no workflow {handle.id}") from None
             status = await _status(handle)
             if status in CLOSED:
                 return  # closed and its stream cannot be read (no worker to answer): nothing more comes
@@ -155,6 +237,60 @@ async def subscribe(
             if closed:
                 continue
         await asyncio.sleep(poll_s)
+
+
+_Next = StreamItem | LiveTail | BaseException | None  # None: the stream has ended
+
+
+async def _pump(items: AsyncIterator[StreamItem], out: asyncio.Queue[_Next]) -> None:
+    try:
+        async for item in items:
+            out.put_nowait(item)
+        out.put_nowait(None)
+    except Exception as exc:  # StreamNotFound, an RPC failure: the reader raises it
+        out.put_nowait(exc)
+
+
+async def subscribe(
+    client: Client,
+    workflow_id: str,
+    *,
+    from_offset: int = 0,
+    tokens: bool = True,
+    output: bool = True,
+    poll_s: float = POLL_S,
+) -> AsyncIterator[StreamItem]:
+    """The workflow's events from ``from_offset`` on; see the module's docstring."""
+    handle = client.get_workflow_handle(workflow_id)  # no run id: the latest run, across continue-as-new
+    lane = TokenLane()
+    queue: asyncio.Queue[_Next] = asyncio.Queue()
+    tasks = [asyncio.create_task(_pump(_stream_items(handle, topics_for(tokens, output), from_offset, poll_s), queue))]
+    if tokens:
+        tasks.append(asyncio.create_task(_tails(handle, lane, queue)))
+    last = from_offset - 1  # the last stream item's offset: a heartbeat's tokens come after it
+    try:
+        while True:
+            got = await queue.get()
+            if got is None:
+                return
+            if isinstance(got, BaseException):
+                raise got
+            if isinstance(got, LiveTail):
+                fast = lane.from_tail(got)
+                if fast is not None:
+                    yield StreamItem(offset=last, topic=TOPIC_TOKENS, event=fast, from_heartbeat=True)
+                continue
+            if not isinstance(got.event, Notice):  # a reader's notice has no offset of its own
+                last = got.offset
+            shown = lane.follow(got.event)
+            if shown is not None:
+                yield got if shown is got.event else StreamItem(got.offset, got.topic, shown)
+            if isinstance(got.event, Finished):
+                return
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def end_offset(client: Client, workflow_id: str) -> int:

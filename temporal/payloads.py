@@ -213,6 +213,15 @@ def resolve(payloads: Sequence[Payload]) -> list[Payload]:
     return [Payload.FromString(fetch(json.loads(p.data))) if is_reference(p) else p for p in payloads]
 
 
+def decoded_details(payloads: Sequence[Payload]) -> object:
+    """The first value of an activity's heartbeat details, or None (none, or of a shape this
+    version cannot read: nothing to show)."""
+    try:
+        return pydantic_data_converter.payload_converter.from_payloads(resolve(list(payloads)))[0] if payloads else None
+    except Exception:
+        return None
+
+
 def data_converter(settings: Settings) -> DataConverter:
     """iter's converter: pydantic values, large ones by reference."""
     codec = ClaimCheckCodec(store_for(settings), settings.payloads.threshold_bytes)

@@ -27,6 +27,7 @@ from models.events import (
     Tokens,
     VerdictGiven,
 )
+from models.request import ModelUsage
 from temporal.events import StreamItem, end_offset, subscribe
 from tests import replies as r
 from tests.fake_llm import FakeModel
@@ -62,7 +63,8 @@ async def test_a_request_streams_its_whole_story(
     assert state.outcome == "passed", state.error
     events = [i.event for i in items]
     offsets = [i.offset for i in items]
-    assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+    own = [i.offset for i in items if not i.from_heartbeat]  # heartbeat tokens have no offset of their own
+    assert offsets == sorted(offsets) and len(set(own)) == len(own)
     phases = [e.phase for e in events if isinstance(e, PhaseChanged)]
     story = [p for p in phases if p in ("prompt", "stream", "parse", "review", "execute", "verify", "done")]
     assert story[:3] == ["prompt", "stream", "parse"] and "execute" in story and phases[-1] == "done", phases
@@ -143,3 +145,52 @@ async def test_the_stream_keeps_a_bounded_tail_and_says_what_a_reader_missed(cli
     assert isinstance(rest[-1].event, Finished) and rest[-1].offset == n
     assert rest[-2].event == PhaseChanged(phase="execute", message=f"event {n - 1}")
     assert [i.offset for i in rest] == list(range(rest[0].offset, n + 1))
+
+
+async def test_tokens_reach_a_reader_from_the_heartbeat_before_the_stream_and_each_once(
+    client: Client, settings: Settings, workspace: Path, fake: FakeModel
+) -> None:
+    """The fast lane: a slow answer's tokens come from the model call's heartbeat (no history)
+    while the stream carries them about once a second; the reader shows every character once."""
+    fake.script("plan", PLAN)
+    fake.script("safety_review", r.safety_pass())
+    fake.script("post_review", r.post_pass())
+    fake.token_delay_s = 0.06  # the plan alone streams for about four seconds
+
+    handle = await start(client, settings, workspace)
+    items = await asyncio.wait_for(collect(client, handle.id), 120)
+    await handle.result()
+
+    events = [i.event for i in items]
+    starts = [i for i, e in enumerate(events) if isinstance(e, ModelStarted)]
+    tokens = [i for i in items[starts[0] : starts[1]] if isinstance(i.event, Tokens)]
+    assert json.loads("".join(i.event.text for i in tokens)) == PLAN  # type: ignore[union-attr]
+    fast = [i for i in tokens if i.from_heartbeat]
+    assert len(fast) >= 3, f"{len(fast)} of {len(tokens)} token items came from the heartbeat"
+    # The stream itself carried the plan in about one signal a second, not one per 0.1 s.
+    streamed_s = len(fake.calls("plan")) and len(json.dumps(PLAN)) / fake.chunk_chars * fake.token_delay_s
+    stream_items = [i for i in tokens if not i.from_heartbeat]
+    assert streamed_s > 3 and len(stream_items) <= streamed_s + 3, (streamed_s, len(stream_items))
+
+
+def test_the_token_lane_shows_every_character_once_in_order() -> None:
+    from models.events import LiveTail
+    from temporal.events import TokenLane
+
+    lane = TokenLane()
+    assert lane.follow(ModelStarted(role="coder", model="m", schema_name="plan")) is not None and lane.open == 1
+    first = lane.from_tail(LiveTail(call="c", role="coder", chars=5, tail="hello"))
+    assert first is not None and first.text == "hello"
+    assert lane.from_tail(LiveTail(call="c", role="coder", chars=5, tail="hello")) is None  # nothing new
+    # The stream's own item covers what the heartbeat showed and a little more: only the rest.
+    rest = lane.follow(Tokens(role="coder", text="hello wo", call="c", at=0))
+    assert isinstance(rest, Tokens) and rest.text == " wo" and rest.at == 5
+    assert lane.follow(Tokens(role="coder", text="hel", call="c", at=0)) is None
+    # A tail that no longer reaches back to what was shown: the stream fills the gap first.
+    assert lane.from_tail(LiveTail(call="c", role="coder", chars=20, tail="0123456789")) is None
+    gap = lane.follow(Tokens(role="coder", text="rld, and so", call="c", at=8))
+    assert isinstance(gap, Tokens) and gap.text == "rld, and so"
+    late = lane.from_tail(LiveTail(call="c", role="coder", chars=22, tail=" so on"))  # "hello world, and so on"
+    assert isinstance(late, Tokens) and late.text == " on"
+    assert lane.follow(ModelEnded(role="coder", usage=ModelUsage(role="coder", model="m", host="h"))) is not None
+    assert lane.open == 0
