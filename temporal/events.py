@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -169,28 +169,23 @@ def live_tails(desc: Any) -> list[LiveTail]:
     return tails
 
 
-async def _tails(handle: WorkflowHandle[Any, Any], lane: TokenLane, out: asyncio.Queue[_Next]) -> None:
-    """While the stream says a model call is open, the answers' tails in the running activities'
-    heartbeats, every ``TAIL_POLL_S``: on its own task, so a slow stream query never delays them.
-    No running activity means no open call (a call whose end was never published: its worker
-    died), and the polling stops."""
-    while True:
-        await asyncio.sleep(TAIL_POLL_S)
-        if not lane.open:
-            continue
-        try:
-            desc = await handle.describe(rpc_timeout=QUERY_TIMEOUT)
-        except RPCError:
-            continue  # the stream carries the tokens anyway
-        if not desc.raw_description.pending_activities:
-            lane.open = 0
-        for tail in live_tails(desc):
-            out.put_nowait(tail)
+async def _tails(handle: WorkflowHandle[Any, Any], lane: TokenLane, wait_s: float) -> list[LiveTail]:
+    """After ``wait_s``, the answer tails in the running activities' heartbeats; [] when describe
+    fails (the stream carries the tokens anyway). No running activity means no open call (a call
+    whose end was never published: its worker died), and the polling stops."""
+    await asyncio.sleep(wait_s)
+    try:
+        desc = await handle.describe(rpc_timeout=QUERY_TIMEOUT)
+    except RPCError:
+        return []
+    if not desc.raw_description.pending_activities:
+        lane.open = 0
+    return live_tails(desc)
 
 
 async def _stream_items(
     handle: WorkflowHandle[Any, Any], topics: list[str], from_offset: int, poll_s: float
-) -> AsyncIterator[StreamItem]:
+) -> AsyncGenerator[StreamItem, None]:
     """The stream's own items, polled with the query, with notices about the stream itself."""
     offset = from_offset
     last_status_check = 0.0
@@ -239,18 +234,6 @@ async def _stream_items(
         await asyncio.sleep(poll_s)
 
 
-_Next = StreamItem | LiveTail | BaseException | None  # None: the stream has ended
-
-
-async def _pump(items: AsyncIterator[StreamItem], out: asyncio.Queue[_Next]) -> None:
-    try:
-        async for item in items:
-            out.put_nowait(item)
-        out.put_nowait(None)
-    except Exception as exc:  # StreamNotFound, an RPC failure: the reader raises it
-        out.put_nowait(exc)
-
-
 async def subscribe(
     client: Client,
     workflow_id: str,
@@ -260,26 +243,37 @@ async def subscribe(
     output: bool = True,
     poll_s: float = POLL_S,
 ) -> AsyncIterator[StreamItem]:
-    """The workflow's events from ``from_offset`` on; see the module's docstring."""
+    """The workflow's events from ``from_offset`` on; see the module's docstring. The stream's
+    poll and the heartbeat's run side by side (a slow stream query never delays the tokens), and
+    only while the caller is reading: nothing polls for a reader that stopped."""
     handle = client.get_workflow_handle(workflow_id)  # no run id: the latest run, across continue-as-new
     lane = TokenLane()
-    queue: asyncio.Queue[_Next] = asyncio.Queue()
-    tasks = [asyncio.create_task(_pump(_stream_items(handle, topics_for(tokens, output), from_offset, poll_s), queue))]
-    if tokens:
-        tasks.append(asyncio.create_task(_tails(handle, lane, queue)))
+    stream = _stream_items(handle, topics_for(tokens, output), from_offset, poll_s)
+    next_item: asyncio.Future[StreamItem] | None = None
+    tails: asyncio.Future[list[LiveTail]] | None = None
     last = from_offset - 1  # the last stream item's offset: a heartbeat's tokens come after it
+    tail_due = 0.0
     try:
         while True:
-            got = await queue.get()
-            if got is None:
-                return
-            if isinstance(got, BaseException):
-                raise got
-            if isinstance(got, LiveTail):
-                fast = lane.from_tail(got)
-                if fast is not None:
-                    yield StreamItem(offset=last, topic=TOPIC_TOKENS, event=fast, from_heartbeat=True)
+            if next_item is None:
+                next_item = asyncio.ensure_future(anext(stream))
+            if tails is None and tokens and lane.open:
+                tails = asyncio.ensure_future(_tails(handle, lane, max(0.0, tail_due - time.monotonic())))
+            await asyncio.wait([f for f in (next_item, tails) if f is not None], return_when=asyncio.FIRST_COMPLETED)
+            if tails is not None and tails.done():
+                tail_due = time.monotonic() + TAIL_POLL_S
+                for tail in tails.result():
+                    fast = lane.from_tail(tail)
+                    if fast is not None:
+                        yield StreamItem(offset=last, topic=TOPIC_TOKENS, event=fast, from_heartbeat=True)
+                tails = None
+            if not next_item.done():
                 continue
+            try:
+                got = next_item.result()
+            except StopAsyncIteration:
+                return
+            next_item = None
             if not isinstance(got.event, Notice):  # a reader's notice has no offset of its own
                 last = got.offset
             shown = lane.follow(got.event)
@@ -288,9 +282,12 @@ async def subscribe(
             if isinstance(got.event, Finished):
                 return
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for future in (next_item, tails):
+            if future is not None and not future.done():
+                future.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await future
+        await stream.aclose()
 
 
 async def end_offset(client: Client, workflow_id: str) -> int:

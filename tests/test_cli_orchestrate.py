@@ -45,7 +45,7 @@ def test_orchestrate_streams_and_summarises(workspace: Path, cli_env: dict[str, 
     assert "Prompt: " in out and "with 2 context files" in out
     assert "Stream: coder on 127.0.0.1" in out and "tok/s" in out
     assert "Review: 8-point safety check PASS" in out
-    assert "Execute: 3 steps (2 files, 1 commands)" in out
+    assert "Execute: 4 steps (2 files, 2 commands)" in out  # the criterion is checked as code too
     assert "Verify: acceptance criteria PASS, 0 fix round(s)" in out
     assert "Passed: 1 files created, 1 modified" in out
     project = yaml.safe_load((workspace / ".iter/project.yaml").read_text())
@@ -59,7 +59,7 @@ def test_orchestrate_streams_and_summarises(workspace: Path, cli_env: dict[str, 
         "build_prompt (local)",
         "call_model → coder",
         "safety_review → PASS",
-        "execute_steps → s1 ok; s2 ok; s3 ok",
+        "execute_steps → s1 ok; s2 ok; s3 ok; criterion1 ok",
         "post_review → PASS",
         "completed: passed",
     ):

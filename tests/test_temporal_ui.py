@@ -54,4 +54,4 @@ async def test_a_request_explains_itself_in_the_web_ui(
     assert scheduled
     summaries = [json.loads(e.user_metadata.summary.data or b'""') for e in scheduled]
     assert all(summaries), summaries  # every activity, local ones too (a patch marker is none), says what it does
-    assert any("8-point safety review of 2 step(s)" in s for s in summaries), summaries
+    assert any("8-point safety review of 3 step(s)" in s for s in summaries), summaries  # with the criterion
