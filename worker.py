@@ -21,6 +21,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.cleanup import release_executor
+from activities.definitions import keep_definitions
 from activities.evidence import gather_evidence
 from activities.execute import execute_steps
 from activities.executor.sweep import sweep_containers, sweep_journals
@@ -48,6 +49,7 @@ WORKFLOWS: list[type] = [RequestWorkflow, SessionWorkflow]
 ACTIVITIES_BY_ROLE: dict[QueueRole, list[Any]] = {
     "workflows": [
         build_prompt,
+        keep_definitions,
         render_session_prompt,
         release_executor,
         load_hooks,

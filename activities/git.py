@@ -261,7 +261,15 @@ async def commit_paths(top: Path, paths: list[str], message: str) -> str:
     who = await identity(top)
     await git(top, "add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul", stdin=spec)
     await git(
-        top, *who, "commit", "-q", "--no-verify", "-m", message, "--pathspec-from-file=-", "--pathspec-file-nul",
+        top,
+        *who,
+        "commit",
+        "-q",
+        "--no-verify",
+        "-m",
+        message,
+        "--pathspec-from-file=-",
+        "--pathspec-file-nul",
         stdin=spec,
     )
     return (await git(top, "rev-parse", "HEAD")).strip()

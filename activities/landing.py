@@ -154,7 +154,6 @@ async def write_change(cwd: Path, top: Path, change: Change, **where: Any) -> li
     return written
 
 
-
 @dataclass
 class Write:
     """One path of a landing: what the checkout must hold there now, and what it will hold."""

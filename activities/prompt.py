@@ -9,7 +9,6 @@ from pathlib import Path
 from temporalio import activity
 
 from activities.reads import read_capped
-from models.definitions import top_level_names
 from models.edits import WHOLE_FILE_MAX_BYTES
 from models.project import Project
 from models.request import PromptInput, PromptOutput
@@ -99,7 +98,6 @@ def build(inp: PromptInput) -> PromptOutput:
     sections: list[str] = []
     included: list[str] = []
     actions: list[tuple[str, str]] = []  # each file and the action that fits it
-    definitions: dict[str, list[str]] = {}  # what a whole-file rewrite must keep (models/definitions.py)
     for rel in wanted:
         text = read_capped(workspace, rel, inp.max_file_bytes)
         if text is None:
@@ -107,9 +105,6 @@ def build(inp: PromptInput) -> PromptOutput:
             actions.append((rel, "create"))
             continue
         included.append(rel)
-        names = top_level_names(rel, text)
-        if names:
-            definitions[rel] = names
         # Say which action fits: small models "create" files that exist, which the gate blocks.
         large = len(text.encode()) > WHOLE_FILE_MAX_BYTES
         how = "exists, large: change it with action edit" if large else "exists: change it with action modify"
@@ -134,14 +129,7 @@ def build(inp: PromptInput) -> PromptOutput:
         ]
     )
     approx = (len(SYSTEM) + len(user)) // CHARS_PER_TOKEN
-    return PromptOutput(
-        system=SYSTEM,
-        user=user,
-        context_files=included,
-        approx_tokens=approx,
-        test_command=tests,
-        definitions=definitions,
-    )
+    return PromptOutput(system=SYSTEM, user=user, context_files=included, approx_tokens=approx, test_command=tests)
 
 
 @activity.defn

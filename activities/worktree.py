@@ -288,9 +288,7 @@ async def _replay(repo: Repo, base: str, head: str) -> None:
         await commit_paths(repo.top, step.paths, message)
 
 
-async def land_branch(
-    repo: Repo, branch: str, mode: ApplyMode, message: str, record: Path | None = None
-) -> LandOutput:
+async def land_branch(repo: Repo, branch: str, mode: ApplyMode, message: str, record: Path | None = None) -> LandOutput:
     """The branch's change since its base, landed in the checkout (``apply`` or ``commit``) or refused.
     ``record``: where the landing's plan is kept, so that a retried landing makes the same writes once."""
     if record is None:
@@ -369,9 +367,7 @@ async def land(inp: LandInput) -> LandOutput:
             message=f"its change stays on {sb.branch}: {later} or `iter discard {item}`",
         )
     elif inp.mode == "branch":
-        out = LandOutput(
-            landing="branch", result=head, message=f"the change is on {sb.branch}: {later}"
-        )
+        out = LandOutput(landing="branch", result=head, message=f"the change is on {sb.branch}: {later}")
     else:
         out = await land_branch(repo, sb.branch, inp.mode, inp.message, Path(sb.home) / "landing")
     done.write_text(out.model_dump_json())

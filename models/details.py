@@ -56,7 +56,7 @@ def _one_line(text: str) -> str:
 
 def request_details(project: str, request_id: str, description: str, criteria: list[str]) -> str:
     """The static details of a request's workflow: what was asked, and how it is judged."""
-    lines = [f"**request** `{request_id}` of project `{project}`", "", description.strip()[:MAX_DETAIL_CHARS // 2]]
+    lines = [f"**request** `{request_id}` of project `{project}`", "", description.strip()[: MAX_DETAIL_CHARS // 2]]
     if criteria:
         lines += ["", "**acceptance criteria**", *(f"- {_one_line(c)}" for c in criteria[:20])]
     return "\n".join(lines)[:MAX_DETAIL_CHARS]

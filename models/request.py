@@ -124,9 +124,6 @@ class PromptOutput(BaseModel):
     test_command: str = Field(
         default="", description="The project's test command; a plan without a verify step gets it"
     )
-    definitions: dict[str, list[str]] = Field(
-        default_factory=dict, description="Each existing Python file's top-level names: a rewrite keeps them"
-    )
 
 
 Role = Literal["coder", "reviewer"]

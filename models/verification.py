@@ -9,8 +9,9 @@ from models.request import StepResult
 
 def untested_change(last_round: list[StepResult]) -> str:
     """Why the round's result is unverified (a change after the last passing check), or ""."""
-    last_change = max((i for i, r in enumerate(last_round) if r.kind in ("file", "command") and not r.skipped),
-                      default=-1)
+    last_change = max(
+        (i for i, r in enumerate(last_round) if r.kind in ("file", "command") and not r.skipped), default=-1
+    )
     if last_change < 0:
         return ""
     checked = any(r.kind == "verify" and r.ok for r in last_round[last_change + 1 :])

@@ -72,17 +72,21 @@ def fresh_workspace(root: Path) -> Path:
     return ws
 
 
-def project() -> Project:
+def project(*criteria: str) -> Project:
     return Project(
         name="calc",
         stack="python",
         selected_files=["src/calc/ops.py", "tests/test_ops.py"],
-        requests=[FeatureRequest(id="req_01", description="Add a multiply function with a test")],
+        requests=[
+            FeatureRequest(id="req_01", description="Add a multiply function with a test", criteria=list(criteria))
+        ],
     )
 
 
-async def start_request(client: Client, settings: Settings, ws: Path) -> WorkflowHandle[Any, Any]:
-    inp = RequestInput(project=project(), request_id="req_01", workspace=str(ws), settings=settings)
+async def start_request(
+    client: Client, settings: Settings, ws: Path, criteria: tuple[str, ...] = ()
+) -> WorkflowHandle[Any, Any]:
+    inp = RequestInput(project=project(*criteria), request_id="req_01", workspace=str(ws), settings=settings)
     return await client.start_workflow(
         RequestWorkflow.run, inp, id=f"iter-calc-req_01-{uuid.uuid4().hex[:8]}", task_queue=settings.temporal.task_queue
     )
@@ -134,6 +138,19 @@ async def request_pass_overruled_twice(
     fake.default("safety_review", r.safety_pass())
     fake.default("post_review", r.post_pass())
     return await start_request(client, settings, ws)
+
+
+async def request_criterion_checked(
+    client: Client, settings: Settings, ws: Path, fake: FakeModel
+) -> WorkflowHandle[Any, Any]:
+    """A criterion that is code becomes a check, and a rewrite that drops add and subtract is asked
+    for again (workflow.patched 'criteria-as-checks-and-kept-definitions')."""
+    ops = (EXAMPLE / "src/calc/ops.py").read_text()
+    fake.script("plan", r.plan(r.write("s1", "src/calc/ops.py", "", "modify"), r.verify("s2")))
+    fake.script("file", f"```python\n{r.MULTIPLY}```", f"```python\n{ops}\n{r.MULTIPLY}```")
+    fake.default("safety_review", r.safety_pass())
+    fake.default("post_review", r.post_pass())
+    return await start_request(client, settings, ws, ("multiply(3, 4) == 12",))
 
 
 async def request_info_needed(
@@ -217,6 +234,7 @@ SCENARIOS: dict[str, Scenario] = {
     "request_fail_fixed_by_the_coder": request_fail_fixed_by_the_coder,
     "request_pass_overruled_twice": request_pass_overruled_twice,
     "request_info_needed": request_info_needed,
+    "request_criterion_checked": request_criterion_checked,
     "request_block_replanned": request_block_replanned,
     "request_blocked": request_blocked,
     "request_cancel": request_cancel,

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
+from activities.definitions import keep_definitions
 from models.config import Settings
 from models.criteria import as_expression, plan_modules, with_criteria
-from models.definitions import dropped, top_level_names
+from models.definitions import KeepInput, merge, top_level_names
 from models.plan import Plan, VerifyStep
 from policy import Policy
 from policy.engine import evaluate_steps
@@ -89,13 +90,31 @@ def test_the_gate_passes_a_criterion_check_and_still_reads_the_code_in_one(tmp_p
     assert any(f.step_id == "criterion1" for f in findings), findings
 
 
-def test_a_rewrite_that_drops_a_definition_the_request_does_not_name_is_caught() -> None:
-    before = top_level_names("ops.py", OPS.read_text())
-    assert before == ["add", "subtract"]
-    assert dropped("ops.py", before, ONLY_MULTIPLY, "Add multiply") == ["add", "subtract"]
-    assert dropped("ops.py", before, WITH_MULTIPLY, "Add multiply") == []
-    assert dropped("ops.py", before, ONLY_MULTIPLY, "Replace subtract and add by multiply") == []
-    assert dropped("ops.py", before, "def broken(:\n", "Add multiply") == []  # the syntax check speaks
+def test_an_answer_that_leaves_definitions_out_is_merged_into_the_file_as_it_is() -> None:
+    original = OPS.read_text()
+    assert top_level_names("ops.py", original) == ["add", "subtract"]
+    merged, kept = merge("ops.py", original, ONLY_MULTIPLY, "Add multiply")
+    assert kept == ["add", "subtract"] and merged == WITH_MULTIPLY.replace("\n\n\ndef multiply", "\n\n\ndef multiply")
+    assert top_level_names("ops.py", merged) == ["add", "subtract", "multiply"]
+    # A definition the answer gives replaces the file's own in place; a new import goes on top.
+    better_add = "import math\n\n\ndef add(a, b):\n    return math.fsum([a, b])\n"
+    merged, kept = merge("ops.py", original, better_add, "Make add exact")
+    assert kept == ["subtract"] and "math.fsum" in merged and "return a + b" not in merged
+    assert merged.index("import math") < merged.index("def add") < merged.index("def subtract")
+    # What the request names may go; an answer that keeps everything is taken as it is.
+    assert merge("ops.py", original, ONLY_MULTIPLY, "Replace add and subtract by multiply") == (ONLY_MULTIPLY, [])
+    assert merge("ops.py", original, WITH_MULTIPLY, "Add multiply") == (WITH_MULTIPLY, [])
+    assert merge("ops.py", original, "def broken(:\n", "x") == ("def broken(:\n", [])  # the syntax check speaks
+    assert merge("notes.md", "# a\n", "b\n", "x") == ("b\n", [])
+
+
+async def test_the_merge_never_reads_through_a_symlink_out_of_the_workspace(tmp_path: Path) -> None:
+    ws, outside = tmp_path / "ws", tmp_path / "outside.py"
+    ws.mkdir()
+    outside.write_text("SECRET = 'sk-live-do-not-read'\n\n\ndef add(a, b):\n    return a + b\n")
+    (ws / "ops.py").symlink_to(outside)
+    out = await keep_definitions(KeepInput(workspace=str(ws), path="ops.py", content=ONLY_MULTIPLY, request_text=""))
+    assert out.content == ONLY_MULTIPLY and out.kept == []  # nothing of the outside file reaches the plan
 
 
 @pytest.mark.usefixtures("worker")
@@ -118,18 +137,21 @@ async def test_a_reviewer_pass_cannot_stand_over_a_criterion_the_code_does_not_m
 
 
 @pytest.mark.usefixtures("worker")
-async def test_the_coder_is_asked_again_for_a_file_it_cut_down_and_the_criterion_passes(
+async def test_a_file_answer_that_left_definitions_out_keeps_them_and_the_criterion_passes(
     client: Client, settings: Settings, workspace: Path, fake: FakeModel
 ) -> None:
+    """The demo's 0.5B answer: only the new function. Kept, not asked again (the model sent the
+    same answer back every time it was asked)."""
     fake.script("plan", r.plan(r.write("s1", "src/calc/ops.py", "", "modify"), r.verify("s2")))
-    fake.script("file", f"```python\n{ONLY_MULTIPLY}```", f"```python\n{WITH_MULTIPLY}```")
+    fake.script("file", f"```python\n{ONLY_MULTIPLY}```")
     fake.default("safety_review", r.safety_pass())
     fake.script("post_review", r.post_pass())
 
     state = await run_request(client, settings, workspace, example_project(CRITERION))
 
     assert state.outcome == "passed", state.error
-    repair = fake.calls("file")[1]["messages"][-1]["content"]
-    assert "it drops add, subtract, which src/calc/ops.py defines now" in repair
-    assert (workspace / "src/calc/ops.py").read_text() == WITH_MULTIPLY
+    assert len(fake.calls("file")) == 1
+    written = (workspace / "src/calc/ops.py").read_text()
+    assert top_level_names("ops.py", written) == ["add", "subtract", "multiply"]
+    assert any("left out add, subtract: kept from src/calc/ops.py" in e.message for e in state.events)
     assert [(res.step_id, res.ok) for res in state.results] == [("s1", True), ("s2", True), ("criterion1", True)]

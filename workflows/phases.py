@@ -15,13 +15,15 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
     from activities.cleanup import release_executor
+    from activities.definitions import keep_definitions
     from activities.execute import execute_steps
     from activities.llm import call_model
     from activities.review import post_review, safety_review
     from activities.worktree import land_workspace, prepare_workspace
-    from models import definitions, rounds, search, writing
+    from models import rounds, search, writing
     from models.answers import echo, truncated_reason
     from models.config import ApplyMode, Settings
+    from models.definitions import KeepInput
     from models.plan import FileStep, Step, StepNode, iter_nodes
     from models.repetition import repeating_pattern
     from models.request import (
@@ -129,14 +131,14 @@ class Phases:
         messages: list[ChatMessage],
         repairs: int,
         say: Callable[[str], None],
-        keep: dict[str, list[str]] | None = None,
+        keep: bool = False,
         request_text: str = "",
     ) -> writing.PlanT:
         """Plan, then write (models/writing.py): each file step's code is asked for on its own,
-        after the plan, as a code block. Python that does not parse, or a rewrite that drops a
-        definition of ``keep`` (the file's top-level names before the request, by path) that the
-        request does not name, is asked for again with why, ``repairs`` times; what the last answer
-        holds then stands (its checks will fail and say why, and the fix loop goes on from there)."""
+        after the plan, as a code block. Python that does not parse is asked for again with the
+        error, ``repairs`` times; what the last answer holds then stands (its checks will fail and
+        say why, and the fix loop goes on from there). With ``keep``, a modified Python file keeps
+        the definitions the answer left out and ``request_text`` does not name (models/definitions.py)."""
         contents: dict[str, str] = {}
         outline = writing.outline(plan).model_dump_json(exclude_none=True)
         for step in writing.to_write(plan):
@@ -150,15 +152,25 @@ class Phases:
                 out = await self.ask_model("coder", "file", conversation, f"coder writes {step.path}"[:200])
                 content = writing.written_content(out.text)
                 problem = cut_short(out) or writing.syntax_error(step.path, content)
-                lost = definitions.dropped(step.path, (keep or {}).get(step.path, []), content, request_text)
-                if not problem and lost and step.action != "append":
-                    problem = definitions.keep_ask(step.path, lost)
                 if not problem:
                     break
                 why = f"{step.path} cannot be used: {problem}"
                 conversation = with_repair(conversation, out.text, why, writing.write_ask(step, plan.summary))
+            if keep and step.action == "modify" and step.path.endswith(".py"):
+                content = await self._keep_definitions(step.path, content, request_text, say)
             contents[step.id] = content
         return writing.filled(plan, contents)
+
+    async def _keep_definitions(self, path: str, content: str, request_text: str, say: Callable[[str], None]) -> str:
+        merged = await workflow.execute_local_activity(
+            keep_definitions,
+            KeepInput(workspace=self.workspace, path=path, content=content, request_text=request_text),
+            start_to_close_timeout=options.PROMPT_TIMEOUT,
+            summary=f"keep the definitions of {path}"[:200],
+        )
+        if merged.kept:
+            say(f"the answer left out {', '.join(merged.kept)}: kept from {path} as it is")
+        return merged.content
 
     async def review_safety(
         self, description: str, steps: list[Step], guidance: list[str] | None = None

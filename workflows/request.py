@@ -65,7 +65,6 @@ class RequestWorkflow(VerifyLoop):
         self._finish_message = ""
         self._prompt: list[ChatMessage] = []  # the system prompt and the request, as first built
         self._test_command = ""
-        self._definitions: dict[str, list[str]] = {}  # each Python file's top-level names before the request
         self._answers: set[str] = set()  # every plan answer so far, normalised: none was accepted
         self._problem = ""  # what was wrong with the last answer, for a changed call after a repeat
         self._last_key = ""  # the normalised text of the plan _plan returned last
@@ -152,7 +151,7 @@ class RequestWorkflow(VerifyLoop):
                 summary=f"build the prompt for {self.inp.request_id}",
             )
             self.state.prompt_tokens, self.state.context_files = prompt.approx_tokens, len(prompt.context_files)
-            self._test_command, self._definitions = prompt.test_command, prompt.definitions
+            self._test_command = prompt.test_command
             self._messages = [
                 ChatMessage(role="system", content=prompt.system),
                 ChatMessage(role="user", content=prompt.user),
@@ -190,7 +189,7 @@ class RequestWorkflow(VerifyLoop):
                     self._note("parse", f"the plan had no verify step: added the project's test command `{added}`")
                 plan = self._with_criteria(plan)
                 if workflow.patched(WRITE_PATCH):
-                    keep = self._definitions if workflow.patched(CRITERIA_PATCH) else {}
+                    keep = workflow.patched(CRITERIA_PATCH)
                     plan = await self.phases.write_files(
                         plan,
                         self._messages,
