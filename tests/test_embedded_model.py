@@ -8,6 +8,8 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,9 +21,6 @@ from tests.cli import iter_cmd, setup_project
 pytestmark = [
     pytest.mark.llama,
     pytest.mark.timeout(1500),
-    # Opt-in: the calc request is harder for the 0.5B model than test_llama_qwen's, and this one has
-    # not passed end to end yet (see the round's closing note); an unproven bound must not fail CI.
-    pytest.mark.skipif(os.environ.get("ITER_QWEN_TIER") != "1", reason="opt-in until proven: ITER_QWEN_TIER=1"),
 ]
 
 
@@ -55,6 +54,13 @@ def test_no_model_server_configured_starts_the_embedded_one_and_a_request_passes
         assert "Passed:" in done.stdout
         status = json.loads(iter_cmd(workspace, env, "status", "req_01", "--json").stdout)
         assert {u["model"] for u in status["usage"]} == {"qwen2.5-coder-0.5b"}
+        # A real change, not old tests passing: the criterion holds outside iter, and nothing was lost.
+        check = (
+            "from calc.ops import add, subtract, multiply; "
+            "assert (multiply(3, 4), add(1, 2), subtract(3, 1)) == (12, 3, 2)"
+        )
+        outside = subprocess.run([sys.executable, "-c", check], cwd=workspace / "src", capture_output=True, text=True)
+        assert outside.returncode == 0, outside.stderr + (workspace / "src/calc/ops.py").read_text()
     finally:
         data = tmp_path / "fresh-data"
         state = data / "llama-server.json"
