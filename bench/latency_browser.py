@@ -195,7 +195,7 @@ def send_times(fake: FakeModel, text: str) -> dict[str, float]:
 
 async def measure(client: Client, settings: Settings, fake: FakeModel, dashboard_base: str, tokens: int) -> Result:
     """One request whose coder streams ``tokens`` markers; the page is open before it starts."""
-    from playwright.async_api import async_playwright
+    from playwright.async_api import async_playwright, expect
 
     text = marker_plan(tokens)
     fake.chunk_chars = len(MARKER.format(0))
@@ -222,7 +222,8 @@ async def measure(client: Client, settings: Settings, fake: FakeModel, dashboard
             start_signal="pause",  # held before its first phase until the page listens
         )
         await page.goto(f"{dashboard_base}/#{wid}")
-        await page.wait_for_function("document.getElementById('wf-status').textContent === 'running'")
+        # A locator, not wait_for_function: the dashboard's CSP forbids the eval that one needs.
+        await expect(page.locator("#wf-status")).to_have_text("running", timeout=60_000)
         direct: dict[str, float] = {}
         reader = asyncio.create_task(read_stream(client, wid, direct, tokens))
         await handle.signal(RequestWorkflow.resume)
