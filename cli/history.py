@@ -58,6 +58,8 @@ def _result_brief(result: Any) -> str:
             return f"{result['verdict']}" + (f": {reasons}" if reasons else "")
         if "review" in result:
             return f"{result['review']['verdict']}"
+        if "kept" in result and "content" in result:  # keep_definitions
+            return f"kept {', '.join(result['kept'])}" if result["kept"] else "the answer kept every definition"
     return _brief(result)
 
 

@@ -11,6 +11,7 @@ import pytest
 from temporalio.client import Client
 
 from activities.definitions import keep_definitions
+from cli.history import _result_brief
 from models.config import Settings
 from models.criteria import as_expression, plan_modules, with_criteria
 from models.definitions import KeepInput, merge, top_level_names
@@ -94,7 +95,7 @@ def test_an_answer_that_leaves_definitions_out_is_merged_into_the_file_as_it_is(
     original = OPS.read_text()
     assert top_level_names("ops.py", original) == ["add", "subtract"]
     merged, kept = merge("ops.py", original, ONLY_MULTIPLY, "Add multiply")
-    assert kept == ["add", "subtract"] and merged == WITH_MULTIPLY.replace("\n\n\ndef multiply", "\n\n\ndef multiply")
+    assert kept == ["add", "subtract"] and merged == WITH_MULTIPLY
     assert top_level_names("ops.py", merged) == ["add", "subtract", "multiply"]
     # A definition the answer gives replaces the file's own in place; a new import goes on top.
     better_add = "import math\n\n\ndef add(a, b):\n    return math.fsum([a, b])\n"
@@ -154,4 +155,5 @@ async def test_a_file_answer_that_left_definitions_out_keeps_them_and_the_criter
     written = (workspace / "src/calc/ops.py").read_text()
     assert top_level_names("ops.py", written) == ["add", "subtract", "multiply"]
     assert any("left out add, subtract: kept from src/calc/ops.py" in e.message for e in state.events)
+    assert _result_brief({"content": written, "kept": ["add", "subtract"]}) == "kept add, subtract"  # iter history
     assert [(res.step_id, res.ok) for res in state.results] == [("s1", True), ("s2", True), ("criterion1", True)]
