@@ -84,11 +84,12 @@ def waiting_lines(desc: WorkflowExecutionDescription) -> list[str]:
     """What the running activities wait on: a model that has gone quiet (from its heartbeat), or
     the last failure of an activity being retried."""
     from cli.waiting import explain
+    from temporal.payloads import decoded_details
 
     lines = []
     for pending in desc.raw_description.pending_activities:
         name = pending.activity_type.name
-        details = _decoded(pending.heartbeat_details.payloads)
+        details = decoded_details(pending.heartbeat_details.payloads)
         silent = details.get("silent_s", 0) if isinstance(details, dict) else 0
         if silent >= SHOW_SILENCE_S:
             limit = details.get("limit_s", 0)
@@ -97,12 +98,6 @@ def waiting_lines(desc: WorkflowExecutionDescription) -> list[str]:
         if said:
             lines.append(said)
     return lines
-
-
-def _decoded(payloads: Any) -> Any:
-    from temporal.payloads import decoded_details
-
-    return decoded_details(payloads)
 
 
 def status(

@@ -28,7 +28,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -213,7 +213,7 @@ def resolve(payloads: Sequence[Payload]) -> list[Payload]:
     return [Payload.FromString(fetch(json.loads(p.data))) if is_reference(p) else p for p in payloads]
 
 
-def decoded_details(payloads: Sequence[Payload]) -> object:
+def decoded_details(payloads: Sequence[Payload]) -> Any:
     """The first value of an activity's heartbeat details, or None (none, or of a shape this
     version cannot read: nothing to show)."""
     try:
